@@ -1,0 +1,41 @@
+"""Converts an HF checkpoint directory into pretty_jax's own format.
+
+    python -m pretty_jax.convert --hf_dir=DIR --out_dir=DIR [--dtype=bfloat16|float32]
+
+The output holds our parameters (`pretty_jax_params.safetensors`, already in our
+layout, so loading is a straight read) and copies of the config and tokenizer files.
+No torch is needed unless the checkpoint only has `pytorch_model*.bin` weights.
+"""
+
+import time
+from pathlib import Path
+
+from absl import flags
+
+from pretty_jax import checkpoint, cli
+
+_HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory (config.json + weights).", required=True)
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Directory to write the converted checkpoint to.", required=True)
+_DTYPE = flags.DEFINE_enum(
+    "dtype", "bfloat16", list(checkpoint.DTYPES), "Parameter dtype of the converted checkpoint."
+)
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Replace an existing converted checkpoint in --out_dir."
+)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    start = time.perf_counter()
+    counts = checkpoint.convert_checkpoint(
+        Path(_HF_DIR.value), Path(_OUT_DIR.value), _DTYPE.value, overwrite=_OVERWRITE.value
+    )
+    print(
+        f"converted {_HF_DIR.value} -> {_OUT_DIR.value}: {counts['parameters']:,} parameters "
+        f"in {counts['tensors']} tensors, {counts['bytes'] / 2**20:.1f} MiB {_DTYPE.value}, "
+        f"{time.perf_counter() - start:.1f}s"
+    )
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,221 @@
+"""The BLOOM family (BLOOM, BLOOMZ): ALiBi attention with a fused per-head QKV
+projection, LayerNorm on the embeddings, biases everywhere, tanh-GELU MLP and a head
+tied to the embeddings."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from pretty_jax.models import layers
+from pretty_jax.models.conversion import CheckpointLayout, Flat, HFTensor, Linear
+from pretty_jax.errors import ConfigError
+from pretty_jax.models.hf_config import SpecialTokens, require, special_tokens_from_hf
+
+MODEL_TYPES = ("bloom",)
+
+
+@dataclasses.dataclass(frozen=True)
+class BloomConfig:
+    """Architecture of a BLOOM model. `residual_post_layernorm` is HF's
+    `apply_residual_connection_post_layernorm`."""
+
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    layer_norm_eps: float
+    residual_post_layernorm: bool
+    tie_word_embeddings: bool
+    special_tokens: SpecialTokens
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def num_kv_heads(self) -> int:
+        return self.num_heads
+
+    @property
+    def layer_windows(self) -> tuple[None, ...]:
+        return (None,) * self.num_layers
+
+
+def config_from_hf(
+    hf: Mapping[str, Any], where: str, generation: Mapping[str, Any] | None = None
+) -> BloomConfig:
+    """Builds the architecture from an HF config dict (`where` names it in errors)."""
+    if hf.get("model_type") not in MODEL_TYPES:
+        raise ConfigError(f"{where}: model_type {hf.get('model_type')!r} is not 'bloom'")
+    hidden = int(require(hf, ["hidden_size", "n_embed"], where))
+    num_heads = int(require(hf, ["n_head", "num_attention_heads"], where))
+    if hidden % num_heads:
+        raise ConfigError(f"{where}: hidden size {hidden} is not a multiple of {num_heads} heads")
+    return BloomConfig(
+        model_type="bloom",
+        vocab_size=int(require(hf, ["vocab_size"], where)),
+        hidden_size=hidden,
+        num_layers=int(require(hf, ["n_layer", "num_hidden_layers"], where)),
+        num_heads=num_heads,
+        layer_norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
+        residual_post_layernorm=bool(hf.get("apply_residual_connection_post_layernorm", False)),
+        tie_word_embeddings=bool(hf.get("tie_word_embeddings", True)),
+        special_tokens=special_tokens_from_hf(hf, generation),
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def alibi_slopes(num_heads: int) -> np.ndarray:
+    """[N] float32 ALiBi slopes: a geometric sequence for the nearest power of two,
+    interleaved extra slopes for the remaining heads (Press et al.; HF's layout)."""
+    closest = 2 ** math.floor(math.log2(num_heads))
+    base = np.float32(2 ** (-(2 ** -(math.log2(closest) - 3))))
+    slopes = base ** np.arange(1, closest + 1, dtype=np.float32)
+    if closest != num_heads:
+        extra_base = np.float32(2 ** (-(2 ** -(math.log2(2 * closest) - 3))))
+        remaining = min(closest, num_heads - closest)
+        extra = extra_base ** np.arange(1, 2 * remaining + 1, 2, dtype=np.float32)
+        slopes = np.concatenate([slopes, extra])
+    return slopes.astype(np.float32)
+
+
+def tanh_gelu(x: jax.Array) -> jax.Array:
+    """BLOOM's GELU: the tanh approximation with Megatron's constants."""
+    return x * 0.5 * (1.0 + jnp.tanh(0.79788456 * x * (1 + 0.044715 * x * x)))
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: BloomConfig, *, dtype, rngs: nnx.Rngs):
+        D, N, H = cfg.hidden_size, cfg.num_heads, cfg.head_dim
+        # Fused projection in HF's per-head layout: for each head, its q, k and v.
+        self.qkv_proj = layers.param(rngs, (D, N, 3, H), ("embed", "heads", None, "head_dim"), dtype)
+        self.qkv_bias = layers.param(rngs, (N, 3, H), ("heads", None, "head_dim"), dtype, init="zeros")
+        self.o_proj = layers.param(rngs, (N, H, D), ("heads", "head_dim", "embed"), dtype)
+        self.o_bias = layers.param(rngs, (D,), ("embed",), dtype, init="zeros")
+        self.num_heads = N
+        self.head_dim = H
+
+    def __call__(self, x_BTD, positions_BT, key_positions_BS, cache_kv, write_slot):
+        qkv_BTNCH = jnp.einsum("btd,dnch->btnch", x_BTD, self.qkv_proj[...]) + self.qkv_bias[...]
+        q_BTNH, k_BTNH, v_BTNH = (qkv_BTNCH[:, :, :, i] for i in range(3))
+        k_BSNH, v_BSNH = layers.write_kv(cache_kv, k_BTNH, v_BTNH, write_slot)
+        out_BTNH = layers.attend(
+            q_BTNH,
+            k_BSNH,
+            v_BSNH,
+            positions_BT,
+            key_positions_BS,
+            scale=self.head_dim**-0.5,
+            alibi_slopes_N=alibi_slopes(self.num_heads),
+        )
+        y_BTD = jnp.einsum("btnh,nhd->btd", out_BTNH, self.o_proj[...]) + self.o_bias[...]
+        return y_BTD, (k_BSNH, v_BSNH)
+
+
+class MLP(nnx.Module):
+    def __init__(self, cfg: BloomConfig, *, dtype, rngs: nnx.Rngs):
+        D, F = cfg.hidden_size, 4 * cfg.hidden_size
+        self.up_proj = layers.param(rngs, (D, F), ("embed", "mlp"), dtype)
+        self.up_bias = layers.param(rngs, (F,), ("mlp",), dtype, init="zeros")
+        self.down_proj = layers.param(rngs, (F, D), ("mlp", "embed"), dtype)
+        self.down_bias = layers.param(rngs, (D,), ("embed",), dtype, init="zeros")
+
+    def __call__(self, x_BTD):
+        h_BTF = tanh_gelu(jnp.einsum("btd,df->btf", x_BTD, self.up_proj[...]) + self.up_bias[...])
+        return jnp.einsum("btf,fd->btd", h_BTF, self.down_proj[...]) + self.down_bias[...]
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: BloomConfig, *, dtype, rngs: nnx.Rngs):
+        self.attn_norm = layers.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, dtype=dtype, rngs=rngs)
+        self.attn = Attention(cfg, dtype=dtype, rngs=rngs)
+        self.mlp_norm = layers.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, dtype=dtype, rngs=rngs)
+        self.mlp = MLP(cfg, dtype=dtype, rngs=rngs)
+        self.residual_post_layernorm = cfg.residual_post_layernorm
+
+    def __call__(self, x_BTD, positions_BT, key_positions_BS, cache_kv, write_slot):
+        normed_BTD = self.attn_norm(x_BTD)
+        residual_BTD = normed_BTD if self.residual_post_layernorm else x_BTD
+        h_BTD, kv = self.attn(normed_BTD, positions_BT, key_positions_BS, cache_kv, write_slot)
+        x_BTD = residual_BTD + h_BTD
+        normed_BTD = self.mlp_norm(x_BTD)
+        residual_BTD = normed_BTD if self.residual_post_layernorm else x_BTD
+        return residual_BTD + self.mlp(normed_BTD), kv
+
+
+class Bloom(nnx.Module):
+    """A BLOOM causal LM; same call interface as `llama.Llama`."""
+
+    def __init__(self, cfg: BloomConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
+        self.config = cfg
+        self.embed = layers.param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), dtype)
+        self.embed_norm = layers.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, dtype=dtype, rngs=rngs)
+        self.layers = nnx.List([Block(cfg, dtype=dtype, rngs=rngs) for _ in range(cfg.num_layers)])
+        self.final_norm = layers.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, dtype=dtype, rngs=rngs)
+        self.lm_head = (
+            None
+            if cfg.tie_word_embeddings
+            else layers.param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), dtype)
+        )
+
+    def hidden_states(self, tokens_BT, positions_BT, attention_mask_BT, cache=None):
+        """Final-normed hidden states [B, T, D] and the updated cache."""
+        x_BTD = self.embed_norm(jnp.take(self.embed[...], tokens_BT, axis=0))
+        x_BTD, cache = layers.run_blocks(self.layers, x_BTD, positions_BT, attention_mask_BT, cache)
+        return self.final_norm(x_BTD), cache
+
+    def logits(self, h_BTD):
+        head = None if self.lm_head is None else self.lm_head[...]
+        return layers.tied_or_separate_logits(h_BTD, self.embed[...], head)
+
+    def __call__(self, tokens_BT, positions_BT, attention_mask_BT, cache=None):
+        h_BTD, cache = self.hidden_states(tokens_BT, positions_BT, attention_mask_BT, cache)
+        return self.logits(h_BTD), cache
+
+
+def checkpoint_layout(cfg: BloomConfig) -> CheckpointLayout:
+    """Where each parameter lives in an HF `BloomForCausalLM` checkpoint. Keys may or
+    may not carry the `transformer.` prefix (the original BigScience files do not)."""
+    tensors = {
+        "embed": HFTensor("transformer.word_embeddings.weight"),
+        "embed_norm.scale": HFTensor("transformer.word_embeddings_layernorm.weight"),
+        "embed_norm.bias": HFTensor("transformer.word_embeddings_layernorm.bias"),
+        "final_norm.scale": HFTensor("transformer.ln_f.weight"),
+        "final_norm.bias": HFTensor("transformer.ln_f.bias"),
+    }
+    if not cfg.tie_word_embeddings:
+        tensors["lm_head"] = HFTensor("lm_head.weight")
+    for i in range(cfg.num_layers):
+        ours, hf = f"layers.{i}", f"transformer.h.{i}"
+        tensors |= {
+            f"{ours}.attn_norm.scale": HFTensor(f"{hf}.input_layernorm.weight"),
+            f"{ours}.attn_norm.bias": HFTensor(f"{hf}.input_layernorm.bias"),
+            f"{ours}.mlp_norm.scale": HFTensor(f"{hf}.post_attention_layernorm.weight"),
+            f"{ours}.mlp_norm.bias": HFTensor(f"{hf}.post_attention_layernorm.bias"),
+            f"{ours}.attn.qkv_proj": HFTensor(f"{hf}.self_attention.query_key_value.weight", Linear(1)),
+            f"{ours}.attn.qkv_bias": HFTensor(f"{hf}.self_attention.query_key_value.bias", Flat()),
+            f"{ours}.attn.o_proj": HFTensor(f"{hf}.self_attention.dense.weight", Linear(2)),
+            f"{ours}.attn.o_bias": HFTensor(f"{hf}.self_attention.dense.bias"),
+            f"{ours}.mlp.up_proj": HFTensor(f"{hf}.mlp.dense_h_to_4h.weight", Linear(1)),
+            f"{ours}.mlp.up_bias": HFTensor(f"{hf}.mlp.dense_h_to_4h.bias"),
+            f"{ours}.mlp.down_proj": HFTensor(f"{hf}.mlp.dense_4h_to_h.weight", Linear(1)),
+            f"{ours}.mlp.down_bias": HFTensor(f"{hf}.mlp.dense_4h_to_h.bias"),
+        }
+    aliases = tuple(
+        (prefix, f"transformer.{prefix}")
+        for prefix in ("word_embeddings.", "word_embeddings_layernorm.", "h.", "ln_f.")
+    )
+    return CheckpointLayout(
+        tensors=tensors,
+        aliases=aliases,
+        tied=(("lm_head.weight", "embed"),) if cfg.tie_word_embeddings else (),
+    )

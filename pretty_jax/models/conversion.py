@@ -1,0 +1,210 @@
+"""HF tensor names and layouts -> pretty_jax parameters, refusing to guess.
+
+Each family describes its checkpoint as a layout: for every one of our parameter paths
+(`layers.3.attn.q_proj`), the HF tensor that fills it and how its layout changes. The
+converter then checks the whole checkpoint before reading a byte of it: every HF tensor
+must be used (or be a known non-parameter buffer), every parameter must be found, and
+every shape must be the one the config implies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+
+from pretty_jax.errors import CheckpointError
+
+
+@dataclasses.dataclass(frozen=True)
+class Same:
+    """The HF tensor already has our shape and layout."""
+
+    def hf_shape(self, our_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return our_shape
+
+    def to_ours(self, hf: np.ndarray, our_shape: tuple[int, ...]) -> np.ndarray:
+        return hf
+
+
+@dataclasses.dataclass(frozen=True)
+class Flat:
+    """A flat HF vector (a bias) split into our axes, e.g. [N*H] -> [N, H]."""
+
+    def hf_shape(self, our_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (math.prod(our_shape),)
+
+    def to_ours(self, hf: np.ndarray, our_shape: tuple[int, ...]) -> np.ndarray:
+        return hf.reshape(our_shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Linear:
+    """A torch `nn.Linear` weight [out, in] -> ours [*in_axes, *out_axes].
+
+    `num_in_axes` says how many of our leading axes are the input side, e.g. a query
+    projection [D, N, H] has one, an output projection [N, H, D] has two.
+    """
+
+    num_in_axes: int
+
+    def hf_shape(self, our_shape: tuple[int, ...]) -> tuple[int, ...]:
+        in_axes, out_axes = our_shape[: self.num_in_axes], our_shape[self.num_in_axes :]
+        return (math.prod(out_axes), math.prod(in_axes))
+
+    def to_ours(self, hf: np.ndarray, our_shape: tuple[int, ...]) -> np.ndarray:
+        return np.ascontiguousarray(hf.T).reshape(our_shape)
+
+
+Transform = Same | Flat | Linear
+
+
+@dataclasses.dataclass(frozen=True)
+class HFTensor:
+    """Where one of our parameters comes from in an HF checkpoint."""
+
+    key: str
+    transform: Transform = Same()
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointLayout:
+    """A family's HF checkpoint description.
+
+    tensors: our parameter path -> its HF tensor.
+    ignored: regexes of HF keys that are buffers, not parameters (e.g. cached rotary
+      frequencies in old LLaMA checkpoints).
+    aliases: HF key prefixes that some checkpoints omit or add; each (prefix, canonical)
+      pair rewrites a key starting with `prefix` to start with `canonical`.
+    tied: pairs (HF key, our path) of tensors that the config ties to another
+      parameter: when the checkpoint holds one anyway it must equal the tied
+      parameter, or the config is wrong.
+    """
+
+    tensors: Mapping[str, HFTensor]
+    ignored: tuple[str, ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()
+    tied: tuple[tuple[str, str], ...] = ()
+
+    def canonical(self, hf_key: str) -> str:
+        for prefix, canonical in self.aliases:
+            if hf_key.startswith(prefix):
+                return canonical + hf_key[len(prefix) :]
+        return hf_key
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSource:
+    """Read access to the tensors of a checkpoint: names, shapes and values.
+
+    keys: every tensor name, each once (duplicates are refused when the source is
+      built). shape(key) -> shape without reading; read(key) -> numpy array.
+    """
+
+    description: str
+    keys: tuple[str, ...]
+    shape: Callable[[str], tuple[int, ...]]
+    read: Callable[[str], np.ndarray]
+
+
+def _listing(title: str, items: Iterable[str], limit: int = 20) -> str:
+    items = sorted(items)
+    shown = "\n    ".join(items[:limit])
+    more = f"\n    ... and {len(items) - limit} more" if len(items) > limit else ""
+    return f"  {title} ({len(items)}):\n    {shown}{more}"
+
+
+def match_layout(
+    layout: CheckpointLayout,
+    source: TensorSource,
+    our_shapes: Mapping[str, tuple[int, ...]],
+) -> dict[str, str]:
+    """Checks `source` against `layout` and our parameter shapes.
+
+    Returns our path -> the source's own key for it. Raises CheckpointError listing
+    every unmapped, missing, duplicated (after aliasing) and wrongly shaped tensor.
+    """
+    canonical_to_source: dict[str, str] = {}
+    duplicated = []
+    for key in source.keys:
+        canonical = layout.canonical(key)
+        if canonical in canonical_to_source:
+            duplicated.append(f"{key} (also stored as {canonical_to_source[canonical]})")
+        canonical_to_source[canonical] = key
+    used = {spec.key for spec in layout.tensors.values()}
+    tied_keys = {hf_key for hf_key, _ in layout.tied}
+    ignored = [re.compile(pattern) for pattern in layout.ignored]
+    unmapped = [
+        canonical_to_source[c]
+        for c in canonical_to_source
+        if c not in used and c not in tied_keys and not any(p.search(c) for p in ignored)
+    ]
+    missing = [spec.key for spec in layout.tensors.values() if spec.key not in canonical_to_source]
+    if set(our_shapes) != set(layout.tensors):
+        raise AssertionError(
+            f"layout and model disagree: {sorted(set(our_shapes) ^ set(layout.tensors))}"
+        )
+    wrong_shape = []
+    for path, spec in layout.tensors.items():
+        if spec.key not in canonical_to_source:
+            continue
+        expected = tuple(spec.transform.hf_shape(tuple(our_shapes[path])))
+        got = tuple(source.shape(canonical_to_source[spec.key]))
+        if got != expected:
+            wrong_shape.append(f"{spec.key}: shape {got}, expected {expected}")
+    for hf_key, our_path in layout.tied:
+        source_key = canonical_to_source.get(hf_key)
+        if source_key is not None and tuple(source.shape(source_key)) != tuple(our_shapes[our_path]):
+            wrong_shape.append(
+                f"{hf_key}: shape {tuple(source.shape(source_key))}, "
+                f"expected {tuple(our_shapes[our_path])} (tied)"
+            )
+    problems = [
+        _listing(title, items)
+        for title, items in (
+            ("tensors the config does not explain (unmapped)", unmapped),
+            ("tensors the config needs but the checkpoint lacks (missing)", missing),
+            ("tensors stored more than once (duplicated)", duplicated),
+            ("tensors of the wrong shape", wrong_shape),
+        )
+        if items
+    ]
+    if problems:
+        raise CheckpointError(
+            f"{source.description} does not match its config:\n" + "\n".join(problems)
+        )
+    return {path: canonical_to_source[spec.key] for path, spec in layout.tensors.items()}
+
+
+def convert_tensors(
+    layout: CheckpointLayout,
+    source: TensorSource,
+    our_shapes: Mapping[str, tuple[int, ...]],
+    dtype: np.dtype,
+) -> Iterable[tuple[str, np.ndarray]]:
+    """Yields (our path, array in our layout and `dtype`) for every parameter, one at a
+    time so that a large checkpoint never sits in host memory twice."""
+    source_keys = match_layout(layout, source, our_shapes)
+    for hf_key, our_path in layout.tied:
+        _check_tied_copy(layout, source, hf_key, source_keys[our_path])
+    for path, spec in layout.tensors.items():
+        hf = source.read(source_keys[path])
+        yield path, spec.transform.to_ours(hf, tuple(our_shapes[path])).astype(dtype)
+
+
+def _check_tied_copy(
+    layout: CheckpointLayout, source: TensorSource, hf_key: str, tied_to_key: str
+) -> None:
+    """A stored copy of a tied tensor must equal the tensor it is tied to."""
+    stored_key = next((k for k in source.keys if layout.canonical(k) == hf_key), None)
+    if stored_key is None:
+        return
+    if not np.array_equal(source.read(stored_key), source.read(tied_to_key)):
+        raise CheckpointError(
+            f"{source.description}: {stored_key} differs from {tied_to_key}, the tensor "
+            "it is tied to, but the config says tie_word_embeddings=true. Fix the config "
+            "(set it to false) or the checkpoint."
+        )

@@ -1,0 +1,228 @@
+"""Building blocks shared by every model family.
+
+Parameter declaration (shape, dtype and logical axes in one place), norms, attention
+over an explicit KV cache, and the loop that runs a stack of decoder blocks over it.
+
+Dimension letters used in names and einsums:
+  B batch, T new tokens in this call, S key slots (T without a cache, the cache length
+  with one), D model width, N query heads, K key/value heads, G = N // K query heads per
+  key/value head, H head width, F MLP width, V vocabulary.
+
+Padding and positions, by a worked example. Two prompts, left-padded to T = 4:
+
+    tokens          [[pad, pad, a, b], [c, d, e, f]]
+    attention_mask  [[0,   0,   1, 1], [1, 1, 1, 1]]
+    positions       [[0,   0,   0, 1], [0, 1, 2, 3]]
+
+A token at position p attends to the keys of its own row whose position q satisfies
+0 <= q <= p (and p - q < window for sliding-window layers). Pad tokens get key
+position -1 and so are never attended to; the outputs at pad positions are finite but
+meaningless. With a cache, the new tokens are written into slots
+[cache.end, cache.end + T) of every row, so rows stay aligned: the next decode step of
+both rows above writes slot 4 with positions [[2], [4]].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+# Masked attention scores get this value instead of -inf, so that a row with no visible
+# key (a pad query) yields a uniform softmax instead of NaN.
+_MASKED_SCORE = -0.7 * float(np.finfo(np.float32).max)
+
+
+def param(
+    rngs: nnx.Rngs,
+    shape: Sequence[int],
+    logical_axes: Sequence[str | None],
+    dtype: jnp.dtype,
+    init: Literal["normal", "ones", "zeros"] = "normal",
+    stddev: float = 0.02,
+) -> nnx.Param:
+    """Declares one parameter: its shape, dtype, logical axes and initial value."""
+    if len(shape) != len(logical_axes):
+        raise ValueError(f"shape {shape} and logical axes {logical_axes} differ in rank")
+    if init == "normal":
+        value = stddev * jax.random.normal(rngs.params(), shape, jnp.float32)
+    elif init == "ones":
+        value = jnp.ones(shape, jnp.float32)
+    else:
+        value = jnp.zeros(shape, jnp.float32)
+    return nnx.Param(value.astype(dtype), logical_axes=tuple(logical_axes))
+
+
+class RMSNorm(nnx.Module):
+    """LLaMA's RMSNorm: normalise in float32, cast back, then scale (HF's order)."""
+
+    def __init__(self, width: int, eps: float, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.scale = param(rngs, (width,), ("embed",), dtype, init="ones")
+        self.eps = eps
+
+    def __call__(self, x_BTD: jax.Array) -> jax.Array:
+        x = x_BTD.astype(jnp.float32)
+        x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
+        return self.scale[...] * x.astype(x_BTD.dtype)
+
+
+class LayerNorm(nnx.Module):
+    """Standard LayerNorm with bias, computed in float32."""
+
+    def __init__(self, width: int, eps: float, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.scale = param(rngs, (width,), ("embed",), dtype, init="ones")
+        self.bias = param(rngs, (width,), ("embed",), dtype, init="zeros")
+        self.eps = eps
+
+    def __call__(self, x_BTD: jax.Array) -> jax.Array:
+        x = x_BTD.astype(jnp.float32)
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+        x = (x - mean) * jax.lax.rsqrt(var + self.eps)
+        x = x * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)
+        return x.astype(x_BTD.dtype)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class KVCache:
+    """Keys and values of every layer for a batch of left-aligned rows.
+
+    keys, values: one [B, S, K, H] array per layer.
+    positions: [B, S] int32, the position of the token held in each slot, -1 if the
+      slot is empty or holds padding.
+    end: [] int32, the first free slot (shared by all rows).
+    """
+
+    keys: tuple[jax.Array, ...]
+    values: tuple[jax.Array, ...]
+    positions: jax.Array
+    end: jax.Array
+
+    @classmethod
+    def empty(
+        cls,
+        batch: int,
+        max_len: int,
+        num_layers: int,
+        num_kv_heads: int,
+        head_dim: int,
+        dtype: jnp.dtype,
+    ) -> "KVCache":
+        shape = (batch, max_len, num_kv_heads, head_dim)
+        return cls(
+            keys=tuple(jnp.zeros(shape, dtype) for _ in range(num_layers)),
+            values=tuple(jnp.zeros(shape, dtype) for _ in range(num_layers)),
+            positions=jnp.full((batch, max_len), -1, jnp.int32),
+            end=jnp.zeros((), jnp.int32),
+        )
+
+    @property
+    def max_len(self) -> int:
+        return self.positions.shape[1]
+
+
+def attend(
+    q_BTNH: jax.Array,
+    k_BSKH: jax.Array,
+    v_BSKH: jax.Array,
+    q_positions_BT: jax.Array,
+    k_positions_BS: jax.Array,
+    *,
+    scale: float,
+    window: int | None = None,
+    alibi_slopes_N: np.ndarray | None = None,
+) -> jax.Array:
+    """Grouped-query attention with position-based causal (and sliding-window) masks.
+
+    Scores and softmax are float32. `alibi_slopes_N` adds slope * key position to
+    the scores (BLOOM's ALiBi; softmax is shift-invariant per query, so this equals the
+    slope * (key - query) distance form). Returns [B, T, N, H] in v's dtype.
+    """
+    batch, q_len, num_heads, head_dim = q_BTNH.shape
+    num_kv_heads = k_BSKH.shape[2]
+    group = num_heads // num_kv_heads
+    q_BTKGH = q_BTNH.reshape(batch, q_len, num_kv_heads, group, head_dim)
+    scores_BKGTS = jnp.einsum(
+        "btkgh,bskh->bkgts", q_BTKGH, k_BSKH, preferred_element_type=jnp.float32
+    ) * jnp.float32(scale)
+    if alibi_slopes_N is not None:
+        slopes_KG = jnp.asarray(alibi_slopes_N, jnp.float32).reshape(num_kv_heads, group)
+        k_pos_BS = k_positions_BS.astype(jnp.float32)
+        scores_BKGTS += slopes_KG[None, :, :, None, None] * k_pos_BS[:, None, None, None, :]
+    q_pos_BT1 = q_positions_BT[:, :, None]
+    k_pos_B1S = k_positions_BS[:, None, :]
+    visible_BTS = (k_pos_B1S >= 0) & (k_pos_B1S <= q_pos_BT1)
+    if window is not None:
+        visible_BTS &= q_pos_BT1 - k_pos_B1S < window
+    scores_BKGTS = jnp.where(visible_BTS[:, None, None], scores_BKGTS, _MASKED_SCORE)
+    probs_BKGTS = jax.nn.softmax(scores_BKGTS, axis=-1).astype(v_BSKH.dtype)
+    out_BTKGH = jnp.einsum("bkgts,bskh->btkgh", probs_BKGTS, v_BSKH)
+    return out_BTKGH.reshape(batch, q_len, num_heads, head_dim)
+
+
+def write_kv(
+    cache_kv: tuple[jax.Array, jax.Array] | None,
+    k_BTKH: jax.Array,
+    v_BTKH: jax.Array,
+    write_slot: jax.Array,
+) -> tuple[jax.Array, jax.Array]:
+    """Returns the keys/values to attend over: the new ones written into the cache's
+    slots [write_slot, write_slot + T), or just the new ones without a cache."""
+    if cache_kv is None:
+        return k_BTKH, v_BTKH
+    cached_k, cached_v = cache_kv
+    start = (0, write_slot, 0, 0)
+    k = jax.lax.dynamic_update_slice(cached_k, k_BTKH.astype(cached_k.dtype), start)
+    v = jax.lax.dynamic_update_slice(cached_v, v_BTKH.astype(cached_v.dtype), start)
+    return k, v
+
+
+def run_blocks(
+    blocks: Sequence[nnx.Module],
+    x_BTD: jax.Array,
+    positions_BT: jax.Array,
+    attention_mask_BT: jax.Array,
+    cache: KVCache | None,
+) -> tuple[jax.Array, KVCache | None]:
+    """Runs decoder blocks in order, threading the KV cache through them.
+
+    Each block is called as `block(x, positions, key_positions, cache_kv, write_slot)`
+    and returns `(x, (keys, values))`.
+    """
+    token_positions_BT = jnp.where(attention_mask_BT.astype(bool), positions_BT, -1)
+    token_positions_BT = token_positions_BT.astype(jnp.int32)
+    if cache is None:
+        key_positions_BS, write_slot = token_positions_BT, jnp.zeros((), jnp.int32)
+    else:
+        write_slot = cache.end
+        key_positions_BS = jax.lax.dynamic_update_slice(
+            cache.positions, token_positions_BT, (0, write_slot)
+        )
+    new_keys, new_values = [], []
+    for i, block in enumerate(blocks):
+        cache_kv = None if cache is None else (cache.keys[i], cache.values[i])
+        x_BTD, (k, v) = block(x_BTD, positions_BT, key_positions_BS, cache_kv, write_slot)
+        new_keys.append(k)
+        new_values.append(v)
+    if cache is None:
+        return x_BTD, None
+    new_cache = KVCache(
+        keys=tuple(new_keys),
+        values=tuple(new_values),
+        positions=key_positions_BS,
+        end=write_slot + x_BTD.shape[1],
+    )
+    return x_BTD, new_cache
+
+
+def tied_or_separate_logits(
+    h_BTD: jax.Array, embedding_VD: jax.Array, lm_head_VD: jax.Array | None
+) -> jax.Array:
+    """Output logits [B, T, V] in float32 from the (tied or separate) [V, D] head."""
+    head_VD = embedding_VD if lm_head_VD is None else lm_head_VD
+    return jnp.einsum("btd,vd->btv", h_BTD, head_VD, preferred_element_type=jnp.float32)

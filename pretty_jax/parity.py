@@ -1,0 +1,152 @@
+"""Proves a pretty_jax model equal to HF transformers on the same checkpoint.
+
+    python -m pretty_jax.parity --hf_dir=DIR [--ours=DIR] [--dtype=float32] [--prompts=FILE]
+
+Runs a left-padded batch of prompts (default: built-in sentences in several languages
+and scripts) through the transformers PyTorch model and through ours — once as a full
+forward pass and once with the KV cache (first half prefilled, the rest one token per
+step) — and compares the logits at every non-pad position. The last line is
+`parity OK max_abs=... kl=... top1=...` (exit 0) or `parity FAIL ...` (exit 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import flags
+
+from pretty_jax import checkpoint, cli
+from pretty_jax.batching import left_pad
+from pretty_jax.errors import UserError
+from pretty_jax.models import forward, new_cache
+from pretty_jax.reference import HFReference
+from pretty_jax.sample_text import SENTENCES
+from pretty_jax.tokenizer import load_tokenizer
+
+_HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory: the reference.", required=True)
+_OURS = flags.DEFINE_string(
+    "ours", None, "Model to check, HF or converted directory; default: --hf_dir itself."
+)
+_DTYPE = flags.DEFINE_enum(
+    "dtype", "float32", list(checkpoint.DTYPES),
+    "Dtype of both models. For bfloat16 loosen the tolerances (e.g. --max_abs_tol=0.5 "
+    "--kl_tol=1e-2 --min_top1=0.9).",
+)
+_PROMPTS = flags.DEFINE_string(
+    "prompts", None, "UTF-8 text file, one prompt per line; default: built-in sentences."
+)
+_MAX_ABS_TOL = flags.DEFINE_float("max_abs_tol", 1e-3, "Largest allowed |logit difference|.")
+_KL_TOL = flags.DEFINE_float("kl_tol", 1e-6, "Largest allowed mean KL(HF || ours) per position.")
+_MIN_TOP1 = flags.DEFINE_float("min_top1", 0.99, "Smallest allowed top-1 agreement.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Agreement:
+    """How close two sets of logits are over some positions."""
+
+    max_abs: float
+    kl: float
+    top1: float
+    positions: int
+
+    @classmethod
+    def of(cls, reference_PV: np.ndarray, ours_PV: np.ndarray) -> "Agreement":
+        """Compares logits of P positions (rows) over the vocabulary, in float64."""
+        ref, ours = reference_PV.astype(np.float64), ours_PV.astype(np.float64)
+        ref_logp = ref - _logsumexp(ref)
+        ours_logp = ours - _logsumexp(ours)
+        kl_P = np.sum(np.exp(ref_logp) * (ref_logp - ours_logp), axis=-1)
+        return cls(
+            max_abs=float(np.abs(ref - ours).max()),
+            kl=float(kl_P.mean()),
+            top1=float(np.mean(ref.argmax(-1) == ours.argmax(-1))),
+            positions=len(ref),
+        )
+
+    def line(self) -> str:
+        return f"max_abs={self.max_abs:.3g} kl={self.kl:.3g} top1={self.top1:.3f}"
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    top = x.max(axis=-1, keepdims=True)
+    return top + np.log(np.exp(x - top).sum(axis=-1, keepdims=True))
+
+
+def read_prompts(path: str | None) -> list[str]:
+    if path is None:
+        return list(SENTENCES)
+    prompts = []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{number}: not UTF-8 ({e.reason})") from None
+            if line.strip():
+                prompts.append(line)
+    if not prompts:
+        raise UserError(f"{path}: no prompts (one per line expected)")
+    return prompts
+
+
+def our_logits(model: checkpoint.LoadedModel, tokens, mask, positions) -> tuple[np.ndarray, np.ndarray]:
+    """Our float32 logits [B, T, V], from one full forward and from a cached run (the
+    first half of the slots prefilled, then one token per step)."""
+    run = jax.jit(forward, static_argnums=0)
+    full, _ = run(model.graphdef, model.params, tokens, positions, mask)
+    batch, length = tokens.shape
+    split = max(1, length // 2)
+    cache = new_cache(model.config, batch, length, model.dtype)
+    pieces = []
+    for start, stop in [(0, split)] + [(t, t + 1) for t in range(split, length)]:
+        logits, cache = run(
+            model.graphdef, model.params, tokens[:, start:stop], positions[:, start:stop],
+            mask[:, start:stop], cache,
+        )
+        pieces.append(np.asarray(logits))
+    return np.asarray(full), np.concatenate(pieces, axis=1)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    prompts = read_prompts(_PROMPTS.value)
+    tokenizer = load_tokenizer(Path(_HF_DIR.value))
+    ids = [tokenizer(prompt).input_ids for prompt in prompts]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    tokens, mask, positions = left_pad(ids, pad_id)
+    model = checkpoint.load_model(_OURS.value or _HF_DIR.value, _DTYPE.value)
+    reference = HFReference(_HF_DIR.value, _DTYPE.value)
+    ref = reference.logits(tokens, mask)
+    full, cached = our_logits(model, jnp.asarray(tokens), jnp.asarray(mask), jnp.asarray(positions))
+    if full.shape != ref.shape:
+        raise UserError(f"logit shapes differ: HF {ref.shape}, ours {full.shape}")
+    real = mask.astype(bool)
+    print(
+        f"parity of {_OURS.value or _HF_DIR.value} against HF transformers ({_HF_DIR.value}): "
+        f"{model.config.model_type}, {_DTYPE.value}, {len(prompts)} prompts, {int(real.sum())} positions"
+    )
+    for row, prompt in enumerate(prompts):
+        row_full = Agreement.of(ref[row][real[row]], full[row][real[row]])
+        row_cached = Agreement.of(ref[row][real[row]], cached[row][real[row]])
+        print(f"  prompt {row} ({len(ids[row])} tokens) full: {row_full.line()}  cached: {row_cached.line()}  {prompt[:40]!r}")
+    full_agreement = Agreement.of(ref[real], full[real])
+    cached_agreement = Agreement.of(ref[real], cached[real])
+    print(f"full forward:  {full_agreement.line()}")
+    print(f"with KV cache: {cached_agreement.line()}")
+    overall = Agreement.of(np.concatenate([ref[real]] * 2), np.concatenate([full[real], cached[real]]))
+    ok = (
+        overall.max_abs <= _MAX_ABS_TOL.value
+        and overall.kl <= _KL_TOL.value
+        and overall.top1 >= _MIN_TOP1.value
+    )
+    print(f"parity {'OK' if ok else 'FAIL'} {overall.line()}")
+    if not ok:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    cli.run(main)

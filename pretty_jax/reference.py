@@ -1,0 +1,51 @@
+"""The reference implementation: HF transformers' PyTorch model of a checkpoint.
+
+Used by the parity checker and the tests to prove our models right. Needs torch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+
+from pretty_jax.errors import MissingDependencyError
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise MissingDependencyError(
+            "comparing against HF transformers needs torch: pip install torch==2.13.0"
+        ) from None
+    return torch
+
+
+class HFReference:
+    """An HF `AutoModelForCausalLM` loaded from `hf_dir` in `dtype`, in eval mode."""
+
+    def __init__(self, hf_dir: str | Path, dtype: str = "float32"):
+        torch = _torch()
+        from transformers import AutoModelForCausalLM
+
+        self.torch = torch
+        self.model = AutoModelForCausalLM.from_pretrained(
+            hf_dir, dtype=getattr(torch, dtype)
+        ).eval()
+        self._takes_positions = "position_ids" in inspect.signature(self.model.forward).parameters
+
+    def logits(self, tokens_BT: np.ndarray, attention_mask_BT: np.ndarray) -> np.ndarray:
+        """Float32 logits [B, T, V] of a left-padded batch, positions counted from
+        each row's first real token (as `generate` does)."""
+        torch = self.torch
+        inputs = dict(
+            input_ids=torch.as_tensor(tokens_BT, dtype=torch.long),
+            attention_mask=torch.as_tensor(attention_mask_BT, dtype=torch.long),
+        )
+        if self._takes_positions:
+            positions = np.maximum(np.cumsum(attention_mask_BT, axis=1) - 1, 0)
+            inputs["position_ids"] = torch.as_tensor(positions, dtype=torch.long)
+        with torch.no_grad():
+            return self.model(**inputs).logits.float().numpy()
