@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pretty_jax.errors import ConfigError
+
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
 
 
@@ -39,19 +41,19 @@ def rope_config_from_hf(hf: Mapping[str, Any], where: str) -> RopeConfig:
     theta = float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))
     rope_type = params.get("rope_type", params.get("type", "default"))
     if rope_type not in SUPPORTED_ROPE_TYPES:
-        raise ValueError(
+        raise ConfigError(
             f"{where}: rope type {rope_type!r} is not supported; supported: "
             f"{', '.join(SUPPORTED_ROPE_TYPES)}"
         )
     if rope_type == "default":
         return RopeConfig(theta=theta)
     if "factor" not in params:
-        raise ValueError(f"{where}: rope type {rope_type!r} needs a 'factor'")
+        raise ConfigError(f"{where}: rope type {rope_type!r} needs a 'factor'")
     if rope_type == "linear":
         return RopeConfig(theta=theta, rope_type="linear", factor=float(params["factor"]))
     missing = [k for k in ("low_freq_factor", "high_freq_factor") if k not in params]
     if missing:
-        raise ValueError(f"{where}: rope type 'llama3' needs {', '.join(missing)}")
+        raise ConfigError(f"{where}: rope type 'llama3' needs {', '.join(missing)}")
     original = params.get(
         "original_max_position_embeddings", hf.get("max_position_embeddings", 8192)
     )

@@ -1,0 +1,176 @@
+"""Keeps BUILD true to the tree: every module and test file belongs to a target, every
+import is covered by that target's deps, every dep names something that exists."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = ("py_library", "py_binary", "py_test")
+# Import name -> PyPI distribution name, for third-party packages.
+DISTRIBUTIONS = {
+    "absl": "absl-py",
+    "flax": "flax",
+    "jax": "jax",
+    "matplotlib": "matplotlib",
+    "ml_dtypes": "ml_dtypes",
+    "numpy": "numpy",
+    "optax": "optax",
+    "pytest": "pytest",
+    "sacrebleu": "sacrebleu",
+    "safetensors": "safetensors",
+    "tokenizers": "tokenizers",
+    "torch": "torch",
+    "transformers": "transformers",
+}
+
+
+def _targets() -> dict[str, dict]:
+    """BUILD's targets by name: kind, srcs, deps (':x' or 'pip:x'), data, main."""
+    tree = ast.parse((ROOT / "BUILD").read_text(), filename="BUILD")
+    targets = {}
+    for statement in tree.body:
+        call = statement.value if isinstance(statement, ast.Expr) else None
+        if not (isinstance(call, ast.Call) and getattr(call.func, "id", None) in RULES):
+            continue
+        fields = {kw.arg: _value(kw.value) for kw in call.keywords}
+        assert fields["name"] not in targets, f"target {fields['name']} defined twice"
+        targets[fields["name"]] = dict(kind=call.func.id, **fields)
+    return targets
+
+
+def _value(node: ast.AST):
+    if isinstance(node, ast.List):
+        return [_value(element) for element in node.elts]
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "requirement":
+        return "pip:" + node.args[0].value
+    return ast.literal_eval(node)
+
+
+def _declared_distributions() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
+    return {re.split(r"[<>=\[ ;]", spec, maxsplit=1)[0] for spec in specs}
+
+
+def _owner_of(targets: dict[str, dict]) -> dict[str, str]:
+    owner = {}
+    for name, target in targets.items():
+        for src in target.get("srcs", []):
+            assert src not in owner, f"{src} is in both {owner[src]} and {name}"
+            owner[src] = name
+    return owner
+
+
+def _optional_imports(tree: ast.AST) -> set[ast.AST]:
+    """Import statements guarded by `try: ... except ImportError` (optional packages)."""
+    guarded = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+            getattr(handler.type, "id", None) in ("ImportError", "ModuleNotFoundError")
+            for handler in node.handlers
+        ):
+            guarded |= {n for statement in node.body for n in ast.walk(statement)}
+    return guarded
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute module names a file needs (`from a import b` gives a.b and a); imports
+    of optional packages, guarded by `except ImportError`, do not count."""
+    names = set()
+    tree = ast.parse(path.read_text(), filename=str(path))
+    optional = _optional_imports(tree)
+    for node in ast.walk(tree):
+        if node in optional:
+            continue
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def _module_file(module: str) -> str | None:
+    base = Path(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if (ROOT / candidate).exists():
+            return candidate.as_posix()
+    return None
+
+
+def _closure(targets: dict[str, dict], name: str) -> set[str]:
+    seen, todo = set(), [name]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for dep in targets[current].get("deps", []) + targets[current].get("data", []):
+            if dep.startswith(":"):
+                todo.append(dep[1:])
+    return seen
+
+
+def test_every_module_and_test_has_a_target():
+    owner = _owner_of(_targets())
+    modules = [p.relative_to(ROOT).as_posix() for p in (ROOT / "pretty_jax").rglob("*.py")]
+    tests = [p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").glob("*.py")]
+    missing = sorted(set(modules + tests) - set(owner))
+    assert not missing, f"add these files to a BUILD target: {missing}"
+    stale = sorted(src for src in owner if not (ROOT / src).exists())
+    assert not stale, f"BUILD lists files that do not exist: {stale}"
+
+
+def test_each_test_file_is_a_py_test_and_each_entry_point_a_py_binary():
+    targets = _targets()
+    owner = _owner_of(targets)
+    for test in (ROOT / "tests").glob("test_*.py"):
+        src = test.relative_to(ROOT).as_posix()
+        assert targets[owner[src]]["kind"] == "py_test", f"{src} is not in a py_test"
+    for module in (ROOT / "pretty_jax").rglob("*.py"):
+        if 'if __name__ == "__main__":' in module.read_text():
+            src = module.relative_to(ROOT).as_posix()
+            target = targets[owner[src]]
+            assert target["kind"] == "py_binary" and target["main"] == src, f"{src} needs a py_binary"
+
+
+def test_deps_name_existing_targets_and_declared_packages():
+    targets = _targets()
+    declared = _declared_distributions()
+    for name, target in targets.items():
+        for dep in target.get("deps", []) + target.get("data", []):
+            if dep.startswith(":"):
+                assert dep[1:] in targets, f"{name} depends on unknown target {dep}"
+            elif dep.startswith("pip:"):
+                assert dep[4:] in declared, f"{name} needs {dep[4:]}, which pyproject.toml does not declare"
+            else:
+                assert (ROOT / dep).exists(), f"{name} names a missing file {dep}"
+
+
+@pytest.mark.parametrize("src", sorted(_owner_of(_targets())))
+def test_imports_are_covered_by_deps(src):
+    targets = _targets()
+    owner = _owner_of(targets)
+    name = owner[src]
+    reachable = _closure(targets, name)
+    direct = set(targets[name].get("deps", []))
+    for module in sorted(_imports(ROOT / src)):
+        top = module.split(".")[0]
+        if top == "pretty_jax":
+            file = _module_file(module)
+            if file is not None:
+                assert owner[file] in reachable, f"{src} imports {module}; add :{owner[file]} to {name}'s deps"
+        elif top in sys.stdlib_module_names or top == "conftest":
+            continue
+        else:
+            assert top in DISTRIBUTIONS, f"{src} imports unknown package {top}; add it to DISTRIBUTIONS"
+            assert f"pip:{DISTRIBUTIONS[top]}" in direct, (
+                f"{src} imports {top}; add requirement(\"{DISTRIBUTIONS[top]}\") to {name}'s deps"
+            )
