@@ -1,12 +1,17 @@
 """Proves a pretty_jax model equal to HF transformers on the same checkpoint.
 
     python -m pretty_jax.parity --hf_dir=DIR [--ours=DIR] [--dtype=float32] [--prompts=FILE]
+    python -m pretty_jax.parity --hf_dir=DIR --generate [--max_new_tokens=N] [--num_beams=B]
 
 Runs a left-padded batch of prompts (default: built-in sentences in several languages
 and scripts) through the transformers PyTorch model and through ours — once as a full
 forward pass and once with the KV cache (first half prefilled, the rest one token per
 step) — and compares the logits at every non-pad position. The last line is
 `parity OK max_abs=... kl=... top1=...` (exit 0) or `parity FAIL ...` (exit 1).
+
+With --generate it compares generated tokens instead: ours (on the mesh the decode
+flags describe) against HF `generate`, greedy or beam search, and ends with
+`generate parity OK identical=n/n` (or FAIL, exit 1).
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from pretty_jax import checkpoint, cli
+from pretty_jax import checkpoint, cli, decode_flags, parallel
 from pretty_jax.batching import left_pad
 from pretty_jax.errors import UserError
+from pretty_jax.generate import Generator
 from pretty_jax.models import forward, new_cache
 from pretty_jax.reference import HFReference
 from pretty_jax.sample_text import SENTENCES
+from pretty_jax.sampling import Sampling
 from pretty_jax.tokenizer import load_tokenizer
 
 _HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory: the reference.", required=True)
@@ -42,6 +49,9 @@ _PROMPTS = flags.DEFINE_string(
 _MAX_ABS_TOL = flags.DEFINE_float("max_abs_tol", 1e-3, "Largest allowed |logit difference|.")
 _KL_TOL = flags.DEFINE_float("kl_tol", 1e-6, "Largest allowed mean KL(HF || ours) per position.")
 _MIN_TOP1 = flags.DEFINE_float("min_top1", 0.99, "Smallest allowed top-1 agreement.")
+_GENERATE = flags.DEFINE_bool(
+    "generate", False, "Compare generated tokens with HF generate instead of logits."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,15 +121,53 @@ def our_logits(model: checkpoint.LoadedModel, tokens, mask, positions) -> tuple[
     return np.asarray(full), np.concatenate(pieces, axis=1)
 
 
+def check_generation(tokenizer, reference: HFReference, prompts: list[str], ids: list[list[int]]) -> None:
+    """Greedy or beam-search tokens, ours against HF generate, per prompt."""
+    config = decode_flags.decode_config_from_flags()
+    if config.stop_strings or isinstance(config.strategy, Sampling):
+        raise UserError("--generate compares greedy or beam search without stop strings")
+    mesh = decode_flags.mesh_from_flags()
+    model = checkpoint.load_model(_OURS.value or _HF_DIR.value, _DTYPE.value, place=parallel.param_placer(mesh))
+    generator = Generator(model, tokenizer, mesh=mesh, batch_size=decode_flags.BATCH_SIZE.value)
+    ours = generator.generate(ids, config=config)
+    tokens, mask, _ = left_pad(ids, generator.pad_id)
+    strategy = config.strategy
+    theirs = reference.generate(
+        tokens, mask, config.max_new_tokens, generator.pad_id,
+        num_beams=getattr(strategy, "num_beams", 1),
+        length_penalty=getattr(strategy, "length_penalty", 1.0),
+        early_stopping=getattr(strategy, "early_stopping", False),
+    )
+    identical = 0
+    for row, (prompt, result) in enumerate(zip(prompts, ours)):
+        reference_row = [int(t) for t in theirs[row]]
+        n = len(result.tokens)
+        same = list(result.tokens) == reference_row[:n] and all(t == generator.pad_id for t in reference_row[n:])
+        identical += same
+        where = "" if same else f" first difference at token {_first_difference(result.tokens, reference_row)}"
+        print(f"  prompt {row}: {n} tokens ({result.finish_reason}) {'identical' if same else 'DIFFERENT'}{where}  {prompt[:40]!r}")
+    verdict = "OK" if identical == len(prompts) else "FAIL"
+    print(f"generate parity {verdict} identical={identical}/{len(prompts)}")
+    if verdict == "FAIL":
+        raise SystemExit(1)
+
+
+def _first_difference(ours, theirs) -> int:
+    return next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+
+
 def main(argv: list[str]) -> None:
     del argv
     prompts = read_prompts(_PROMPTS.value)
     tokenizer = load_tokenizer(Path(_HF_DIR.value))
     ids = [tokenizer(prompt).input_ids for prompt in prompts]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    reference = HFReference(_HF_DIR.value, _DTYPE.value)
+    if _GENERATE.value:
+        check_generation(tokenizer, reference, prompts, ids)
+        return
     tokens, mask, positions = left_pad(ids, pad_id)
     model = checkpoint.load_model(_OURS.value or _HF_DIR.value, _DTYPE.value)
-    reference = HFReference(_HF_DIR.value, _DTYPE.value)
     ref = reference.logits(tokens, mask)
     full, cached = our_logits(model, jnp.asarray(tokens), jnp.asarray(mask), jnp.asarray(positions))
     if full.shape != ref.shape:

@@ -49,3 +49,30 @@ class HFReference:
             inputs["position_ids"] = torch.as_tensor(positions, dtype=torch.long)
         with torch.no_grad():
             return self.model(**inputs).logits.float().numpy()
+
+    def generate(
+        self,
+        tokens_BT: np.ndarray,
+        attention_mask_BT: np.ndarray,
+        max_new_tokens: int,
+        pad_id: int,
+        num_beams: int = 1,
+        length_penalty: float = 1.0,
+        early_stopping: bool | str = False,
+    ) -> np.ndarray:
+        """HF `generate` (greedy or beam search) on a left-padded batch; returns only
+        the new tokens [B, <= max_new_tokens], filled with `pad_id` after each row ends."""
+        torch = self.torch
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=torch.as_tensor(tokens_BT, dtype=torch.long),
+                attention_mask=torch.as_tensor(attention_mask_BT, dtype=torch.long),
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=0,
+                do_sample=False,
+                num_beams=num_beams,
+                length_penalty=length_penalty,
+                early_stopping=early_stopping,
+                pad_token_id=pad_id,
+            )
+        return out[:, tokens_BT.shape[1] :].numpy()

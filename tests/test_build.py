@@ -120,7 +120,7 @@ def _closure(targets: dict[str, dict], name: str) -> set[str]:
 
 def test_every_module_and_test_has_a_target():
     owner = _owner_of(_targets())
-    modules = [p.relative_to(ROOT).as_posix() for p in (ROOT / "pretty_jax").rglob("*.py")]
+    modules = [p.relative_to(ROOT).as_posix() for d in ("pretty_jax", "scripts") for p in (ROOT / d).rglob("*.py")]
     tests = [p.relative_to(ROOT).as_posix() for p in (ROOT / "tests").glob("*.py")]
     missing = sorted(set(modules + tests) - set(owner))
     assert not missing, f"add these files to a BUILD target: {missing}"
@@ -163,11 +163,12 @@ def test_imports_are_covered_by_deps(src):
     direct = set(targets[name].get("deps", []))
     for module in sorted(_imports(ROOT / src)):
         top = module.split(".")[0]
-        if top == "pretty_jax":
-            file = _module_file(module)
+        local_test_module = (ROOT / "tests" / f"{top}.py").exists()
+        if top == "pretty_jax" or local_test_module:
+            file = f"tests/{top}.py" if local_test_module else _module_file(module)
             if file is not None:
                 assert owner[file] in reachable, f"{src} imports {module}; add :{owner[file]} to {name}'s deps"
-        elif top in sys.stdlib_module_names or top == "conftest":
+        elif top in sys.stdlib_module_names:
             continue
         else:
             assert top in DISTRIBUTIONS, f"{src} imports unknown package {top}; add it to DISTRIBUTIONS"

@@ -166,7 +166,7 @@ def test_converted_checkpoint_with_a_changed_config_is_refused(tiny_checkpoint, 
     checkpoint.convert_checkpoint(tiny_checkpoint("llama"), tmp_path / "c", "float32")
     config = json.loads((tmp_path / "c" / "config.json").read_text())
     (tmp_path / "c" / "config.json").write_text(json.dumps(config | {"intermediate_size": 96}))
-    with pytest.raises(CheckpointError, match=r"layers.0.mlp.up_proj: shape \(64, 160\), expected \(64, 96\)"):
+    with pytest.raises(CheckpointError, match=r"layers.0.mlp.up_proj: shape \(160, 64\), expected \(96, 64\)"):
         checkpoint.load_model(tmp_path / "c")
 
 

@@ -42,7 +42,8 @@ def test_attend_matches_numpy_with_padding_gqa_window_and_alibi(window, alibi):
     positions = np.array([[-1, -1, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5]])  # row 0 left-padded
     slopes = alibi_slopes(N) if alibi else None
     ours = attend(
-        jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), jnp.asarray(np.maximum(positions, 0)),
+        jnp.asarray(q), jnp.asarray(k.transpose(0, 2, 1, 3)), jnp.asarray(v.transpose(0, 2, 1, 3)),
+        jnp.asarray(np.maximum(positions, 0)),
         jnp.asarray(positions), scale=H**-0.5, window=window, alibi_slopes_N=slopes,
     )
     expected = _numpy_attention(q, k, v, np.maximum(positions, 0), positions, H**-0.5, window, slopes)

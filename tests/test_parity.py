@@ -47,3 +47,9 @@ def test_parity_reports_a_non_utf8_prompt_file_by_line(tiny_checkpoint, tmp_path
     assert result.returncode == 2
     assert f"{prompts}:2: not UTF-8" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_generate_parity_cli_compares_beam_search_tokens(tiny_checkpoint):
+    result = _parity(f"--hf_dir={tiny_checkpoint('bloom')}", "--generate", "--max_new_tokens=12", "--num_beams=4")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "generate parity OK identical=9/9"

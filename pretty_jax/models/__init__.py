@@ -79,6 +79,21 @@ def forward(
     return nnx.merge(graphdef, params)(tokens_BT, positions_BT, attention_mask_BT, cache)
 
 
+def forward_last(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    tokens_BT: jax.Array,
+    positions_BT: jax.Array,
+    attention_mask_BT: jax.Array,
+    cache: KVCache | None = None,
+) -> tuple[jax.Array, KVCache | None]:
+    """Logits [B, V] float32 of the last position only (rows are left-padded, so it is
+    every row's last token), and the updated cache. Never forms [B, T, V]."""
+    model = nnx.merge(graphdef, params)
+    h_BTD, cache = model.hidden_states(tokens_BT, positions_BT, attention_mask_BT, cache)
+    return model.logits(h_BTD[:, -1:])[:, 0], cache
+
+
 def new_cache(config: ModelConfig, batch: int, max_len: int, dtype: jnp.dtype) -> KVCache:
     """An empty KV cache of `max_len` slots for `batch` rows."""
     return KVCache.empty(

@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 
 from pretty_jax.models import layers
-from pretty_jax.models.conversion import CheckpointLayout, Flat, HFTensor, Linear
+from pretty_jax.models.conversion import CheckpointLayout, Flat, HFTensor, Matrix
 from pretty_jax.errors import ConfigError
 from pretty_jax.models.hf_config import SpecialTokens, require, special_tokens_from_hf
 
@@ -97,41 +97,41 @@ class Attention(nnx.Module):
     def __init__(self, cfg: BloomConfig, *, dtype, rngs: nnx.Rngs):
         D, N, H = cfg.hidden_size, cfg.num_heads, cfg.head_dim
         # Fused projection in HF's per-head layout: for each head, its q, k and v.
-        self.qkv_proj = layers.param(rngs, (D, N, 3, H), ("embed", "heads", None, "head_dim"), dtype)
+        self.qkv_proj = layers.param(rngs, (N, 3, H, D), ("heads", None, "head_dim", "embed"), dtype)
         self.qkv_bias = layers.param(rngs, (N, 3, H), ("heads", None, "head_dim"), dtype, init="zeros")
-        self.o_proj = layers.param(rngs, (N, H, D), ("heads", "head_dim", "embed"), dtype)
+        self.o_proj = layers.param(rngs, (D, N, H), ("embed", "heads", "head_dim"), dtype)
         self.o_bias = layers.param(rngs, (D,), ("embed",), dtype, init="zeros")
         self.num_heads = N
         self.head_dim = H
 
     def __call__(self, x_BTD, positions_BT, key_positions_BS, cache_kv, write_slot):
-        qkv_BTNCH = jnp.einsum("btd,dnch->btnch", x_BTD, self.qkv_proj[...]) + self.qkv_bias[...]
+        qkv_BTNCH = layers.dense(x_BTD, self.qkv_proj[...]) + self.qkv_bias[...]
         q_BTNH, k_BTNH, v_BTNH = (qkv_BTNCH[:, :, :, i] for i in range(3))
-        k_BSNH, v_BSNH = layers.write_kv(cache_kv, k_BTNH, v_BTNH, write_slot)
+        k_BNSH, v_BNSH = layers.write_kv(cache_kv, k_BTNH, v_BTNH, write_slot)
         out_BTNH = layers.attend(
             q_BTNH,
-            k_BSNH,
-            v_BSNH,
+            k_BNSH,
+            v_BNSH,
             positions_BT,
             key_positions_BS,
             scale=self.head_dim**-0.5,
             alibi_slopes_N=alibi_slopes(self.num_heads),
         )
-        y_BTD = jnp.einsum("btnh,nhd->btd", out_BTNH, self.o_proj[...]) + self.o_bias[...]
-        return y_BTD, (k_BSNH, v_BSNH)
+        y_BTD = layers.dense(out_BTNH, self.o_proj[...], num_in_axes=2) + self.o_bias[...]
+        return y_BTD, (k_BNSH, v_BNSH)
 
 
 class MLP(nnx.Module):
     def __init__(self, cfg: BloomConfig, *, dtype, rngs: nnx.Rngs):
         D, F = cfg.hidden_size, 4 * cfg.hidden_size
-        self.up_proj = layers.param(rngs, (D, F), ("embed", "mlp"), dtype)
+        self.up_proj = layers.param(rngs, (F, D), ("mlp", "embed"), dtype)
         self.up_bias = layers.param(rngs, (F,), ("mlp",), dtype, init="zeros")
-        self.down_proj = layers.param(rngs, (F, D), ("mlp", "embed"), dtype)
+        self.down_proj = layers.param(rngs, (D, F), ("embed", "mlp"), dtype)
         self.down_bias = layers.param(rngs, (D,), ("embed",), dtype, init="zeros")
 
     def __call__(self, x_BTD):
-        h_BTF = tanh_gelu(jnp.einsum("btd,df->btf", x_BTD, self.up_proj[...]) + self.up_bias[...])
-        return jnp.einsum("btf,fd->btd", h_BTF, self.down_proj[...]) + self.down_bias[...]
+        h_BTF = tanh_gelu(layers.dense(x_BTD, self.up_proj[...]) + self.up_bias[...])
+        return layers.dense(h_BTF, self.down_proj[...]) + self.down_bias[...]
 
 
 class Block(nnx.Module):
@@ -201,13 +201,13 @@ def checkpoint_layout(cfg: BloomConfig) -> CheckpointLayout:
             f"{ours}.attn_norm.bias": HFTensor(f"{hf}.input_layernorm.bias"),
             f"{ours}.mlp_norm.scale": HFTensor(f"{hf}.post_attention_layernorm.weight"),
             f"{ours}.mlp_norm.bias": HFTensor(f"{hf}.post_attention_layernorm.bias"),
-            f"{ours}.attn.qkv_proj": HFTensor(f"{hf}.self_attention.query_key_value.weight", Linear(1)),
+            f"{ours}.attn.qkv_proj": HFTensor(f"{hf}.self_attention.query_key_value.weight", Matrix(3)),
             f"{ours}.attn.qkv_bias": HFTensor(f"{hf}.self_attention.query_key_value.bias", Flat()),
-            f"{ours}.attn.o_proj": HFTensor(f"{hf}.self_attention.dense.weight", Linear(2)),
+            f"{ours}.attn.o_proj": HFTensor(f"{hf}.self_attention.dense.weight", Matrix(1)),
             f"{ours}.attn.o_bias": HFTensor(f"{hf}.self_attention.dense.bias"),
-            f"{ours}.mlp.up_proj": HFTensor(f"{hf}.mlp.dense_h_to_4h.weight", Linear(1)),
+            f"{ours}.mlp.up_proj": HFTensor(f"{hf}.mlp.dense_h_to_4h.weight", Matrix(1)),
             f"{ours}.mlp.up_bias": HFTensor(f"{hf}.mlp.dense_h_to_4h.bias"),
-            f"{ours}.mlp.down_proj": HFTensor(f"{hf}.mlp.dense_4h_to_h.weight", Linear(1)),
+            f"{ours}.mlp.down_proj": HFTensor(f"{hf}.mlp.dense_4h_to_h.weight", Matrix(1)),
             f"{ours}.mlp.down_bias": HFTensor(f"{hf}.mlp.dense_4h_to_h.bias"),
         }
     aliases = tuple(

@@ -42,24 +42,22 @@ class Flat:
 
 
 @dataclasses.dataclass(frozen=True)
-class Linear:
-    """A torch `nn.Linear` weight [out, in] -> ours [*in_axes, *out_axes].
+class Matrix:
+    """An HF matrix (a torch `nn.Linear` weight [out, in]) split into our axes: its
+    rows are our first `row_axes` axes, its columns the rest. Our weights keep torch's
+    output-major layout, so this is a reshape, e.g. q_proj [N*H, D] -> [N, H, D] and
+    o_proj [D, N*H] -> [D, N, H]."""
 
-    `num_in_axes` says how many of our leading axes are the input side, e.g. a query
-    projection [D, N, H] has one, an output projection [N, H, D] has two.
-    """
-
-    num_in_axes: int
+    row_axes: int
 
     def hf_shape(self, our_shape: tuple[int, ...]) -> tuple[int, ...]:
-        in_axes, out_axes = our_shape[: self.num_in_axes], our_shape[self.num_in_axes :]
-        return (math.prod(out_axes), math.prod(in_axes))
+        return (math.prod(our_shape[: self.row_axes]), math.prod(our_shape[self.row_axes :]))
 
     def to_ours(self, hf: np.ndarray, our_shape: tuple[int, ...]) -> np.ndarray:
-        return np.ascontiguousarray(hf.T).reshape(our_shape)
+        return hf.reshape(our_shape)
 
 
-Transform = Same | Flat | Linear
+Transform = Same | Flat | Matrix
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,6 +25,7 @@ both rows above writes slot 4 with positions [[2], [4]].
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal, Sequence
 
 import jax
@@ -92,7 +93,8 @@ class LayerNorm(nnx.Module):
 class KVCache:
     """Keys and values of every layer for a batch of left-aligned rows.
 
-    keys, values: one [B, S, K, H] array per layer.
+    keys, values: one [B, K, S, H] array per layer (heads before slots, so attention
+      reads each head's keys contiguously and needs no transpose).
     positions: [B, S] int32, the position of the token held in each slot, -1 if the
       slot is empty or holds padding.
     end: [] int32, the first free slot (shared by all rows).
@@ -113,7 +115,7 @@ class KVCache:
         head_dim: int,
         dtype: jnp.dtype,
     ) -> "KVCache":
-        shape = (batch, max_len, num_kv_heads, head_dim)
+        shape = (batch, num_kv_heads, max_len, head_dim)
         return cls(
             keys=tuple(jnp.zeros(shape, dtype) for _ in range(num_layers)),
             values=tuple(jnp.zeros(shape, dtype) for _ in range(num_layers)),
@@ -128,8 +130,8 @@ class KVCache:
 
 def attend(
     q_BTNH: jax.Array,
-    k_BSKH: jax.Array,
-    v_BSKH: jax.Array,
+    k_BKSH: jax.Array,
+    v_BKSH: jax.Array,
     q_positions_BT: jax.Array,
     k_positions_BS: jax.Array,
     *,
@@ -144,25 +146,25 @@ def attend(
     slope * (key - query) distance form). Returns [B, T, N, H] in v's dtype.
     """
     batch, q_len, num_heads, head_dim = q_BTNH.shape
-    num_kv_heads = k_BSKH.shape[2]
+    num_kv_heads = k_BKSH.shape[1]
     group = num_heads // num_kv_heads
     q_BTKGH = q_BTNH.reshape(batch, q_len, num_kv_heads, group, head_dim)
-    scores_BKGTS = jnp.einsum(
-        "btkgh,bskh->bkgts", q_BTKGH, k_BSKH, preferred_element_type=jnp.float32
+    scores_BKTGS = jnp.einsum(
+        "btkgh,bksh->bktgs", q_BTKGH, k_BKSH, preferred_element_type=jnp.float32
     ) * jnp.float32(scale)
     if alibi_slopes_N is not None:
         slopes_KG = jnp.asarray(alibi_slopes_N, jnp.float32).reshape(num_kv_heads, group)
         k_pos_BS = k_positions_BS.astype(jnp.float32)
-        scores_BKGTS += slopes_KG[None, :, :, None, None] * k_pos_BS[:, None, None, None, :]
+        scores_BKTGS += slopes_KG[None, :, None, :, None] * k_pos_BS[:, None, None, None, :]
     q_pos_BT1 = q_positions_BT[:, :, None]
     k_pos_B1S = k_positions_BS[:, None, :]
     visible_BTS = (k_pos_B1S >= 0) & (k_pos_B1S <= q_pos_BT1)
     if window is not None:
         visible_BTS &= q_pos_BT1 - k_pos_B1S < window
-    scores_BKGTS = jnp.where(visible_BTS[:, None, None], scores_BKGTS, _MASKED_SCORE)
-    probs_BKGTS = jax.nn.softmax(scores_BKGTS, axis=-1).astype(v_BSKH.dtype)
-    out_BTKGH = jnp.einsum("bkgts,bskh->btkgh", probs_BKGTS, v_BSKH)
-    return out_BTKGH.reshape(batch, q_len, num_heads, head_dim)
+    scores_BKTGS = jnp.where(visible_BTS[:, None, :, None, :], scores_BKTGS, _MASKED_SCORE)
+    probs_BKTGS = jax.nn.softmax(scores_BKTGS, axis=-1).astype(v_BKSH.dtype)
+    out_BKTGH = jnp.einsum("bktgs,bksh->bktgh", probs_BKTGS, v_BKSH)
+    return out_BKTGH.transpose(0, 2, 1, 3, 4).reshape(batch, q_len, num_heads, head_dim)
 
 
 def write_kv(
@@ -171,14 +173,16 @@ def write_kv(
     v_BTKH: jax.Array,
     write_slot: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
-    """Returns the keys/values to attend over: the new ones written into the cache's
-    slots [write_slot, write_slot + T), or just the new ones without a cache."""
+    """Returns the keys/values to attend over, [B, K, S, H]: the new ones written into
+    the cache's slots [write_slot, write_slot + T), or just the new ones without a
+    cache."""
+    k_BKTH, v_BKTH = k_BTKH.transpose(0, 2, 1, 3), v_BTKH.transpose(0, 2, 1, 3)
     if cache_kv is None:
-        return k_BTKH, v_BTKH
+        return k_BKTH, v_BKTH
     cached_k, cached_v = cache_kv
-    start = (0, write_slot, 0, 0)
-    k = jax.lax.dynamic_update_slice(cached_k, k_BTKH.astype(cached_k.dtype), start)
-    v = jax.lax.dynamic_update_slice(cached_v, v_BTKH.astype(cached_v.dtype), start)
+    start = (0, 0, write_slot, 0)
+    k = jax.lax.dynamic_update_slice(cached_k, k_BKTH.astype(cached_k.dtype), start)
+    v = jax.lax.dynamic_update_slice(cached_v, v_BKTH.astype(cached_v.dtype), start)
     return k, v
 
 
@@ -220,9 +224,29 @@ def run_blocks(
     return x_BTD, new_cache
 
 
+def dense(
+    x: jax.Array, w: jax.Array, num_in_axes: int = 1, out_dtype: jnp.dtype | None = None
+) -> jax.Array:
+    """x [..., *in] times an output-major weight [*out, *in] -> [..., *out].
+
+    Written as one 2-D [M, I] x [O, I]^T matmul: weights keep torch's [out, in] layout,
+    the one CPU GEMM kernels (XNNPACK) run fastest at decode batch sizes, and XLA needs
+    no per-step weight transpose. `out_dtype` sets the accumulation/output dtype
+    (float32 logits from bfloat16 weights).
+    """
+    in_shape = x.shape[x.ndim - num_in_axes :]
+    out_shape = w.shape[: w.ndim - num_in_axes]
+    if w.shape[w.ndim - num_in_axes :] != in_shape:
+        raise ValueError(f"dense: input axes {in_shape} do not match weight {w.shape}")
+    x_MI = x.reshape(-1, math.prod(in_shape))
+    w_OI = w.reshape(math.prod(out_shape), -1)
+    y_MO = jnp.einsum("mi,oi->mo", x_MI, w_OI, preferred_element_type=out_dtype)
+    return y_MO.reshape(x.shape[: x.ndim - num_in_axes] + out_shape)
+
+
 def tied_or_separate_logits(
     h_BTD: jax.Array, embedding_VD: jax.Array, lm_head_VD: jax.Array | None
 ) -> jax.Array:
     """Output logits [B, T, V] in float32 from the (tied or separate) [V, D] head."""
     head_VD = embedding_VD if lm_head_VD is None else lm_head_VD
-    return jnp.einsum("btd,vd->btv", h_BTD, head_VD, preferred_element_type=jnp.float32)
+    return dense(h_BTD, head_VD, out_dtype=jnp.float32)

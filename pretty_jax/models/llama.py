@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from pretty_jax.models import layers
-from pretty_jax.models.conversion import CheckpointLayout, Flat, HFTensor, Linear, Same
+from pretty_jax.models.conversion import CheckpointLayout, Flat, HFTensor, Matrix
 from pretty_jax.errors import ConfigError
 from pretty_jax.models.hf_config import SpecialTokens, require, special_tokens_from_hf
 from pretty_jax.models.rope import RopeConfig, apply_rope, inverse_frequencies, rope_config_from_hf
@@ -113,10 +113,10 @@ def config_from_hf(
 class Attention(nnx.Module):
     def __init__(self, cfg: LlamaConfig, window: int | None, *, dtype, rngs: nnx.Rngs):
         D, N, K, H = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        self.q_proj = layers.param(rngs, (D, N, H), ("embed", "heads", "head_dim"), dtype)
-        self.k_proj = layers.param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), dtype)
-        self.v_proj = layers.param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), dtype)
-        self.o_proj = layers.param(rngs, (N, H, D), ("heads", "head_dim", "embed"), dtype)
+        self.q_proj = layers.param(rngs, (N, H, D), ("heads", "head_dim", "embed"), dtype)
+        self.k_proj = layers.param(rngs, (K, H, D), ("kv_heads", "head_dim", "embed"), dtype)
+        self.v_proj = layers.param(rngs, (K, H, D), ("kv_heads", "head_dim", "embed"), dtype)
+        self.o_proj = layers.param(rngs, (D, N, H), ("embed", "heads", "head_dim"), dtype)
         bias = lambda shape, axes: layers.param(rngs, shape, axes, dtype, init="zeros")
         self.q_bias = bias((N, H), ("heads", "head_dim")) if cfg.qkv_bias else None
         self.k_bias = bias((K, H), ("kv_heads", "head_dim")) if cfg.qkv_bias else None
@@ -127,9 +127,9 @@ class Attention(nnx.Module):
         self.window = window
 
     def __call__(self, x_BTD, positions_BT, key_positions_BS, cache_kv, write_slot):
-        q_BTNH = jnp.einsum("btd,dnh->btnh", x_BTD, self.q_proj[...])
-        k_BTKH = jnp.einsum("btd,dkh->btkh", x_BTD, self.k_proj[...])
-        v_BTKH = jnp.einsum("btd,dkh->btkh", x_BTD, self.v_proj[...])
+        q_BTNH = layers.dense(x_BTD, self.q_proj[...])
+        k_BTKH = layers.dense(x_BTD, self.k_proj[...])
+        v_BTKH = layers.dense(x_BTD, self.v_proj[...])
         if self.q_bias is not None:
             q_BTNH += self.q_bias[...]
             k_BTKH += self.k_bias[...]
@@ -137,40 +137,40 @@ class Attention(nnx.Module):
         inv_freq = inverse_frequencies(self.rope, self.head_dim)
         q_BTNH = apply_rope(q_BTNH, positions_BT, inv_freq)
         k_BTKH = apply_rope(k_BTKH, positions_BT, inv_freq)
-        k_BSKH, v_BSKH = layers.write_kv(cache_kv, k_BTKH, v_BTKH, write_slot)
+        k_BKSH, v_BKSH = layers.write_kv(cache_kv, k_BTKH, v_BTKH, write_slot)
         out_BTNH = layers.attend(
             q_BTNH,
-            k_BSKH,
-            v_BSKH,
+            k_BKSH,
+            v_BKSH,
             positions_BT,
             key_positions_BS,
             scale=self.head_dim**-0.5,
             window=self.window,
         )
-        y_BTD = jnp.einsum("btnh,nhd->btd", out_BTNH, self.o_proj[...])
+        y_BTD = layers.dense(out_BTNH, self.o_proj[...], num_in_axes=2)
         if self.o_bias is not None:
             y_BTD += self.o_bias[...]
-        return y_BTD, (k_BSKH, v_BSKH)
+        return y_BTD, (k_BKSH, v_BKSH)
 
 
 class SwiGLU(nnx.Module):
     def __init__(self, cfg: LlamaConfig, *, dtype, rngs: nnx.Rngs):
         D, F = cfg.hidden_size, cfg.intermediate_size
-        self.gate_proj = layers.param(rngs, (D, F), ("embed", "mlp"), dtype)
-        self.up_proj = layers.param(rngs, (D, F), ("embed", "mlp"), dtype)
-        self.down_proj = layers.param(rngs, (F, D), ("mlp", "embed"), dtype)
+        self.gate_proj = layers.param(rngs, (F, D), ("mlp", "embed"), dtype)
+        self.up_proj = layers.param(rngs, (F, D), ("mlp", "embed"), dtype)
+        self.down_proj = layers.param(rngs, (D, F), ("embed", "mlp"), dtype)
         bias = lambda shape, axes: layers.param(rngs, shape, axes, dtype, init="zeros")
         self.gate_bias = bias((F,), ("mlp",)) if cfg.mlp_bias else None
         self.up_bias = bias((F,), ("mlp",)) if cfg.mlp_bias else None
         self.down_bias = bias((D,), ("embed",)) if cfg.mlp_bias else None
 
     def __call__(self, x_BTD):
-        gate_BTF = jnp.einsum("btd,df->btf", x_BTD, self.gate_proj[...])
-        up_BTF = jnp.einsum("btd,df->btf", x_BTD, self.up_proj[...])
+        gate_BTF = layers.dense(x_BTD, self.gate_proj[...])
+        up_BTF = layers.dense(x_BTD, self.up_proj[...])
         if self.gate_bias is not None:
             gate_BTF += self.gate_bias[...]
             up_BTF += self.up_bias[...]
-        y_BTD = jnp.einsum("btf,fd->btd", jax.nn.silu(gate_BTF) * up_BTF, self.down_proj[...])
+        y_BTD = layers.dense(jax.nn.silu(gate_BTF) * up_BTF, self.down_proj[...])
         if self.down_bias is not None:
             y_BTD += self.down_bias[...]
         return y_BTD
@@ -244,22 +244,22 @@ def checkpoint_layout(cfg: LlamaConfig) -> CheckpointLayout:
         tensors |= {
             f"{ours}.attn_norm.scale": HFTensor(f"{hf}.input_layernorm.weight"),
             f"{ours}.mlp_norm.scale": HFTensor(f"{hf}.post_attention_layernorm.weight"),
-            f"{ours}.attn.q_proj": HFTensor(f"{hf}.self_attn.q_proj.weight", Linear(1)),
-            f"{ours}.attn.k_proj": HFTensor(f"{hf}.self_attn.k_proj.weight", Linear(1)),
-            f"{ours}.attn.v_proj": HFTensor(f"{hf}.self_attn.v_proj.weight", Linear(1)),
-            f"{ours}.attn.o_proj": HFTensor(f"{hf}.self_attn.o_proj.weight", Linear(2)),
-            f"{ours}.mlp.gate_proj": HFTensor(f"{hf}.mlp.gate_proj.weight", Linear(1)),
-            f"{ours}.mlp.up_proj": HFTensor(f"{hf}.mlp.up_proj.weight", Linear(1)),
-            f"{ours}.mlp.down_proj": HFTensor(f"{hf}.mlp.down_proj.weight", Linear(1)),
+            f"{ours}.attn.q_proj": HFTensor(f"{hf}.self_attn.q_proj.weight", Matrix(2)),
+            f"{ours}.attn.k_proj": HFTensor(f"{hf}.self_attn.k_proj.weight", Matrix(2)),
+            f"{ours}.attn.v_proj": HFTensor(f"{hf}.self_attn.v_proj.weight", Matrix(2)),
+            f"{ours}.attn.o_proj": HFTensor(f"{hf}.self_attn.o_proj.weight", Matrix(1)),
+            f"{ours}.mlp.gate_proj": HFTensor(f"{hf}.mlp.gate_proj.weight", Matrix(1)),
+            f"{ours}.mlp.up_proj": HFTensor(f"{hf}.mlp.up_proj.weight", Matrix(1)),
+            f"{ours}.mlp.down_proj": HFTensor(f"{hf}.mlp.down_proj.weight", Matrix(1)),
         }
         if cfg.qkv_bias:
             for name in ("q", "k", "v"):
                 tensors[f"{ours}.attn.{name}_bias"] = HFTensor(f"{hf}.self_attn.{name}_proj.bias", Flat())
         if cfg.out_bias:
-            tensors[f"{ours}.attn.o_bias"] = HFTensor(f"{hf}.self_attn.o_proj.bias", Same())
+            tensors[f"{ours}.attn.o_bias"] = HFTensor(f"{hf}.self_attn.o_proj.bias")
         if cfg.mlp_bias:
             for name in ("gate", "up", "down"):
-                tensors[f"{ours}.mlp.{name}_bias"] = HFTensor(f"{hf}.mlp.{name}_proj.bias", Same())
+                tensors[f"{ours}.mlp.{name}_bias"] = HFTensor(f"{hf}.mlp.{name}_proj.bias")
     return CheckpointLayout(
         tensors=tensors,
         ignored=(r"\.rotary_emb\.inv_freq$",),

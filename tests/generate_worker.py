@@ -1,0 +1,42 @@
+"""Runs the shared generation cases on a mesh, optionally as one of several processes,
+and prints the tokens as one JSON line (for tests/test_parallel.py)."""
+
+import json
+import sys
+from pathlib import Path
+
+import jax
+from absl import app, flags
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "HF checkpoint directory.", required=True)
+_DEVICES = flags.DEFINE_integer("devices", 4, "Simulated CPU devices in this process.")
+_MESH_DATA = flags.DEFINE_integer("mesh_data", None, "Mesh 'data' size.")
+_MESH_MODEL = flags.DEFINE_integer("mesh_model", 1, "Mesh 'model' size.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process: this process's index.")
+
+
+def main(argv):
+    del argv
+    jax.config.update("jax_num_cpu_devices", _DEVICES.value)
+    from pretty_jax import checkpoint, parallel
+
+    if _COORDINATOR.value:
+        parallel.initialize_multihost(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    from generation_cases import run_cases
+    from pretty_jax.generate import Generator
+    from pretty_jax.tokenizer import load_tokenizer
+
+    mesh = parallel.make_mesh(_MESH_DATA.value, _MESH_MODEL.value)
+    model = checkpoint.load_model(_CHECKPOINT.value, "float32", place=parallel.param_placer(mesh))
+    tokenizer = load_tokenizer(Path(_CHECKPOINT.value))
+    generator = Generator(model, tokenizer, mesh=mesh, batch_size=4)
+    outputs = run_cases(generator, tokenizer)
+    print(json.dumps({"process": jax.process_index(), "mesh": dict(mesh.shape), "outputs": outputs}))
+
+
+if __name__ == "__main__":
+    app.run(main)

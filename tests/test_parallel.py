@@ -1,0 +1,66 @@
+"""Device-parallel and multi-process decoding give exactly the single-device tokens."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from generation_cases import run_cases
+from pretty_jax import checkpoint
+from pretty_jax.generate import Generator
+from pretty_jax.tokenizer import load_tokenizer
+
+WORKER = Path(__file__).parent / "generate_worker.py"
+
+
+@pytest.fixture(scope="module")
+def single_device(tiny_checkpoint):
+    directory = tiny_checkpoint("llama")
+    tokenizer = load_tokenizer(directory)
+    generator = Generator(checkpoint.load_model(directory, "float32"), tokenizer, batch_size=4)
+    return directory, run_cases(generator, tokenizer)
+
+
+def _worker(directory, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), f"--checkpoint={directory}", *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _result(process: subprocess.Popen) -> dict:
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("data,model", [(4, 1), (2, 2)])
+def test_four_devices_give_single_device_tokens(single_device, data, model):
+    directory, expected = single_device
+    result = _result(_worker(directory, "--devices=4", f"--mesh_data={data}", f"--mesh_model={model}"))
+    assert result["mesh"] == {"data": data, "model": model}
+    assert result["outputs"] == expected
+
+
+def test_two_processes_give_single_process_tokens(single_device):
+    directory, expected = single_device
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workers = [
+        _worker(
+            directory, "--devices=2", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+            f"--process_id={i}",
+        )
+        for i in range(2)
+    ]
+    results = [_result(w) for w in workers]
+    assert sorted(r["process"] for r in results) == [0, 1]
+    for result in results:
+        assert result["mesh"] == {"data": 4, "model": 1}
+        assert result["outputs"] == expected

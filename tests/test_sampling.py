@@ -1,0 +1,40 @@
+"""Sampling filters against NumPy, and the strategies' argument checks."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pretty_jax.errors import UserError
+from pretty_jax.sampling import BeamSearch, Sampling, _top_p_filter
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    logits = np.log(np.array([[0.5, 0.2, 0.15, 0.1, 0.05], [0.05, 0.12, 0.6, 0.15, 0.08]], np.float32))
+    kept = np.isfinite(np.asarray(_top_p_filter(jnp.asarray(logits), 0.8)))
+    np.testing.assert_array_equal(kept, [[1, 1, 1, 0, 0], [0, 1, 1, 1, 0]])
+
+
+def test_sampling_frequencies_follow_the_filtered_distribution():
+    probs = np.array([0.4, 0.3, 0.2, 0.1], np.float32)
+    logits = jnp.asarray(np.log(np.tile(probs, (20000, 1))))
+    keys = jax.random.split(jax.random.key(0), 20000)
+    tokens = np.asarray(Sampling(temperature=1.0, top_k=3).next_token(logits, keys))
+    frequencies = np.bincount(tokens, minlength=4) / len(tokens)
+    np.testing.assert_allclose(frequencies, [0.4 / 0.9, 0.3 / 0.9, 0.2 / 0.9, 0.0], atol=0.015)
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda: Sampling(temperature=0.0), "--temperature=0.0 must be > 0"),
+        (lambda: Sampling(top_p=1.5), "--top_p=1.5 must be in"),
+        (lambda: Sampling(top_k=-1), "--top_k=-1 must be >= 0"),
+        (lambda: BeamSearch(num_beams=0), "--num_beams=0 must be >= 1"),
+    ],
+)
+def test_bad_settings_name_the_flag(make, message):
+    with pytest.raises(UserError, match=message):
+        make()
