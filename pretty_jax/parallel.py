@@ -116,3 +116,8 @@ def initialize_multihost(
     jax.distributed.initialize(
         coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
     )
+
+
+def is_main_process() -> bool:
+    """Process 0 writes files; the others compute alongside it."""
+    return jax.process_index() == 0

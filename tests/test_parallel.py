@@ -15,7 +15,7 @@ from pretty_jax import checkpoint
 from pretty_jax.generate import Generator
 from pretty_jax.tokenizer import load_tokenizer
 
-WORKER = Path(__file__).parent / "generate_worker.py"
+WORKER = Path(__file__).parent / "mesh_worker.py"
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,10 @@
-"""Runs the shared generation cases on a mesh, optionally as one of several processes,
-and prints the tokens as one JSON line (for tests/test_parallel.py)."""
+"""Runs a job on a mesh of simulated CPU devices, optionally as one of several
+processes, and prints its results as one JSON line (for tests/test_parallel.py and
+tests/test_alignment.py).
+
+--job=generate   the shared generation cases (tests/generation_cases.py)
+--job=alignment  alignment statistics of --checkpoint against --sft_checkpoint
+"""
 
 import json
 import sys
@@ -10,7 +15,9 @@ from absl import app, flags
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+_JOB = flags.DEFINE_enum("job", "generate", ["generate", "alignment"], "What to run.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "HF checkpoint directory.", required=True)
+_SFT_CHECKPOINT = flags.DEFINE_string("sft_checkpoint", None, "Second model, for --job=alignment.")
 _DEVICES = flags.DEFINE_integer("devices", 4, "Simulated CPU devices in this process.")
 _MESH_DATA = flags.DEFINE_integer("mesh_data", None, "Mesh 'data' size.")
 _MESH_MODEL = flags.DEFINE_integer("mesh_model", 1, "Mesh 'model' size.")
@@ -26,15 +33,18 @@ def main(argv):
 
     if _COORDINATOR.value:
         parallel.initialize_multihost(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    from generation_cases import run_cases
+    from generation_cases import alignment_case, run_cases
     from pretty_jax.generate import Generator
     from pretty_jax.tokenizer import load_tokenizer
 
     mesh = parallel.make_mesh(_MESH_DATA.value, _MESH_MODEL.value)
     model = checkpoint.load_model(_CHECKPOINT.value, "float32", place=parallel.param_placer(mesh))
     tokenizer = load_tokenizer(Path(_CHECKPOINT.value))
-    generator = Generator(model, tokenizer, mesh=mesh, batch_size=4)
-    outputs = run_cases(generator, tokenizer)
+    if _JOB.value == "generate":
+        outputs = run_cases(Generator(model, tokenizer, mesh=mesh, batch_size=4), tokenizer)
+    else:
+        sft = checkpoint.load_model(_SFT_CHECKPOINT.value, "float32", place=parallel.param_placer(mesh))
+        outputs = alignment_case(model, sft, tokenizer, mesh)
     print(json.dumps({"process": jax.process_index(), "mesh": dict(mesh.shape), "outputs": outputs}))
 
 

@@ -1,0 +1,117 @@
+"""`run --mode=align`: the paper's alignment analysis end to end.
+
+SFT model generates (greedy) -> for each k, prior = its first k tokens -> the
+trajectory (the foundation's own continuation after the prior, the rest of the SFT
+output, or the reference) -> statistics of both models along it -> alignment.json and
+the figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+from jax.sharding import Mesh
+
+from pretty_jax import alignment_report, plots
+from pretty_jax.alignment import AlignmentScorer
+from pretty_jax.checkpoint import LoadedModel
+from pretty_jax.errors import UserError
+from pretty_jax.generate import DecodeConfig, Generator
+from pretty_jax.priors import continuation_ids
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptExample:
+    id: str
+    prompt: str
+    reference: str | None = None
+
+
+def read_prompts_file(path: Path) -> list[PromptExample]:
+    """jsonl with {"id", "prompt"} and optionally "reference" per line."""
+    examples, seen = [], set()
+    try:
+        lines = Path(path).read_bytes().splitlines()
+    except FileNotFoundError:
+        raise UserError(f"--prompts_file: {path} does not exist") from None
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UserError(f"{path}:{number}: not a UTF-8 JSON object ({e})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+            raise UserError(f'{path}:{number}: expected {{"id": ..., "prompt": "..."}}')
+        example_id = str(record.get("id", number))
+        if example_id in seen:
+            raise UserError(f"{path}:{number}: duplicate id {example_id!r}")
+        seen.add(example_id)
+        examples.append(PromptExample(example_id, record["prompt"], record.get("reference")))
+    if not examples:
+        raise UserError(f"{path}: no prompts")
+    return examples
+
+
+def run_alignment(
+    foundation: LoadedModel,
+    sft: LoadedModel,
+    tokenizer,
+    examples: Sequence[PromptExample],
+    prior_tokens: Sequence[int],
+    trajectory: str,
+    top_k: Sequence[int],
+    decode: DecodeConfig,
+    output_dir: Path,
+    mesh: Mesh | None = None,
+    batch_size: int = 8,
+    chunk: int = 16,
+    write_files: bool = True,
+) -> dict:
+    """Computes, writes (alignment.json + figures when `write_files`) and returns the report."""
+    start = time.perf_counter()
+    ids = [e.id for e in examples]
+    prompts = [tokenizer(e.prompt).input_ids for e in examples]
+    references = None
+    if trajectory == "reference":
+        if any(e.reference is None for e in examples):
+            raise UserError("--trajectory=reference needs a 'reference' for every example")
+        references = [continuation_ids(tokenizer, e.prompt, e.reference) for e in examples]
+    sft_outputs = None
+    if trajectory != "reference":
+        sft_generator = Generator(sft, tokenizer, mesh=mesh, batch_size=batch_size)
+        sft_outputs = [list(g.tokens) for g in sft_generator.generate(prompts, config=decode)]
+        logging.info("SFT outputs for %d prompts in %.1fs", len(prompts), time.perf_counter() - start)
+    foundation_generator = Generator(foundation, tokenizer, mesh=mesh, batch_size=batch_size)
+    scorer = AlignmentScorer(foundation, sft, mesh=mesh, batch_size=batch_size, chunk=chunk,
+                             pad_id=foundation_generator.pad_id)
+    by_prior = {}
+    for k in prior_tokens:
+        continuations = None
+        if trajectory == "foundation":
+            priors = [s[:k] for s in sft_outputs]
+            results = foundation_generator.generate(prompts, priors, decode, example_ids=range(len(prompts)))
+            continuations = [list(g.tokens) for g in results]
+        priors, prefixes, trajectories = alignment_report.alignment_pairs(
+            trajectory, k, prompts, sft_outputs or [], continuations, references
+        )
+        per_example = scorer.score(prefixes, trajectories)
+        by_prior[k] = alignment_report.prior_report(ids, priors, trajectories, per_example, top_k)
+        overall = by_prior[k]["overall"]
+        logging.info(
+            "k=%d: %d steps, top-1 agreement %.3f, KL(sft||lm) %.3f",
+            k, overall["steps"], overall["topk_agreement"][str(top_k[0])] or 0.0, overall["kl_sft_lm"] or 0.0,
+        )
+    report = alignment_report.build_report(
+        str(foundation.directory), str(sft.directory), trajectory, top_k, by_prior
+    )
+    if write_files:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        alignment_report.write_report(output_dir / "alignment.json", report)
+        plots.draw_alignment_figures(report, output_dir)
+    return report
