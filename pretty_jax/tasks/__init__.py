@@ -1,0 +1,125 @@
+"""The evaluation tasks' shared pieces: the `Example` record, the `Task` protocol the
+runner drives, prompt rendering, and reading a UTF-8 text file with errors that name
+the file and line.
+
+One module per task: `flores.py` (translation), `crosssum.py` (summarisation),
+`pos.py` (part-of-speech tagging); `languages.py` holds the language table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import string
+from pathlib import Path
+from typing import Mapping, Protocol, Sequence, TypeVar, runtime_checkable
+
+from pretty_jax.errors import UserError
+
+Item = TypeVar("Item")
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One evaluation item.
+
+    id: stable and unique within a dataset, e.g. "devtest-00042" or "crosssum-17".
+    source: the input: a sentence, a document, or the words to tag joined by single spaces.
+    reference: the gold output: a translation, a summary, or the gold tags joined by
+      single spaces.
+    words, tags: POS only: the words to tag and their gold UPOS tags, one per word.
+    """
+
+    id: str
+    source: str
+    reference: str
+    words: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What the runner needs from a task. `source_lang`/`target_lang` are canonical
+    codes of `languages.py`; `score` takes postprocessed predictions aligned with
+    `examples` and returns metric name -> value (strings for signatures), always with a
+    "target_language_rate" entry."""
+
+    name: str
+    source_lang: str
+    target_lang: str
+
+    def examples(self) -> list[Example]: ...
+
+    def prompt_fields(self) -> dict[str, str]: ...
+
+    def postprocess(self, generated_text: str) -> str: ...
+
+    def score(self, predictions: list[str], examples: list[Example]) -> dict[str, float | str]: ...
+
+
+def format_prompt(template: str, example: Example, fields: Mapping[str, str], shots: Sequence[Example] = ()) -> str:
+    """The prompt for `example`: each shot rendered with `template`, followed by
+    " " + its reference + "\\n\\n", then `example` rendered with `template`.
+
+    template: a Python format string; placeholders are {source} and the keys of
+      `fields` (e.g. {src_lang}, {tgt_lang}: language names). Literal braces are {{ }}.
+    """
+    known = {"source", *fields}
+    _check_placeholders(template, known)
+    parts = [_render(template, shot, fields) + " " + shot.reference + "\n\n" for shot in shots]
+    return "".join(parts) + _render(template, example, fields)
+
+
+def _check_placeholders(template: str, known: set[str]) -> None:
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as e:
+        raise UserError(
+            f"prompt template {template!r} is not a valid format string ({e}); write literal braces as {{{{ and }}}}"
+        ) from None
+    for name in names:
+        if name not in known:
+            shown = f"{{{name}}}" if name else "a positional {}"
+            raise UserError(
+                f"prompt template {template!r} uses {shown}, which this task does not fill; "
+                f"known placeholders: {', '.join('{' + k + '}' for k in sorted(known))}"
+            )
+
+
+def _render(template: str, example: Example, fields: Mapping[str, str]) -> str:
+    try:
+        return template.format_map({**fields, "source": example.source})
+    except (KeyError, IndexError, ValueError, AttributeError) as e:  # e.g. a bad format spec
+        raise UserError(f"prompt template {template!r} cannot be filled ({type(e).__name__}: {e})") from None
+
+
+def read_lines(path: Path, description: str) -> list[str]:
+    """The lines of a UTF-8 text file without their "\\n" / "\\r\\n" ends (a final line end
+    does not start another line; a leading byte-order mark is dropped).
+
+    description: what the file is, for error messages (e.g. "Flores file").
+    Raises UserError when the file is missing or not UTF-8 (naming path:line).
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{description} {path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise UserError(f"{description} {path} is a directory; give the path of a file") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise UserError(f"{path}:{line}: not valid UTF-8 ({e.reason}); convert the {description} to UTF-8") from None
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def apply_limit(items: list[Item], limit: int | None) -> list[Item]:
+    """The first `limit` items (all of them for None)."""
+    if limit is None:
+        return items
+    if limit < 1:
+        raise UserError(f"limit={limit}: give a positive number of examples (or none for all)")
+    return items[:limit]
