@@ -72,8 +72,14 @@ def run_alignment(
     batch_size: int = 8,
     chunk: int = 16,
     write_files: bool = True,
+    sft_outputs: Sequence[Sequence[int]] | None = None,
+    continuations: dict[int, Sequence[Sequence[int]]] | None = None,
 ) -> dict:
-    """Computes, writes (alignment.json + figures when `write_files`) and returns the report."""
+    """Computes, writes (alignment.json + figures when `write_files`) and returns the report.
+
+    sft_outputs / continuations: outputs an experiment already generated (the SFT model's,
+    and the foundation's after k SFT prior tokens, by k); what is missing is generated.
+    """
     start = time.perf_counter()
     ids = [e.id for e in examples]
     prompts = [tokenizer(e.prompt).input_ids for e in examples]
@@ -82,8 +88,8 @@ def run_alignment(
         if any(e.reference is None for e in examples):
             raise UserError("--trajectory=reference needs a 'reference' for every example")
         references = [continuation_ids(tokenizer, e.prompt, e.reference) for e in examples]
-    sft_outputs = None
-    if trajectory != "reference":
+    continuations = dict(continuations or {})
+    if sft_outputs is None and trajectory != "reference":
         sft_generator = Generator(sft, tokenizer, mesh=mesh, batch_size=batch_size)
         sft_outputs = [list(g.tokens) for g in sft_generator.generate(prompts, config=decode)]
         logging.info("SFT outputs for %d prompts in %.1fs", len(prompts), time.perf_counter() - start)
@@ -92,13 +98,12 @@ def run_alignment(
                              pad_id=foundation_generator.pad_id)
     by_prior = {}
     for k in prior_tokens:
-        continuations = None
-        if trajectory == "foundation":
-            priors = [s[:k] for s in sft_outputs]
+        if trajectory == "foundation" and k not in continuations:
+            priors = [list(s[:k]) for s in sft_outputs]
             results = foundation_generator.generate(prompts, priors, decode, example_ids=range(len(prompts)))
-            continuations = [list(g.tokens) for g in results]
+            continuations[k] = [list(g.tokens) for g in results]
         priors, prefixes, trajectories = alignment_report.alignment_pairs(
-            trajectory, k, prompts, sft_outputs or [], continuations, references
+            trajectory, k, prompts, sft_outputs or [], continuations.get(k), references
         )
         per_example = scorer.score(prefixes, trajectories)
         by_prior[k] = alignment_report.prior_report(ids, priors, trajectories, per_example, top_k)

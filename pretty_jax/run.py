@@ -1,7 +1,10 @@
 """The experiment entry point: `python -m pretty_jax.run --flagfile=configs/<experiment>.cfg`.
 
---mode=align   foundation vs SFT distribution statistics with 0, 1, 2, ... prior tokens
-               (alignment.json + figures; see pretty_jax/alignment_report.py)
+--mode=experiment  a task (translation / summarization / pos) with the foundation model
+                   plain and with priors, and the SFT model: outputs per stage (resumable),
+                   results.json, report.md, optional sweep and alignment (experiment.py)
+--mode=align       foundation vs SFT distribution statistics with 0, 1, 2, ... prior
+                   tokens on a --prompts_file (alignment.json + figures)
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ from pathlib import Path
 
 from absl import flags, logging
 
-from pretty_jax import checkpoint, cli, decode_flags, parallel
+from pretty_jax import checkpoint, cli, decode_flags, experiment, parallel, report, stages
 from pretty_jax.align_run import read_prompts_file, run_alignment
 from pretty_jax.alignment import check_same_tokenizer
 from pretty_jax.alignment_report import TRAJECTORIES
 from pretty_jax.errors import UserError
+from pretty_jax.priors import KINDS, TEXT_ONLY_KINDS, PriorSpec
 from pretty_jax.tokenizer import load_tokenizer
 
-_MODE = flags.DEFINE_enum("mode", "align", ["align"], "What to run (see the module docstring).")
+_MODE = flags.DEFINE_enum("mode", "experiment", ["experiment", "align"], "What to run (see the module docstring).")
 _FOUNDATION = flags.DEFINE_string("foundation", None, "Foundation model: HF or converted checkpoint directory.")
 _SFT = flags.DEFINE_string("sft", None, "SFT model: HF or converted checkpoint directory.")
 _DTYPE = flags.DEFINE_enum("dtype", "bfloat16", list(checkpoint.DTYPES), "Parameter dtype of both models.")
@@ -40,6 +44,53 @@ _AGREEMENT_K = flags.DEFINE_list(
 _STATS_CHUNK = flags.DEFINE_integer(
     "stats_chunk", 16, "Decoding steps whose full-vocabulary logits are alive at once in the statistics."
 )
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Discard a previous run in --output_dir instead of resuming it."
+)
+# Experiment mode.
+_TASK = flags.DEFINE_enum("task", "translation", list(experiment.TASKS), "Which evaluation to run.")
+_DATA = flags.DEFINE_string(
+    "data", None,
+    "Dataset: a Flores folder (translation), a CrossSum jsonl (summarization), a CoNLL-U or "
+    "XGLUE file (pos); may contain {source_lang}, {target_lang} (codes as given) and "
+    "{source_iso}, {target_iso} (ISO 639-1).",
+)
+_SPLIT = flags.DEFINE_string("split", "devtest", "Flores split (dev or devtest).")
+_SOURCE_LANG = flags.DEFINE_string("source_lang", "eng", "Source language code (the tagged language for pos).")
+_TARGET_LANGS = flags.DEFINE_list(
+    "target_lang", ["zho_simpl"], "Target language code(s); each is one language pair of the run."
+)
+_LIMIT = flags.DEFINE_integer("limit", None, "Use only the first N examples of the data.")
+_PROMPT_TEMPLATE = flags.DEFINE_string(
+    "prompt_template", None,
+    "Prompt format string with {source} and the task's fields ({src_lang}, {tgt_lang}; pos: "
+    "{lang}, {upos_tags}); default: a zero-shot template per task.",
+)
+_NUM_SHOTS = flags.DEFINE_integer("num_shots", 0, "Few-shot examples (the first N of the data, not evaluated).")
+_PRIORS = flags.DEFINE_list(
+    "priors", ["none", "sft"], f"Foundation systems to run, by prior: {', '.join(KINDS)}."
+)
+_NUM_PRIOR_TOKENS = flags.DEFINE_integer("num_prior_tokens", 1, "Size k of token-level priors (sft, oracle).")
+_NUM_PRIOR_WORDS = flags.DEFINE_integer(
+    "num_prior_words", 0,
+    "Size k of word-level priors; > 0 makes every prior word-level (needed when the SFT "
+    "tokenizer differs); refined and dictionary priors are always words (1 if unset).",
+)
+_SWEEP = flags.DEFINE_list("sweep_prior_tokens", [], "SFT prior sizes for the metric-vs-k curve (Fig. 5), e.g. 0,1,2,3.")
+_REFINED_FILE = flags.DEFINE_string("refined_file", None, 'Refined system outputs: jsonl of {"id", "text"}.')
+_REFINED_MODEL = flags.DEFINE_string("refined_model", None, "Refined system: a model directory this project loads.")
+_DICTIONARY = flags.DEFINE_string(
+    "dictionary", None, "MUSE bilingual dictionary for the dictionary prior; may contain the --data placeholders, "
+    "e.g. muse/{source_iso}-{target_iso}.txt."
+)
+_LEXICON_DATA = flags.DEFINE_string(
+    "lexicon_data", None, "Tagged CoNLL-U/XGLUE file whose word->tag lexicon is the pos dictionary prior."
+)
+_SPM_MODEL = flags.DEFINE_string("spm_model", None, "Local Flores SentencePiece model: adds spBLEU.")
+_ANSWER_SEPARATOR = flags.DEFINE_string(
+    "answer_separator", " ", "What separates the prompt from the answer's first word (for word-level priors)."
+)
+_ALIGN = flags.DEFINE_bool("align", False, "Also compute the alignment statistics (needs --sft), k = --prior_tokens.")
 
 
 def _int_list(flag: flags.FlagHolder, minimum: int) -> list[int]:
@@ -87,9 +138,90 @@ def run_align_mode() -> None:
     print(f"wrote {output_dir / 'alignment.json'} and figures")
 
 
+def _prior_specs() -> tuple[PriorSpec, ...]:
+    words = _NUM_PRIOR_WORDS.value
+    specs = []
+    for kind in _PRIORS.value:
+        if kind == "none":
+            specs.append(PriorSpec("none"))
+        elif words > 0 or kind in TEXT_ONLY_KINDS:
+            specs.append(PriorSpec(kind, words or 1, "words"))
+        else:
+            specs.append(PriorSpec(kind, _NUM_PRIOR_TOKENS.value, "tokens"))
+    return tuple(specs)
+
+
+def _settings(output_dir: Path) -> experiment.Settings:
+    decode = decode_flags.decode_config_from_flags()
+    if not flags.FLAGS["stop_strings"].present:  # each task's answer is one line
+        decode = decode_flags.decode_config_from_flags(stop_strings=("\n",))
+    return experiment.Settings(
+        task=_TASK.value, data=_require(_DATA), split=_SPLIT.value, source_lang=_SOURCE_LANG.value,
+        target_langs=tuple(_TARGET_LANGS.value), limit=_LIMIT.value,
+        template=_PROMPT_TEMPLATE.value or experiment.DEFAULT_TEMPLATES[_TASK.value],
+        num_shots=_NUM_SHOTS.value, priors=_prior_specs(), sweep=tuple(_int_list(_SWEEP, 0)) if _SWEEP.value else (),
+        decode=decode, batch_size=decode_flags.BATCH_SIZE.value, output_dir=output_dir,
+        answer_separator=_ANSWER_SEPARATOR.value, refined_file=_REFINED_FILE.value, dictionary=_DICTIONARY.value,
+        lexicon_data=_LEXICON_DATA.value, spm_model=_SPM_MODEL.value, align=_ALIGN.value,
+        align_prior_tokens=tuple(_int_list(_PRIOR_TOKENS, 0)), trajectory=_TRAJECTORY.value,
+        agreement_k=tuple(_int_list(_AGREEMENT_K, 1)), stats_chunk=_STATS_CHUNK.value,
+    )
+
+
+# Flags that decide a run's results: a resumed run must have the same values.
+_RESULT_FLAGS = (
+    "task", "data", "split", "source_lang", "target_lang", "limit", "prompt_template", "num_shots", "priors",
+    "num_prior_tokens", "num_prior_words", "sweep_prior_tokens", "refined_file", "refined_model", "dictionary",
+    "lexicon_data", "answer_separator", "foundation", "sft", "dtype", "max_new_tokens", "num_beams",
+    "length_penalty", "early_stopping", "temperature", "top_k", "top_p", "seed", "stop_strings", "max_len", "overflow",
+)
+
+
+def _load_models(settings: experiment.Settings, mesh) -> experiment.Models:
+    place = parallel.param_placer(mesh)
+    foundation = checkpoint.load_model(_require(_FOUNDATION), _DTYPE.value, place=place)
+    models = experiment.Models(foundation=foundation, tokenizer=load_tokenizer(foundation.directory))
+    if _SFT.value:
+        models.sft = checkpoint.load_model(_SFT.value, _DTYPE.value, place=place)
+        models.sft_tokenizer = load_tokenizer(models.sft.directory)
+        token_level = [s for s in settings.systems() if s.kind == "sft" and s.unit == "tokens"]
+        if token_level or settings.align:
+            check_same_tokenizer(models.tokenizer, models.sft_tokenizer, _FOUNDATION.value, _SFT.value)
+    if _REFINED_MODEL.value:
+        models.refined = checkpoint.load_model(_REFINED_MODEL.value, _DTYPE.value, place=place)
+        models.refined_tokenizer = load_tokenizer(models.refined.directory)
+    return models
+
+
+def run_experiment_mode() -> None:
+    output_dir = Path(_require(_OUTPUT_DIR))
+    settings = _settings(output_dir)
+    mesh = decode_flags.mesh_from_flags()
+    if parallel.is_main_process():
+        stages.prepare_output_dir(
+            output_dir, {name: flags.FLAGS[name].value for name in _RESULT_FLAGS}, _OVERWRITE.value
+        )
+    start = time.perf_counter()
+    models = _load_models(settings, mesh)
+    logging.info("models loaded in %.1fs", time.perf_counter() - start)
+    pairs = {}
+    for target_lang in settings.target_langs:
+        pair = experiment.PairRun(settings, models, target_lang, mesh)
+        pairs[pair.name] = pair.run()
+    results = report.build_results(settings.task, _FOUNDATION.value, _SFT.value, pairs, settings.sweep)
+    if parallel.is_main_process():
+        report.write_results(output_dir, results)
+        print(report.report_markdown(results))
+        print(f"wrote {output_dir / 'report.md'} and {output_dir / 'results.json'} "
+              f"({time.perf_counter() - start:.0f}s)")
+
+
 def main(argv: list[str]) -> None:
     del argv
-    run_align_mode()
+    if _MODE.value == "align":
+        run_align_mode()
+    else:
+        run_experiment_mode()
 
 
 if __name__ == "__main__":

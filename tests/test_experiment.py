@@ -1,0 +1,178 @@
+"""The experiment runner end to end on tiny models and the real sample data: every
+prior, every task, scores equal to sacrebleu's on the same outputs, resume after
+kill -9, the report and results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sacrebleu
+from safetensors.numpy import load_file, save_file
+
+from pretty_jax.metrics import pos_accuracy
+from pretty_jax.priors import PriorSpec, continuation_ids, first_words
+from pretty_jax.tasks.pos import read_tagged
+from pretty_jax.tokenizer import load_tokenizer
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (real sample data) is absent")
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_checkpoint, tmp_path_factory):
+    """Tiny LLaMA foundation and an "SFT" copy with perturbed weights (same tokenizer)."""
+    foundation = tiny_checkpoint("llama")
+    sft = tmp_path_factory.mktemp("sft") / "sft"
+    shutil.copytree(foundation, sft)
+    tensors = load_file(sft / "model.safetensors")
+    rng = np.random.default_rng(3)
+    save_file({k: (v + 0.03 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in tensors.items()},
+              sft / "model.safetensors", metadata={"format": "pt"})
+    return foundation, sft
+
+
+def _run(*flags: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "pretty_jax.run", "--dtype=float32", *flags],
+                            capture_output=True, text=True, timeout=900)
+    if check:
+        assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@needs_data
+def test_translation_with_every_prior_scores_like_sacrebleu(pair, tiny_checkpoint, tmp_path):
+    foundation, sft = pair
+    refined = tmp_path / "refined.jsonl"
+    refined.write_text("\n".join(json.dumps({"id": f"devtest-{i:05d}", "text": "Die Katze schläft."}) for i in range(6)))
+    out = tmp_path / "out"
+    _run(f"--data={DATA / 'flores101_devtest'}", "--source_lang=eng", "--target_lang=deu", "--limit=6",
+         f"--foundation={foundation}", f"--sft={sft}", "--priors=none,sft,refined,dictionary,oracle",
+         f"--refined_file={refined}", f"--dictionary={DATA / 'muse' / '{source_iso}-{target_iso}.txt'}",
+         "--sweep_prior_tokens=0,1,2", "--max_new_tokens=12", "--batch_size=4", f"--output_dir={out}")
+    results = json.loads((out / "results.json").read_text())
+    systems = results["pairs"]["eng-deu"]["systems"]
+    assert set(systems) == {"none", "sft-1tok", "refined-1word", "dictionary-1word", "oracle-1tok", "sft-2tok", "sft"}
+    references = (DATA / "flores101_devtest" / "deu.devtest").read_text(encoding="utf-8").splitlines()[:6]
+    for key, system in systems.items():
+        records = _records(out / "eng-deu" / f"{key}.jsonl")
+        assert [r["id"] for r in records] == [f"devtest-{i:05d}" for i in range(6)]
+        predictions = [r["prediction"] for r in records]
+        assert system["metrics"]["bleu"] == sacrebleu.corpus_bleu(predictions, [references]).score
+        assert system["metrics"]["chrf"] == sacrebleu.corpus_chrf(predictions, [references], word_order=2).score
+    sft_records = _records(out / "eng-deu" / "sft.jsonl")
+    for record, sft_record in zip(_records(out / "eng-deu" / "sft-1tok.jsonl"), sft_records):
+        assert record["prior_tokens"] == sft_record["tokens"][:1]
+    for record in _records(out / "eng-deu" / "refined-1word.jsonl"):
+        assert record["prior_text"] == "Die" and record["text"].startswith("Die")
+    dictionary = _records(out / "eng-deu" / "dictionary-1word.jsonl")
+    assert systems["dictionary-1word"]["prior_found_rate"] == np.mean([r["prior_found"] for r in dictionary])
+    report = (out / "report.md").read_text()
+    assert "| foundation + dictionary prior (1 word) |" in report and "SFT model" in report
+    assert "chrF++ against the number of SFT prior tokens" in report
+    assert (out / "prior_sweep.png").stat().st_size > 5000
+    assert [p["prior_tokens"] for p in results["sweep"]["eng-deu"]] == [0, 1, 2]
+
+
+@needs_data
+def test_killed_run_resumes_to_the_uninterrupted_outputs(pair, tmp_path):
+    foundation, sft = pair
+    flags = [f"--data={DATA / 'flores101_devtest'}", "--source_lang=eng", "--target_lang=fra", "--limit=40",
+             f"--foundation={foundation}", f"--sft={sft}", "--priors=none,sft", "--max_new_tokens=24",
+             "--batch_size=4"]
+    _run(*flags, f"--output_dir={tmp_path / 'whole'}")
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "pretty_jax.run", "--dtype=float32", *flags,
+                                f"--output_dir={killed}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stage = killed / "eng-fra" / "none.jsonl"
+    deadline = time.time() + 300
+    while not (stage.exists() and stage.read_text().count("\n") >= 4) and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert stage.read_text().count("\n") < 40, "the run finished before it could be killed"
+    _run(*flags, f"--output_dir={killed}")
+    for name in ("sft.jsonl", "none.jsonl", "sft-1tok.jsonl"):
+        assert (killed / "eng-fra" / name).read_bytes() == (tmp_path / "whole" / "eng-fra" / name).read_bytes(), name
+    assert json.loads((killed / "results.json").read_text()) == json.loads((tmp_path / "whole" / "results.json").read_text())
+
+
+@needs_data
+def test_pos_with_lexicon_prior_and_summarization(pair, tmp_path):
+    foundation, sft = pair
+    out = tmp_path / "pos"
+    _run("--task=pos", f"--data={DATA / 'ud' / 'fr_gsd-ud-dev.conllu'}", "--source_lang=fra", "--limit=5",
+         f"--foundation={foundation}", "--priors=none,dictionary,oracle", "--num_prior_words=2",
+         f"--lexicon_data={DATA / 'ud' / 'fr_gsd-ud-dev.conllu'}", "--max_new_tokens=16", "--batch_size=4",
+         f"--output_dir={out}")
+    systems = json.loads((out / "results.json").read_text())["pairs"]["fra-fra"]["systems"]
+    gold = [sentence[1] for sentence in read_tagged(DATA / "ud" / "fr_gsd-ud-dev.conllu")[:5]]
+    for key in ("none", "dictionary-2word", "oracle-2word"):
+        records = _records(out / "fra-fra" / f"{key}.jsonl")
+        expected = pos_accuracy([r["prediction"].split() for r in records], gold)["pos_accuracy"]
+        assert systems[key]["metrics"]["pos_accuracy"] == expected
+    for record, tags in zip(_records(out / "fra-fra" / "oracle-2word.jsonl"), gold):
+        assert record["prior_text"] == " ".join(tags[:2])
+    lexicon_priors = [r["prior_text"] for r in _records(out / "fra-fra" / "dictionary-2word.jsonl")]
+    assert sum(p == " ".join(t[:2]) for p, t in zip(lexicon_priors, gold)) >= 3  # the lexicon is mostly right
+
+    english = (DATA / "flores101_devtest" / "eng.devtest").read_text(encoding="utf-8").splitlines()
+    chinese = (DATA / "flores101_devtest" / "zho_simpl.devtest").read_text(encoding="utf-8").splitlines()
+    crosssum = tmp_path / "crosssum.jsonl"
+    crosssum.write_text("\n".join(
+        json.dumps({"source_url": str(i), "target_url": str(i), "text": " ".join(english[i : i + 30]), "summary": chinese[i]},
+                   ensure_ascii=False) for i in range(4)), encoding="utf-8")
+    out = tmp_path / "sum"
+    _run("--task=summarization", f"--data={crosssum}", "--source_lang=eng", "--target_lang=zho_simpl",
+         f"--foundation={foundation}", "--priors=none,oracle", "--max_new_tokens=8", "--batch_size=4",
+         f"--output_dir={out}")
+    summary = json.loads((out / "results.json").read_text())["pairs"]["eng-zho_simpl"]
+    assert summary["truncated_documents"] == 4  # 30 sentences do not fit a 256-token context
+    assert set(summary["systems"]["none"]["metrics"]) >= {"rouge1", "rouge2", "rougeL", "target_language_rate"}
+
+
+@needs_data
+def test_differing_tokenizers_need_word_priors(pair, tiny_checkpoint, tmp_path):
+    foundation, _ = pair
+    flags = [f"--data={DATA / 'flores101_devtest'}", "--target_lang=fra", "--limit=4", f"--foundation={foundation}",
+             f"--sft={tiny_checkpoint('bloom')}", "--max_new_tokens=8", "--batch_size=4"]
+    refused = _run(*flags, f"--output_dir={tmp_path / 'a'}", check=False)
+    assert refused.returncode == 2 and "the tokenizers differ at id" in refused.stderr
+    _run(*flags, "--num_prior_words=1", f"--output_dir={tmp_path / 'b'}")
+    for record in _records(tmp_path / "b" / "eng-fra" / "sft-1word.jsonl"):
+        assert record["text"].startswith(record["prior_text"])
+
+
+def test_missing_data_is_reported_with_the_path(pair, tmp_path):
+    result = _run(f"--data={tmp_path / 'nowhere'}", f"--foundation={pair[0]}", f"--output_dir={tmp_path / 'o'}",
+                  check=False)
+    assert result.returncode == 2 and f"Flores data folder {tmp_path / 'nowhere'} does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("preset,expected_piece", [("llama", "▁"), ("bloom", "Ġ")])
+def test_word_priors_are_tokenised_as_the_answer_continues_the_prompt(tiny_checkpoint, preset, expected_piece):
+    tokenizer = load_tokenizer(tiny_checkpoint(preset))
+    prompt = "Translate into German.\nGerman:"
+    ids = continuation_ids(tokenizer, prompt, "Der Zug")
+    joint = tokenizer(prompt + " Der Zug", add_special_tokens=False).input_ids
+    assert joint[-len(ids) :] == ids
+    assert tokenizer.convert_ids_to_tokens(ids)[0].startswith(expected_piece)
+    alone = tokenizer("Der Zug", add_special_tokens=False).input_ids
+    assert (alone == ids) == (preset == "llama")  # byte-level BPE needs the context's space
+
+
+def test_first_words_and_prior_names():
+    assert first_words("  Die Katze schläft.", 2, "deu") == "Die Katze"
+    assert first_words("猫在温暖的窗台上睡觉。", 2, "zho_simpl") == "猫在"
+    assert PriorSpec("sft", 2, "tokens").key == "sft-2tok" and PriorSpec("dictionary", 1, "words").key == "dictionary-1word"
