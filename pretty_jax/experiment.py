@@ -125,7 +125,7 @@ def make_task(settings: Settings, target_lang: str) -> Task:
         return FloresTask(path, settings.split, settings.source_lang, target_lang, settings.limit, spm)
     if settings.task == "summarization":
         return CrossSumTask(path, settings.source_lang, target_lang, settings.limit)
-    return PosTask(path, settings.source_lang, settings.limit)
+    return PosTask(path, target_lang, settings.limit)  # pos: the target languages are the tagged ones
 
 
 def _document_budget(settings: Settings, models: Models, template_only: str) -> int:

@@ -20,6 +20,7 @@ from pretty_jax.alignment import check_same_tokenizer
 from pretty_jax.alignment_report import TRAJECTORIES
 from pretty_jax.errors import UserError
 from pretty_jax.priors import KINDS, TEXT_ONLY_KINDS, PriorSpec
+from pretty_jax.tasks.languages import get_language
 from pretty_jax.tokenizer import load_tokenizer
 
 _MODE = flags.DEFINE_enum("mode", "experiment", ["experiment", "align"], "What to run (see the module docstring).")
@@ -56,9 +57,10 @@ _DATA = flags.DEFINE_string(
     "{source_iso}, {target_iso} (ISO 639-1).",
 )
 _SPLIT = flags.DEFINE_string("split", "devtest", "Flores split (dev or devtest).")
-_SOURCE_LANG = flags.DEFINE_string("source_lang", "eng", "Source language code (the tagged language for pos).")
+_SOURCE_LANG = flags.DEFINE_string("source_lang", "eng", "Source language code (unused by pos).")
 _TARGET_LANGS = flags.DEFINE_list(
-    "target_lang", ["zho_simpl"], "Target language code(s); each is one language pair of the run."
+    "target_lang", ["zho_simpl"],
+    "Target language code(s); each is one language pair of the run (pos: the languages to tag).",
 )
 _LIMIT = flags.DEFINE_integer("limit", None, "Use only the first N examples of the data.")
 _PROMPT_TEMPLATE = flags.DEFINE_string(
@@ -91,6 +93,9 @@ _ANSWER_SEPARATOR = flags.DEFINE_string(
     "answer_separator", " ", "What separates the prompt from the answer's first word (for word-level priors)."
 )
 _ALIGN = flags.DEFINE_bool("align", False, "Also compute the alignment statistics (needs --sft), k = --prior_tokens.")
+_DRY_RUN = flags.DEFINE_bool(
+    "dry_run", False, "Check the flags and print the plan (pairs, systems, stages) without loading anything."
+)
 
 
 def _int_list(flag: flags.FlagHolder, minimum: int) -> list[int]:
@@ -193,9 +198,23 @@ def _load_models(settings: experiment.Settings, mesh) -> experiment.Models:
     return models
 
 
+def print_plan(settings: experiment.Settings) -> None:
+    """The run's language pairs, systems and stages, after checking language codes."""
+    source = get_language(settings.source_lang).code
+    for target in settings.target_langs:
+        pair = f"{source if settings.task != 'pos' else get_language(target).code}-{get_language(target).code}"
+        print(f"{pair}: {experiment.fill_path(settings.data, 'data', settings.source_lang, target)}")
+    print("systems: " + ", ".join(spec.label for spec in settings.systems()) + (", SFT model" if _SFT.value else ""))
+    print(f"stages: {'sft, ' if _SFT.value else ''}foundation x {len(settings.systems())}, score"
+          + (", align" if settings.align else "") + f" -> {settings.output_dir}")
+
+
 def run_experiment_mode() -> None:
     output_dir = Path(_require(_OUTPUT_DIR))
     settings = _settings(output_dir)
+    if _DRY_RUN.value:
+        print_plan(settings)
+        return
     mesh = decode_flags.mesh_from_flags()
     if parallel.is_main_process():
         stages.prepare_output_dir(

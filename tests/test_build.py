@@ -48,8 +48,13 @@ def _targets() -> dict[str, dict]:
 def _value(node: ast.AST):
     if isinstance(node, ast.List):
         return [_value(element) for element in node.elts]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _value(node.left) + _value(node.right)
     if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "requirement":
         return "pip:" + node.args[0].value
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "glob":
+        patterns = _value(node.args[0])
+        return sorted(p.relative_to(ROOT).as_posix() for pattern in patterns for p in ROOT.glob(pattern))
     return ast.literal_eval(node)
 
 

@@ -112,7 +112,7 @@ def test_killed_run_resumes_to_the_uninterrupted_outputs(pair, tmp_path):
 def test_pos_with_lexicon_prior_and_summarization(pair, tmp_path):
     foundation, sft = pair
     out = tmp_path / "pos"
-    _run("--task=pos", f"--data={DATA / 'ud' / 'fr_gsd-ud-dev.conllu'}", "--source_lang=fra", "--limit=5",
+    _run("--task=pos", f"--data={DATA / 'ud' / 'fr_gsd-ud-dev.conllu'}", "--target_lang=fra", "--limit=5",
          f"--foundation={foundation}", "--priors=none,dictionary,oracle", "--num_prior_words=2",
          f"--lexicon_data={DATA / 'ud' / 'fr_gsd-ud-dev.conllu'}", "--max_new_tokens=16", "--batch_size=4",
          f"--output_dir={out}")

@@ -1,0 +1,25 @@
+"""Every flagfile in configs/ is accepted by the runner: flags, languages, priors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.cfg"))
+
+
+def test_there_are_configs():
+    assert len(CONFIGS) >= 4
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_config_dry_runs(config):
+    result = subprocess.run(
+        [sys.executable, "-m", "pretty_jax.run", f"--flagfile={config}", "--dry_run"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "systems: foundation" in result.stdout and "stages:" in result.stdout
