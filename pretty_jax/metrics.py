@@ -224,7 +224,6 @@ _RANGE_STARTS = [start for start, _, _ in _SCRIPT_RANGES]
 _CHARACTER_SCRIPTS = ("Hani", "Kana")
 # Language.script -> what `text_script` calls it.
 _DETECTED_AS = {"Hans": "Hani", "Hant": "Hani"}
-_STOP_WORD_SCRIPTS = {code: get_language(code).script for code in STOP_WORDS}
 
 
 def _char_script(char: str) -> str | None:
@@ -274,7 +273,7 @@ def is_in_language(text: str, lang: str) -> bool:
     hits = {
         code: sum(word in stop_words for word in words)
         for code, stop_words in STOP_WORDS.items()
-        if _STOP_WORD_SCRIPTS[code] == language.script
+        if get_language(code).script == language.script
     }
     own = hits.pop(language.code)
     best_rival = max(hits.values(), default=0)

@@ -9,12 +9,11 @@ same files and code paths as a downloaded checkpoint. Needs torch.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pretty_jax.errors import MissingDependencyError, UserError
-from pretty_jax.sample_text import SENTENCES
+from pretty_jax.tokenizer import train_tokenizer
 
 # Each preset exercises a different part of the families: grouped-query attention,
 # tied heads, rope scaling, explicit head_dim, biases, sliding windows, ALiBi.
@@ -52,54 +51,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         model_type="bloom", tokenizer="bytelevel", hidden_size=64, n_layer=2, n_head=4,
     ),
 }
-
-SPECIAL_TOKENS = {
-    "sentencepiece": dict(unk_token="<unk>", bos_token="<s>", eos_token="</s>"),
-    "bytelevel": dict(unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"),
-}
-
-
-def train_tokenizer(kind: str, vocab_size: int = 400):
-    """A fast tokenizer trained on `SENTENCES`.
-
-    kind: "sentencepiece" (LLaMA style: `▁` word prefix, byte fallback, BOS added)
-      or "bytelevel" (BLOOM / GPT-2 style byte-level BPE, nothing added).
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    special = SPECIAL_TOKENS[kind]
-    if kind == "sentencepiece":
-        byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
-        tokenizer = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
-        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
-        tokenizer.decoder = decoders.Sequence(
-            [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
-        )
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=list(special.values()) + byte_tokens
-        )
-        tokenizer.train_from_iterator(SENTENCES, trainer)
-        # The byte tokens are ordinary vocabulary in SentencePiece, not special tokens.
-        data = json.loads(tokenizer.to_str())
-        data["added_tokens"] = [t for t in data["added_tokens"] if not t["content"].startswith("<0x")]
-        tokenizer = Tokenizer.from_str(json.dumps(data))
-        bos_id = tokenizer.token_to_id("<s>")
-        tokenizer.post_processor = processors.TemplateProcessing(
-            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos_id)]
-        )
-    else:
-        tokenizer = Tokenizer(models.BPE())
-        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tokenizer.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            special_tokens=list(special.values()),
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        )
-        tokenizer.train_from_iterator(SENTENCES, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **special)
-
 
 def hf_config(preset: str, tokenizer) -> Any:
     """The transformers config object of a preset, sized to the tokenizer (vocabulary

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import unicodedata
+from typing import Sequence
 
 from pretty_jax.errors import UserError
 
@@ -80,6 +81,22 @@ def get_language(code: str) -> Language:
         known = ", ".join(f"{lang.code} ({lang.flores200}, {lang.iso639_1})" for lang in LANGUAGES)
         raise UserError(f"unknown language code {code!r}; known codes: {known}")
     return language
+
+
+def register_language(language: Language, stop_words: Sequence[str] = ()) -> None:
+    """Adds a language the table lacks (e.g. the demo's invented one), with the stop
+    words that tell it from others of its script. Registering it again is a no-op."""
+    global LANGUAGES
+    if _BY_CODE.get(language.code.lower()) == language:
+        return
+    clashes = [c for c in (language.code, language.flores200, language.iso639_1) if c.lower() in _BY_CODE]
+    if clashes:
+        raise UserError(f"cannot register {language.name}: codes {', '.join(clashes)} are taken")
+    LANGUAGES = LANGUAGES + (language,)
+    for code in (language.code, language.flores200, language.iso639_1):
+        _BY_CODE[code.lower()] = language
+    if stop_words:
+        STOP_WORDS[language.code] = frozenset(w.lower() for w in stop_words)
 
 
 def is_word_char(char: str) -> bool:
