@@ -1,10 +1,13 @@
-"""HF tensor names and layouts -> pretty_jax parameters, refusing to guess.
+"""HF tensor names and layouts <-> pretty_jax parameters, refusing to guess.
 
 Each family describes its checkpoint as a layout: for every one of our parameter paths
 (`layers.3.attn.q_proj`), the HF tensor that fills it and how its layout changes. The
 converter then checks the whole checkpoint before reading a byte of it: every HF tensor
 must be used (or be a known non-parameter buffer), every parameter must be found, and
 every shape must be the one the config implies.
+
+Every transform is invertible (`to_hf`), so the same layout also writes an HF
+checkpoint back (`pretty_jax.export`): one name map per family, used both ways.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ class Same:
     def to_ours(self, hf: np.ndarray, our_shape: tuple[int, ...]) -> np.ndarray:
         return hf
 
+    def to_hf(self, ours: np.ndarray) -> np.ndarray:
+        return ours
+
 
 @dataclasses.dataclass(frozen=True)
 class Flat:
@@ -39,6 +45,9 @@ class Flat:
 
     def to_ours(self, hf: np.ndarray, our_shape: tuple[int, ...]) -> np.ndarray:
         return hf.reshape(our_shape)
+
+    def to_hf(self, ours: np.ndarray) -> np.ndarray:
+        return ours.reshape(self.hf_shape(ours.shape))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +64,9 @@ class Matrix:
 
     def to_ours(self, hf: np.ndarray, our_shape: tuple[int, ...]) -> np.ndarray:
         return hf.reshape(our_shape)
+
+    def to_hf(self, ours: np.ndarray) -> np.ndarray:
+        return ours.reshape(self.hf_shape(ours.shape))
 
 
 Transform = Same | Flat | Matrix

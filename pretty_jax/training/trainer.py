@@ -1,0 +1,226 @@
+"""The training loop: `train(settings)` from start (or from the last saved state) to
+`train_steps`, then the model exported in HF format to `OUTPUT_DIR/hf`.
+
+    OUTPUT_DIR/metrics.jsonl    the loss curve (see `metrics_log`)
+    OUTPUT_DIR/train_state/     the last saved state (see `train_state`)
+    OUTPUT_DIR/hf/              the trained model as an HF checkpoint
+
+Running the same settings again continues from the last saved state and reproduces
+the uninterrupted run exactly: the state holds every array an update reads, and the
+batch of each step is a pure function of (seed, step).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh
+
+from pretty_jax import export, parallel
+from pretty_jax.errors import UserError
+from pretty_jax.models import ModelConfig
+from pretty_jax.tokenizer import load_tokenizer
+from pretty_jax.training import data, model_setup, optim, step as step_lib, train_state
+from pretty_jax.training.metrics_log import MetricsLog
+from pretty_jax.training.settings import TrainSettings
+
+HF_DIR = "hf"
+# Called after every update with the step count and the (device) metrics.
+OnStep = Callable[[int, dict[str, jax.Array]], None]
+
+
+def _load_data(settings: TrainSettings, config: ModelConfig) -> tuple[data.Sequences, data.Sequences | None]:
+    """The training and (if any) evaluation sequences, checked against the model."""
+    tokenizer = load_tokenizer(Path(settings.tokenizer_dir))
+    eos_id, pad_id = data.special_ids(tokenizer, config.special_tokens.eos_token_ids)
+    load = lambda path, flag: data.load_sequences(
+        Path(path), settings.data_mode, tokenizer, settings.max_seq_len, eos_id, pad_id, flag
+    )
+    train = load(settings.train_file, "--train_file")
+    evaluation = load(settings.eval_file, "--eval_file") if settings.eval_file else None
+    for flag, sequences in (("--train_file", train), ("--eval_file", evaluation)):
+        if sequences is not None and int(sequences.tokens.max()) >= config.vocab_size:
+            raise UserError(
+                f"{flag}: the tokenizer ({settings.tokenizer_dir}) produces token id "
+                f"{int(sequences.tokens.max())}, beyond the model's vocab_size={config.vocab_size}"
+            )
+    logging.info(
+        "train data: %d sequences of %d tokens, %d targets; %d SFT examples truncated (%d dropped)",
+        len(train), settings.max_seq_len, train.target_tokens, train.truncated, train.dropped,
+    )
+    return train, evaluation
+
+
+class _Run:
+    """One call of `train`: the data, model, compiled steps and output files. The data
+    is read first, so that a mistake in it shows before a large model loads."""
+
+    def __init__(self, settings: TrainSettings, mesh: Mesh | None, on_step: OnStep | None):
+        self.settings, self.mesh, self.on_step = settings, mesh, on_step
+        self.output_dir = Path(settings.output_dir)
+        config, _, _ = model_setup.architecture(settings)
+        self.train_data, self.eval_data = _load_data(settings, config)
+        self.order = data.BatchOrder(len(self.train_data), settings.global_batch, settings.seed)
+        self.start = model_setup.load_starting_model(settings, mesh)
+        self.model, trainable, self.frozen = model_setup.split_trainable(settings, self.start, mesh)
+        optimizer = optim.make_optimizer(settings)
+        self.schedule = optim.learning_rate_schedule(settings)
+        self.initial = model_setup.on_mesh(mesh, step_lib.initial_state(trainable, optimizer))
+        self.train_step = step_lib.make_train_step(self.model, optimizer)
+        self.eval_step = step_lib.make_eval_step(self.model)
+        self.metrics = MetricsLog(self.output_dir)
+        self.pending: list[tuple[int, dict[str, jax.Array]]] = []
+        self.clock = (time.perf_counter(), 0)
+        self.steps_per_second = float("nan")
+
+    def _device(self, host: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        return {k: parallel.device_array(self.mesh, v, (None, "batch", None)) for k, v in host.items()}
+
+    def _train_batch(self, step: int) -> dict[str, jax.Array]:
+        """Step `step`'s batch [A, B, T], its rows split on the mesh's data axis."""
+        sequences = self.train_data.take(self.order.indices(step))
+        return self._device(data.micro_batches(sequences, self.settings.grad_accum_steps))
+
+    def _state_info(self, step: int) -> dict[str, Any]:
+        return {
+            "settings": self.settings.defining_values(),
+            "next_batch": self.order.position(step),
+            "train_sequences": len(self.train_data),
+        }
+
+    def start_or_resume(self, saved: Path | None) -> step_lib.TrainState:
+        """The initial state, or the one saved in `saved` (settings already checked)."""
+        if saved is None:
+            self.metrics.keep_until(0)
+            return self.initial
+        info = train_state.read_info(saved)
+        if info["train_sequences"] != len(self.train_data):
+            raise UserError(
+                f"{saved} was saved by a run over {info['train_sequences']} training sequences; "
+                f"{self.settings.train_file} now gives {len(self.train_data)}. Restore the data, "
+                "choose another --output_dir, or pass --overwrite to start over"
+            )
+        state = train_state.restore(saved, self.initial)
+        self.metrics.keep_until(info["step"])
+        self.clock = (time.perf_counter(), info["step"])
+        logging.info("resumed from %s (step %d)", saved, info["step"])
+        return state
+
+    def run(self, state: step_lib.TrainState) -> step_lib.TrainState:
+        for step in range(int(state.step), self.settings.train_steps):
+            state, metrics = self.train_step(state, self.frozen, self._train_batch(step))
+            self.pending.append((step + 1, metrics))
+            if self.on_step is not None:
+                self.on_step(step + 1, metrics)
+            self._after_step(step + 1, state)
+        return state
+
+    def _after_step(self, done: int, state: step_lib.TrainState) -> None:
+        settings, last = self.settings, done == self.settings.train_steps
+        evaluate = self.eval_data is not None and (done % settings.eval_every == 0 or last)
+        save = done % settings.save_every == 0 or last
+        if done % settings.log_every == 0 or evaluate or save:
+            self._flush()
+        if evaluate:
+            self._evaluate(done, state.trainable)
+        if save:
+            train_state.save(self.output_dir, state, self._state_info(done))
+            if settings.export_every_save and not last:
+                self.export(state)
+
+    def _flush(self) -> None:
+        """Writes the pending steps' metrics (fetching them from the device only now,
+        so that the host runs ahead of the device between logs)."""
+        if not self.pending:
+            return
+        records = [
+            {"step": done, **{k: float(v) for k, v in jax.device_get(m).items()},
+             "learning_rate": float(self.schedule(done - 1))}
+            for done, m in self.pending
+        ]
+        now, done = time.perf_counter(), self.pending[-1][0]
+        self.steps_per_second = (done - self.clock[1]) / max(now - self.clock[0], 1e-9)
+        self.clock, self.pending = (now, done), []
+        self.metrics.append(records)
+        last = records[-1]
+        logging.info(
+            "step %d/%d: loss %.4f, grad_norm %.3f, lr %.3g, %.2f steps/s",
+            done, self.settings.train_steps, last["loss"], last["grad_norm"], last["learning_rate"],
+            self.steps_per_second,
+        )
+
+    def _evaluate(self, done: int, trainable: Any) -> None:
+        loss_sum, count = 0.0, 0.0
+        for host in data.eval_batches(self.eval_data, self.settings.batch_size):
+            batch_loss, batch_count = self.eval_step(trainable, self.frozen, self._device(host))
+            loss_sum, count = loss_sum + float(batch_loss), count + float(batch_count)
+        eval_loss = loss_sum / max(count, 1.0)
+        self.metrics.append([{"step": done, "eval_loss": eval_loss, "eval_tokens": count}])
+        logging.info(
+            "step %d: eval_loss %.4f over %d tokens (train: %.2f steps/s)",
+            done, eval_loss, count, self.steps_per_second,
+        )
+
+    def export(self, state: step_lib.TrainState) -> Path:
+        merged = model_setup.merged_params(self.model, state.trainable, self.frozen)
+        host = parallel.to_host(merged)
+        out_dir = self.output_dir / HF_DIR
+        if jax.process_index() == 0:
+            export.save_hf_checkpoint(
+                out_dir, self.start.config, host, self.start.hf_config,
+                dtype=self.settings.export_dtype, generation_config=self.start.generation_config,
+                tokenizer_dir=self.settings.tokenizer_dir, overwrite=True,
+            )
+            logging.info("exported the model (%s) to %s", self.settings.export_dtype, out_dir)
+        return out_dir
+
+
+def check_mesh(settings: TrainSettings, mesh: Mesh | None) -> None:
+    if mesh is not None and settings.batch_size % mesh.shape[parallel.DATA]:
+        raise UserError(
+            f"--batch_size={settings.batch_size} is not a multiple of the mesh's data axis "
+            f"({mesh.shape[parallel.DATA]} devices)"
+        )
+
+
+def saved_state_to_resume(settings: TrainSettings) -> Path | None:
+    """The last state saved in the output directory, after checking that it belongs to
+    a run with these settings (before anything is loaded, so a mistake fails fast).
+    With --overwrite, any saved state is discarded instead."""
+    output_dir = Path(settings.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    train_state.remove_unfinished(output_dir)
+    if settings.overwrite:
+        train_state.discard(output_dir)
+    saved = train_state.latest(output_dir)
+    if saved is None:
+        return None
+    changes = settings.changed_from(train_state.read_info(saved)["settings"])
+    if changes:
+        raise UserError(
+            f"{saved} was saved by a run with other settings:\n    " + "\n    ".join(changes)
+            + "\nresume with the same flags, choose another --output_dir, or pass --overwrite "
+            "to start over"
+        )
+    return saved
+
+
+def train(settings: TrainSettings, mesh: Mesh | None = None, on_step: OnStep | None = None) -> Path:
+    """Trains as `settings` say, resuming from `OUTPUT_DIR/train_state` when it holds
+    this run's state; returns the directory of the exported HF checkpoint.
+
+    mesh: a (data, model) mesh (`parallel.make_mesh`): the batch is split on `data`,
+      parameters on `model` by their logical axes; None runs on the default device.
+    on_step: called after every update as on_step(step, device metrics).
+    """
+    settings.validate()
+    check_mesh(settings, mesh)
+    saved = saved_state_to_resume(settings)
+    run = _Run(settings, mesh, on_step)
+    state = run.run(run.start_or_resume(saved))
+    return run.export(state)
