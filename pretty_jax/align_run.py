@@ -9,7 +9,6 @@ the figures.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pretty_jax.checkpoint import LoadedModel
 from pretty_jax.errors import UserError
 from pretty_jax.generate import DecodeConfig, Generator
 from pretty_jax.priors import continuation_ids
+from pretty_jax.textio import read_jsonl
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,26 +35,12 @@ class PromptExample:
 def read_prompts_file(path: Path) -> list[PromptExample]:
     """jsonl with {"id", "prompt"} and optionally "reference" per line."""
     examples, seen = [], set()
-    try:
-        lines = Path(path).read_bytes().splitlines()
-    except FileNotFoundError:
-        raise UserError(f"--prompts_file: {path} does not exist") from None
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UserError(f"{path}:{number}: not a UTF-8 JSON object ({e})") from None
-        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
-            raise UserError(f'{path}:{number}: expected {{"id": ..., "prompt": "..."}}')
+    for number, record in read_jsonl(Path(path), "--prompts_file", ("prompt",)):
         example_id = str(record.get("id", number))
         if example_id in seen:
             raise UserError(f"{path}:{number}: duplicate id {example_id!r}")
         seen.add(example_id)
         examples.append(PromptExample(example_id, record["prompt"], record.get("reference")))
-    if not examples:
-        raise UserError(f"{path}: no prompts")
     return examples
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence, TypeVar
 
 from pretty_jax.errors import UserError
-from pretty_jax.tasks import Example, read_lines
+from pretty_jax.tasks import Example
+from pretty_jax.textio import read_lines
 from pretty_jax.tasks.languages import split_words
 
 Entry = TypeVar("Entry")

@@ -14,7 +14,6 @@ Stages append finished examples and resume after a kill (see stages.py).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from pretty_jax.tasks.crosssum import CrossSumTask, truncate_documents
 from pretty_jax.tasks.flores import FloresTask
 from pretty_jax.tasks.languages import get_language
 from pretty_jax.tasks.pos import PosTask, read_tagged
+from pretty_jax.textio import read_jsonl
 
 TASKS = ("translation", "summarization", "pos")
 DEFAULT_TEMPLATES = {
@@ -330,19 +330,8 @@ class PairRun:
 
 def read_refined_file(path: Path) -> dict[str, str]:
     """jsonl {"id", "text"}: a refined system's outputs."""
-    texts = {}
-    try:
-        lines = path.read_bytes().splitlines()
-    except FileNotFoundError:
-        raise UserError(f"--refined_file: {path} does not exist") from None
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw.decode("utf-8"))
-            texts[str(record["id"])] = str(record["text"])
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
-            raise UserError(f'{path}:{number}: expected a UTF-8 JSON object with "id" and "text" ({e})') from None
-    if not texts:
-        raise UserError(f"{path}: no entries")
-    return texts
+    records = read_jsonl(path, "--refined_file", ("text",))
+    for number, record in records:
+        if "id" not in record:
+            raise UserError(f'{path}:{number}: missing "id"')
+    return {str(record["id"]): record["text"] for _, record in records}

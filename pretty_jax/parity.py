@@ -32,6 +32,7 @@ from pretty_jax.models import forward, new_cache
 from pretty_jax.reference import HFReference
 from pretty_jax.sample_text import SENTENCES
 from pretty_jax.sampling import Sampling
+from pretty_jax.textio import numbered_lines
 from pretty_jax.tokenizer import load_tokenizer
 
 _HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory: the reference.", required=True)
@@ -87,17 +88,10 @@ def _logsumexp(x: np.ndarray) -> np.ndarray:
 
 
 def read_prompts(path: str | None) -> list[str]:
+    """The built-in sentences, or the non-blank lines of `path`."""
     if path is None:
         return list(SENTENCES)
-    prompts = []
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                raise UserError(f"{path}:{number}: not UTF-8 ({e.reason})") from None
-            if line.strip():
-                prompts.append(line)
+    prompts = [line for _, line in numbered_lines(Path(path), "--prompts file")]
     if not prompts:
         raise UserError(f"{path}: no prompts (one per line expected)")
     return prompts

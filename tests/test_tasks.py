@@ -203,7 +203,7 @@ def test_crosssum_missing_and_empty_files(tmp_path):
     with pytest.raises(UserError, match=re.escape(f"CrossSum file {tmp_path / 'none.jsonl'} does not exist")):
         CrossSumTask(tmp_path / "none.jsonl", "eng", "fra")
     empty = _write(tmp_path / "empty.jsonl", [""])
-    with pytest.raises(UserError, match=re.escape(f"{empty} holds no examples")):
+    with pytest.raises(UserError, match=re.escape(f"{empty} holds no records")):
         CrossSumTask(empty, "eng", "fra")
 
 

@@ -221,7 +221,7 @@ def test_bad_data_is_refused_with_file_and_line(tmp_path):
     with pytest.raises(UserError, match=rf"{path}:3: not valid JSON"):
         data.read_sft_examples(path)
     path.write_text('{"prompt": "a", "response": "b"}\n{"prompt": "a"}\n')
-    with pytest.raises(UserError, match=rf"{path}:2: missing field 'response'"):
+    with pytest.raises(UserError, match=rf"{path}:2: field 'response' must be a string, but it is missing"):
         data.read_sft_examples(path)
     path.write_text('{"prompt": "a", "response": 3}\n')
     with pytest.raises(UserError, match=rf"{path}:1: field 'response' must be a string"):
@@ -234,7 +234,7 @@ def test_bad_data_is_refused_with_file_and_line(tmp_path):
     text.write_bytes(b"fine\nbroken \xff\n")
     with pytest.raises(UserError, match=rf"{text}:2: not valid UTF-8"):
         data.read_documents(text)
-    with pytest.raises(UserError, match=r"--eval_file: .*missing.txt does not exist"):
+    with pytest.raises(UserError, match=r"--eval_file .*missing.txt does not exist"):
         data.read_documents(tmp_path / "missing.txt", "--eval_file")
 
 
@@ -244,7 +244,7 @@ def test_cli_reports_bad_data_as_one_line_naming_file_and_line(scratch_run, tmp_
     bad_flags = flag_values | {"data_mode": "sft", "train_file": bad}
     result = _run_cli(root, bad_flags, tmp_path / "out", ["-m", "pretty_jax.train"])
     assert result.returncode == 2
-    assert f"error: {bad}:2: missing field 'response'" in result.stderr
+    assert f"error: {bad}:2: field 'response' must be a string, but it is missing" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import string
-from pathlib import Path
 from typing import Mapping, Protocol, Sequence, TypeVar, runtime_checkable
 
 from pretty_jax.errors import UserError
+
 
 Item = TypeVar("Item")
 
@@ -90,30 +90,6 @@ def _render(template: str, example: Example, fields: Mapping[str, str]) -> str:
         return template.format_map({**fields, "source": example.source})
     except (KeyError, IndexError, ValueError, AttributeError) as e:  # e.g. a bad format spec
         raise UserError(f"prompt template {template!r} cannot be filled ({type(e).__name__}: {e})") from None
-
-
-def read_lines(path: Path, description: str) -> list[str]:
-    """The lines of a UTF-8 text file without their "\\n" / "\\r\\n" ends (a final line end
-    does not start another line; a leading byte-order mark is dropped).
-
-    description: what the file is, for error messages (e.g. "Flores file").
-    Raises UserError when the file is missing or not UTF-8 (naming path:line).
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{description} {path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise UserError(f"{description} {path} is a directory; give the path of a file") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise UserError(f"{path}:{line}: not valid UTF-8 ({e.reason}); convert the {description} to UTF-8") from None
-    lines = text.removeprefix("\ufeff").split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
 
 
 def apply_limit(items: list[Item], limit: int | None) -> list[Item]:

@@ -9,14 +9,14 @@ A CrossSum file holds one language pair: one JSON object per line with the docum
 from __future__ import annotations
 
 import dataclasses
-import json
 import unicodedata
 from pathlib import Path
 from typing import Callable
 
 from pretty_jax import metrics
 from pretty_jax.errors import UserError
-from pretty_jax.tasks import Example, apply_limit, read_lines
+from pretty_jax.tasks import Example, apply_limit
+from pretty_jax.textio import read_jsonl
 from pretty_jax.tasks.languages import get_language, is_word_char
 
 # Han, kana, Thai, Lao, Khmer, Myanmar: scripts written without spaces between words,
@@ -35,27 +35,8 @@ _UNSPACED_RANGES = (
 
 def read_crosssum(path: Path) -> list[tuple[str, str]]:
     """(text, summary) pairs of a CrossSum jsonl file, in file order."""
-    pairs = []
-    for number, line in enumerate(read_lines(path, "CrossSum file"), start=1):
-        if line.strip():
-            pairs.append(_parse_line(path, number, line))
-    if not pairs:
-        raise UserError(f"{path} holds no examples; expected one JSON object per line with 'text' and 'summary'")
-    return pairs
-
-
-def _parse_line(path: Path, number: int, line: str) -> tuple[str, str]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(record, dict):
-        raise UserError(f"{path}:{number}: expected a JSON object, found {type(record).__name__}")
-    for field in ("text", "summary"):
-        if not isinstance(record.get(field), str):
-            found = "missing" if field not in record else f"a {type(record[field]).__name__}"
-            raise UserError(f"{path}:{number}: field {field!r} must be a string, but it is {found}")
-    return record["text"], record["summary"]
+    records = read_jsonl(path, "CrossSum file", ("text", "summary"))
+    return [(record["text"], record["summary"]) for _, record in records]
 
 
 def truncate_documents(

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from pretty_jax import metrics
 from pretty_jax.errors import UserError
-from pretty_jax.tasks import Example, apply_limit, read_lines
+from pretty_jax.tasks import Example, apply_limit
+from pretty_jax.textio import read_lines
 from pretty_jax.tasks.languages import get_language
 
 UPOS_TAGS = (

@@ -20,13 +20,13 @@ drawn from `np.random.default_rng([seed, e])`, so a resumed run sees the same ba
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from pretty_jax.errors import UserError
+from pretty_jax.textio import numbered_lines, read_jsonl
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,43 +54,11 @@ class Sequences:
         return int(self.loss_mask.sum())
 
 
-def _lines(path: Path, flag: str) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each non-blank line of a UTF-8 file."""
-    if not path.is_file():
-        raise UserError(f"{flag}: {path} does not exist or is not a file")
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                raise UserError(f"{path}:{number}: not valid UTF-8 ({e.reason})") from None
-            if line.strip():
-                yield number, line
-
-
-def _json_fields(path: Path, number: int, line: str, fields: Sequence[str]) -> list[str]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(record, dict):
-        raise UserError(f"{path}:{number}: expected a JSON object, found {type(record).__name__}")
-    values = []
-    for field in fields:
-        if field not in record:
-            raise UserError(f"{path}:{number}: missing field {field!r}")
-        if not isinstance(record[field], str):
-            raise UserError(f"{path}:{number}: field {field!r} must be a string")
-        values.append(record[field])
-    return values
-
-
 def read_documents(path: Path, flag: str = "--train_file") -> list[str]:
     """The documents of a corpus: lines of a `.txt` file, or "text" fields of jsonl."""
     if path.suffix == ".jsonl":
-        documents = [_json_fields(path, n, line, ["text"])[0] for n, line in _lines(path, flag)]
-    else:
-        documents = [line for _, line in _lines(path, flag)]
+        return [record["text"] for _, record in read_jsonl(path, flag, ("text",))]
+    documents = [line for _, line in numbered_lines(path, flag)]
     if not documents:
         raise UserError(f"{flag}: {path} holds no documents")
     return documents
@@ -98,10 +66,7 @@ def read_documents(path: Path, flag: str = "--train_file") -> list[str]:
 
 def read_sft_examples(path: Path, flag: str = "--train_file") -> list[tuple[str, str]]:
     """(prompt, response) pairs of a jsonl file."""
-    examples = [tuple(_json_fields(path, n, line, ["prompt", "response"])) for n, line in _lines(path, flag)]
-    if not examples:
-        raise UserError(f"{flag}: {path} holds no examples")
-    return examples
+    return [(r["prompt"], r["response"]) for _, r in read_jsonl(path, flag, ("prompt", "response"))]
 
 
 def pack_documents(documents: Sequence[Sequence[int]], eos_id: int, pad_id: int, seq_len: int) -> Sequences:
