@@ -5,16 +5,20 @@
                    results.json, report.md, optional sweep and alignment (experiment.py)
 --mode=align       foundation vs SFT distribution statistics with 0, 1, 2, ... prior
                    tokens on a --prompts_file (alignment.json + figures)
+--mode=demo        the experiment on the built-in model organism (pretty_jax/organism):
+                   builds it on first use (a minute or few on a laptop CPU), then runs
+                   English -> Varic translation with the flags' priors, sweep and --align
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 from absl import flags, logging
 
-from pretty_jax import checkpoint, cli, decode_flags, experiment, parallel, report, stages
+from pretty_jax import checkpoint, cli, decode_flags, demo, experiment, parallel, report, stages
 from pretty_jax.align_run import read_prompts_file, run_alignment
 from pretty_jax.alignment import check_same_tokenizer
 from pretty_jax.alignment_report import TRAJECTORIES
@@ -23,7 +27,13 @@ from pretty_jax.priors import KINDS, TEXT_ONLY_KINDS, PriorSpec
 from pretty_jax.tasks.languages import get_language
 from pretty_jax.tokenizer import load_tokenizer
 
-_MODE = flags.DEFINE_enum("mode", "experiment", ["experiment", "align"], "What to run (see the module docstring).")
+_MODE = flags.DEFINE_enum(
+    "mode", "experiment", ["experiment", "align", "demo"], "What to run (see the module docstring)."
+)
+_ORGANISM_DIR = flags.DEFINE_string(
+    "organism_dir", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pretty_jax" / "organism"),
+    "--mode=demo: where the model organism (data, tokenizer, foundation and SFT models) is built and reused.",
+)
 _FOUNDATION = flags.DEFINE_string("foundation", None, "Foundation model: HF or converted checkpoint directory.")
 _SFT = flags.DEFINE_string("sft", None, "SFT model: HF or converted checkpoint directory.")
 _DTYPE = flags.DEFINE_enum("dtype", "bfloat16", list(checkpoint.DTYPES), "Parameter dtype of both models.")
@@ -209,12 +219,13 @@ def print_plan(settings: experiment.Settings) -> None:
           + (", align" if settings.align else "") + f" -> {settings.output_dir}")
 
 
-def run_experiment_mode() -> None:
+def run_experiment_mode() -> dict | None:
+    """Runs the experiment; returns results.json's content (None for a dry run)."""
     output_dir = Path(_require(_OUTPUT_DIR))
     settings = _settings(output_dir)
     if _DRY_RUN.value:
         print_plan(settings)
-        return
+        return None
     mesh = decode_flags.mesh_from_flags()
     if parallel.is_main_process():
         stages.prepare_output_dir(
@@ -230,17 +241,40 @@ def run_experiment_mode() -> None:
     results = report.build_results(settings.task, _FOUNDATION.value, _SFT.value, pairs, settings.sweep)
     if parallel.is_main_process():
         report.write_results(output_dir, results)
-        print(report.report_markdown(results))
-        print(f"wrote {output_dir / 'report.md'} and {output_dir / 'results.json'} "
-              f"({time.perf_counter() - start:.0f}s)")
+    return results
+
+
+def run_demo_mode() -> None:
+    """Builds (or reuses) the model organism, points the experiment at it and prints a
+    short summary with the time of each phase."""
+    start = time.perf_counter()
+    phases = []
+
+    def phase(name: str, seconds: float) -> None:
+        phases.append((name, seconds))
+        print(f"[{name}: {seconds:.0f}s]", flush=True)
+
+    organism = demo.ensure_organism(Path(_ORGANISM_DIR.value), report=phase)
+    for name, value in demo.experiment_flags(organism).items():
+        setattr(flags.FLAGS, name, value)
+    experiment_start = time.perf_counter()
+    results = run_experiment_mode()
+    phase("experiment", time.perf_counter() - experiment_start)
+    if results is not None and parallel.is_main_process():
+        print(demo.summary(results, phases, time.perf_counter() - start, Path(_OUTPUT_DIR.value)))
 
 
 def main(argv: list[str]) -> None:
     del argv
     if _MODE.value == "align":
         run_align_mode()
+    elif _MODE.value == "demo":
+        run_demo_mode()
     else:
-        run_experiment_mode()
+        results = run_experiment_mode()
+        if results is not None and parallel.is_main_process():
+            print(report.report_markdown(results))
+            print(f"wrote {Path(_OUTPUT_DIR.value) / 'report.md'} and results.json")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,49 @@
+"""The model organism's world: deterministic, held-out test set, the grammar's rules,
+files in the formats the rest of the project reads."""
+
+from __future__ import annotations
+
+from pretty_jax.dictionary import dictionary_prior_words, read_muse
+from pretty_jax.metrics import target_language_rate
+from pretty_jax.organism.build import register_varic, write_world
+from pretty_jax.organism.world import NounPhrase, Sentence, build_world
+from pretty_jax.tasks.flores import FloresTask
+
+
+def _small_world():
+    return build_world(seed=3, num_documents=300, num_instructions=50, num_test=20)
+
+
+def test_world_is_deterministic_and_its_test_set_is_held_out():
+    world = _small_world()
+    assert world == _small_world()
+    assert world != build_world(seed=4, num_documents=300, num_instructions=50, num_test=20)
+    seen = "\n".join(world.pretraining) + "\n" + "\n".join(en for en, _ in world.instructions)
+    for english, varic in world.test:
+        assert english not in seen and varic not in seen
+
+
+def test_varic_word_order_agreement_and_tense():
+    cat = NounPhrase(noun=0, adjective=0, definite=True, plural=False)  # the small cat
+    apples = NounPhrase(noun=10, adjective=2, definite=False, plural=True)  # some red apples
+    sentence = Sentence(subject=cat, verb=0, obj=apples, past=True, time=None)
+    assert sentence.english() == "the small cat liked some red apples ."
+    assert sentence.varic() == "zo mauo piko sik poman rosan lubir ."
+    plural = Sentence(subject=apples, verb=1, obj=cat, past=False, time=0)
+    assert plural.english() == "some red apples watch the small cat today ."
+    assert plural.varic() == "sik poman rosan zo mauo piko videt vo hodi ."
+
+
+def test_files_are_read_by_the_tasks_and_the_dictionary(tmp_path):
+    register_varic()
+    world = _small_world()
+    write_world(world, tmp_path)
+    task = FloresTask(tmp_path / "flores", "test", "eng", "vrc")
+    assert [(e.source, e.reference) for e in task.examples()] == list(world.test)
+    assert task.prompt_fields() == {"src_lang": "English", "tgt_lang": "Varic"}
+    dictionary = read_muse(tmp_path / "muse" / "en-vr.txt")
+    assert dictionary["the"][0] == "zo" and dictionary["cats"] == ("mauon",)
+    assert dictionary_prior_words("The small cat sleeps", dictionary) == "Zo"
+    references = [e.reference for e in task.examples()]
+    assert target_language_rate(references, "vrc") == 1.0
+    assert target_language_rate([e.source for e in task.examples()], "vrc") == 0.0
