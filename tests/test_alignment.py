@@ -4,7 +4,6 @@ devices not changing them; the align run, its JSON and its figures."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,6 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from safetensors.numpy import load_file, save_file
 
 from generation_cases import PRIORS, alignment_case
 from pretty_jax import checkpoint
@@ -70,15 +68,9 @@ def test_identical_distributions_agree_fully():
 
 
 @pytest.fixture(scope="module")
-def model_pair(tiny_checkpoint, tmp_path_factory):
-    """The tiny LLaMA and an "SFT" copy of it with perturbed weights."""
-    foundation_dir = tiny_checkpoint("llama")
-    sft_dir = tmp_path_factory.mktemp("sft") / "llama-sft"
-    shutil.copytree(foundation_dir, sft_dir)
-    tensors = load_file(sft_dir / "model.safetensors")
-    rng = np.random.default_rng(1)
-    tensors = {k: (v + 0.03 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in tensors.items()}
-    save_file(tensors, sft_dir / "model.safetensors", metadata={"format": "pt"})
+def model_pair(tiny_checkpoint, sft_stand_in):
+    """The tiny LLaMA and a perturbed copy of it standing in for its SFT model."""
+    foundation_dir, sft_dir = tiny_checkpoint("llama"), sft_stand_in("llama")
     return foundation_dir, sft_dir, checkpoint.load_model(foundation_dir, "float32"), checkpoint.load_model(sft_dir, "float32")
 
 

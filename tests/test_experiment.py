@@ -5,7 +5,6 @@ kill -9, the report and results."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sacrebleu
-from safetensors.numpy import load_file, save_file
 
 from pretty_jax.metrics import pos_accuracy
 from pretty_jax.priors import PriorSpec, continuation_ids, first_words
@@ -27,16 +25,9 @@ needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (real 
 
 
 @pytest.fixture(scope="module")
-def pair(tiny_checkpoint, tmp_path_factory):
-    """Tiny LLaMA foundation and an "SFT" copy with perturbed weights (same tokenizer)."""
-    foundation = tiny_checkpoint("llama")
-    sft = tmp_path_factory.mktemp("sft") / "sft"
-    shutil.copytree(foundation, sft)
-    tensors = load_file(sft / "model.safetensors")
-    rng = np.random.default_rng(3)
-    save_file({k: (v + 0.03 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in tensors.items()},
-              sft / "model.safetensors", metadata={"format": "pt"})
-    return foundation, sft
+def pair(tiny_checkpoint, sft_stand_in):
+    """Tiny LLaMA foundation and a perturbed copy standing in for its SFT model."""
+    return tiny_checkpoint("llama"), sft_stand_in("llama")
 
 
 def _run(*flags: str, check: bool = True) -> subprocess.CompletedProcess:

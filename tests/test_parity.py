@@ -45,7 +45,7 @@ def test_parity_reports_a_non_utf8_prompt_file_by_line(tiny_checkpoint, tmp_path
     prompts.write_bytes("first prompt\nsecond \xe9t\xe9\n".encode("latin-1"))
     result = _parity(f"--hf_dir={tiny_checkpoint('llama')}", f"--prompts={prompts}")
     assert result.returncode == 2
-    assert f"{prompts}:2: not UTF-8" in result.stderr
+    assert f"{prompts}:2: not valid UTF-8" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Callable
 
 from pretty_jax import metrics
 from pretty_jax.errors import UserError
@@ -43,8 +44,7 @@ Sentence = tuple[tuple[str, ...], tuple[str, ...]]  # (words, tags)
 def read_tagged(path: Path) -> list[Sentence]:
     """The (words, UPOS tags) sentences of a CoNLL-U or XGLUE POS file."""
     lines = read_lines(path, "POS file")
-    reader = _read_conllu if _is_conllu(path, lines) else _read_xglue
-    sentences = reader(path, lines)
+    sentences = _sentences(path, lines, _conllu_token if _is_conllu(path, lines) else _xglue_token)
     if not sentences:
         raise UserError(f"{path} holds no tagged sentences; expected CoNLL-U or XGLUE's word<TAB>TAG lines")
     return sentences
@@ -67,55 +67,47 @@ def _check_tag(path: Path, number: int, tag: str) -> str:
     return tag
 
 
-def _read_conllu(path: Path, lines: list[str]) -> list[Sentence]:
+def _sentences(path: Path, lines: list[str], token: Callable[[Path, int, str, int], tuple[str, str] | None]) -> list[Sentence]:
+    """Blank-line separated sentences; `token(path, number, line, words so far)` gives a
+    line's (word, tag), or None for a line that is not a word."""
     sentences: list[Sentence] = []
     words: list[str] = []
     tags: list[str] = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines + [""], start=1):
         if not line.strip():
             if words:
                 sentences.append((tuple(words), tuple(tags)))
             words, tags = [], []
             continue
-        if line.startswith("#"):
-            continue
-        columns = line.split("\t")
-        if len(columns) != 10:
-            raise UserError(
-                f"{path}:{number}: a CoNLL-U token line needs 10 tab-separated columns, found {len(columns)}"
-            )
-        token_id = columns[0]
-        if _MULTIWORD_ID.fullmatch(token_id) or _EMPTY_NODE_ID.fullmatch(token_id):
-            continue
-        if not _WORD_ID.fullmatch(token_id):
-            raise UserError(f"{path}:{number}: bad token ID {token_id!r}; expected 1, 2, ... (or 3-4, 5.1)")
-        if int(token_id) != len(words) + 1:
-            raise UserError(f"{path}:{number}: word ID {token_id} should be {len(words) + 1}; is a blank line missing?")
-        words.append(_clean_word(columns[1]))
-        tags.append(_check_tag(path, number, columns[3]))
-    if words:
-        sentences.append((tuple(words), tuple(tags)))
+        word_tag = token(path, number, line, len(words))
+        if word_tag is not None:
+            words.append(word_tag[0])
+            tags.append(word_tag[1])
     return sentences
 
 
-def _read_xglue(path: Path, lines: list[str]) -> list[Sentence]:
-    sentences: list[Sentence] = []
-    words: list[str] = []
-    tags: list[str] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            if words:
-                sentences.append((tuple(words), tuple(tags)))
-            words, tags = [], []
-            continue
-        fields = line.rsplit("\t", 1) if "\t" in line else line.rsplit(None, 1)
-        if len(fields) != 2 or not fields[0].strip():
-            raise UserError(f"{path}:{number}: expected 'word<TAB>TAG', found {line!r}")
-        words.append(_clean_word(fields[0]))
-        tags.append(_check_tag(path, number, fields[1].strip()))
-    if words:
-        sentences.append((tuple(words), tuple(tags)))
-    return sentences
+def _conllu_token(path: Path, number: int, line: str, words_so_far: int) -> tuple[str, str] | None:
+    if line.startswith("#"):
+        return None
+    columns = line.split("\t")
+    if len(columns) != 10:
+        raise UserError(f"{path}:{number}: a CoNLL-U token line needs 10 tab-separated columns, found {len(columns)}")
+    token_id = columns[0]
+    if _MULTIWORD_ID.fullmatch(token_id) or _EMPTY_NODE_ID.fullmatch(token_id):
+        return None
+    if not _WORD_ID.fullmatch(token_id):
+        raise UserError(f"{path}:{number}: bad token ID {token_id!r}; expected 1, 2, ... (or 3-4, 5.1)")
+    if int(token_id) != words_so_far + 1:
+        raise UserError(f"{path}:{number}: word ID {token_id} should be {words_so_far + 1}; is a blank line missing?")
+    return _clean_word(columns[1]), _check_tag(path, number, columns[3])
+
+
+def _xglue_token(path: Path, number: int, line: str, words_so_far: int) -> tuple[str, str]:
+    del words_so_far
+    fields = line.rsplit("\t", 1) if "\t" in line else line.rsplit(None, 1)
+    if len(fields) != 2 or not fields[0].strip():
+        raise UserError(f"{path}:{number}: expected 'word<TAB>TAG', found {line!r}")
+    return _clean_word(fields[0]), _check_tag(path, number, fields[1].strip())
 
 
 def parse_tags(text: str) -> list[str]:
