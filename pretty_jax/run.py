@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging as std_logging
 import os
 import time
 from pathlib import Path
@@ -249,14 +250,26 @@ def run_demo_mode() -> None:
     short summary with the time of each phase."""
     start = time.perf_counter()
     phases = []
+    if not flags.FLAGS["verbosity"].present:  # progress lines below; details with --verbosity=0
+        logging.set_verbosity(logging.WARNING)
+    # The organism's sentences end in " ." on purpose (the period is its own word), which
+    # sacrebleu would otherwise flag, for every system, as undetokenized test data.
+    std_logging.getLogger("sacrebleu").setLevel(std_logging.ERROR)
 
-    def phase(name: str, seconds: float) -> None:
-        phases.append((name, seconds))
-        print(f"[{name}: {seconds:.0f}s]", flush=True)
+    def phase(name: str, seconds: float | None) -> None:
+        if seconds is None:
+            print(f"{name} ...", end="", flush=True)
+        else:
+            phases.append((name, seconds))
+            print(f" {seconds:.0f}s", flush=True)
 
-    organism = demo.ensure_organism(Path(_ORGANISM_DIR.value), report=phase)
+    root = Path(_ORGANISM_DIR.value)
+    if not (root / "organism.json").exists():
+        print(f"Building the model organism in {root} (first run only, about 3 minutes on 2 CPU cores)")
+    organism = demo.ensure_organism(root, report=phase)
     for name, value in demo.experiment_flags(organism).items():
         setattr(flags.FLAGS, name, value)
+    phase("experiment: foundation x 5 priors, SFT model, alignment", None)
     experiment_start = time.perf_counter()
     results = run_experiment_mode()
     phase("experiment", time.perf_counter() - experiment_start)

@@ -49,7 +49,7 @@ def train_tokenizer(kind: str, texts: Sequence[str] = SENTENCES, vocab_size: int
             [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
         )
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=list(special.values()) + byte_tokens
+            vocab_size=vocab_size, special_tokens=list(special.values()) + byte_tokens, show_progress=False
         )
         tokenizer.train_from_iterator(texts, trainer)
         # The byte tokens are ordinary vocabulary in SentencePiece, not special tokens.
@@ -68,6 +68,7 @@ def train_tokenizer(kind: str, texts: Sequence[str] = SENTENCES, vocab_size: int
             vocab_size=vocab_size,
             special_tokens=list(special.values()),
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
         )
         tokenizer.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **special)

@@ -30,7 +30,7 @@ from pretty_jax.tokenizer import train_tokenizer
 from pretty_jax.training.settings import TrainSettings
 from pretty_jax.training.trainer import train
 
-FORMAT = "pretty_jax/organism/1"
+FORMAT = "pretty_jax/organism/1"  # bump when the world or the build changes: caches rebuild
 SPLIT = "test"
 
 
@@ -156,11 +156,14 @@ def _place(source: Path, target: Path) -> None:
 
 
 def ensure_organism(
-    root: Path, settings: OrganismSettings = OrganismSettings(), report: Callable[[str, float], None] | None = None
+    root: Path,
+    settings: OrganismSettings = OrganismSettings(),
+    report: Callable[[str, float | None], None] | None = None,
 ) -> Organism:
     """The organism in `root`, built (or finished: training resumes) unless it is
-    already there for these settings. `report(phase, seconds)` hears each phase."""
-    report = report or (lambda phase, seconds: logging.info("%s: %.1fs", phase, seconds))
+    already there for these settings. `report(phase, None)` hears each phase start,
+    `report(phase, seconds)` its end."""
+    report = report or (lambda phase, seconds: logging.info("%s: %s", phase, "..." if seconds is None else f"{seconds:.1f}s"))
     register_varic()
     organism = Organism(root)
     marker = root / "organism.json"
@@ -182,6 +185,7 @@ def ensure_organism(
         ("SFT", lambda: _place(_sft(settings, root), organism.sft)),
     ]
     for phase, action in phases:
+        report(phase, None)
         start = time.perf_counter()
         action()
         report(phase, time.perf_counter() - start)
