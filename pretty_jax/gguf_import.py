@@ -110,7 +110,8 @@ def _gguf():
 
 
 def is_gguf(path: str | Path) -> bool:
-    return str(path).endswith(GGUF_SUFFIX) and Path(path).is_file()
+    """Whether `path` names a GGUF file (by its suffix; a directory never is one)."""
+    return str(path).endswith(GGUF_SUFFIX) and not Path(path).is_dir()
 
 
 class GGUFFile:
@@ -329,6 +330,8 @@ def write_view(path: Path, directory: Path) -> None:
 def cached_view(path: str | Path) -> Path:
     """The cached view directory of a GGUF file, written on first use."""
     path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
     record = _source_record(path)
     key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
     directory = _cache_root() / f"{path.stem}-{key}"
