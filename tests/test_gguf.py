@@ -13,7 +13,7 @@ import pytest
 
 from pretty_jax import checkpoint, gguf_quants, parity
 from pretty_jax.batching import left_pad
-from pretty_jax.errors import CheckpointError, ConfigError
+from pretty_jax.errors import CheckpointError, ConfigError, MissingDependencyError
 from pretty_jax.reference import HFReference
 from pretty_jax.sample_text import SENTENCES
 from pretty_jax.tokenizer import load_tokenizer
@@ -153,3 +153,10 @@ def test_unsupported_tensor_type_is_refused_with_the_tensor_name(tiny_checkpoint
     with pytest.raises(CheckpointError, match=r"model.gguf: tensor type not supported: blk.1.ffn_up.weight \(Q5_0\)"):
         checkpoint.load_model(path)
     assert list(gguf_cache.iterdir()) == []  # nothing half-written is cached
+
+
+def test_gguf_without_the_gguf_package_says_what_to_install(gguf_file, monkeypatch):
+    path = gguf_file("qwen2")
+    monkeypatch.setitem(sys.modules, "gguf", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'pretty_jax\[gguf\]'"):
+        checkpoint.load_model(path)
