@@ -80,11 +80,14 @@ class Architecture:
       `LlamaModel.permute`); undone on read.
     norm_offset: what llama.cpp added to every `*norm.weight` (Gemma's RMSNorm scales
       by 1 + w, and llama.cpp stores 1 + w); subtracted on read.
+    extra_config: HF config entries the metadata does not state.
+    block_tensors, global_tensors: llama.cpp tensor names -> HF's (see above).
     """
 
     model_type: str
     permute_qk: bool = False
     norm_offset: float = 0.0
+    extra_config: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"hidden_act": "silu"})
     block_tensors: Mapping[str, str] = dataclasses.field(default_factory=lambda: LLAMA_BLOCK_TENSORS)
     global_tensors: Mapping[str, str] = dataclasses.field(default_factory=lambda: LLAMA_GLOBAL_TENSORS)
 
@@ -230,8 +233,8 @@ def hf_config(file: GGUFFile) -> dict[str, Any]:
         "tie_word_embeddings": "output.weight" not in names,
         "attention_bias": "blk.0.attn_output.bias" in names,
         "mlp_bias": "blk.0.ffn_up.bias" in names,
-        "hidden_act": "silu",
         "dtype": _stored_dtype(file),
+        **architecture.extra_config,
     }
     for hf_key, gguf_key in (
         ("bos_token_id", "bos_token_id"), ("eos_token_id", "eos_token_id"), ("pad_token_id", "padding_token_id")
@@ -322,7 +325,10 @@ def write_view(path: Path, directory: Path) -> None:
     open_tensors(file, config)  # refuse unsupported tensor types before anything is written
     directory.mkdir(parents=True)
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"{path}: transformers cannot rebuild its tokenizer ({e})") from None
     tokenizer.save_pretrained(directory)
     (directory / SOURCE_FILE).write_text(json.dumps(_source_record(path), indent=2) + "\n")
 
