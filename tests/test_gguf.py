@@ -133,6 +133,12 @@ def test_parity_cli_compares_with_transformers_loading_the_file(gguf_file):
     assert f"against HF transformers ({path})" in result.stdout
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("parity OK max_abs=") and last.endswith("top1=1.000")
+    generated = subprocess.run(
+        [sys.executable, "-m", "pretty_jax.parity", f"--gguf={path}", "--generate", "--max_new_tokens=6"],
+        check=False, capture_output=True, text=True,
+    )
+    assert generated.returncode == 0, generated.stderr
+    assert generated.stdout.strip().splitlines()[-1] == "generate parity OK identical=9/9"
 
 
 @pytest.mark.parametrize(
