@@ -98,7 +98,7 @@ ARCHITECTURES = {
 }
 # Architectures we know but do not import yet, with the reason.
 NOT_YET = {
-    "gemma3": "the Gemma 3 family is not supported by pretty_jax's models yet",
+    "gemma3": "pretty_jax has no Gemma 3 model yet",
 }
 
 
@@ -151,7 +151,7 @@ class GGUFFile:
     def architecture(self) -> Architecture:
         name = self.architecture_name
         if name in NOT_YET:
-            raise ConfigError(f"{self.path}: GGUF architecture {name!r} is not supported yet: {NOT_YET[name]}")
+            raise ConfigError(f"{self.path}: GGUF architecture {name!r} is not supported yet ({NOT_YET[name]})")
         if name not in ARCHITECTURES:
             raise ConfigError(
                 f"{self.path}: GGUF architecture {name!r} is not supported; supported: "
