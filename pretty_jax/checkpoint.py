@@ -3,7 +3,9 @@
 A model directory is either a Hugging Face checkpoint (converted on the fly, see
 `models.conversion`) or one written by `python -m pretty_jax.convert`: the HF
 config/tokenizer files plus `pretty_jax_params.safetensors`, our parameters by path
-(`layers.0.attn.q_proj`) in our layout, which loads without any conversion.
+(`layers.0.attn.q_proj`) in our layout, which loads without any conversion. A
+llama.cpp `.gguf` file may stand wherever a directory does: it is read through its
+cached view directory (`gguf_import.cached_view`), converted on the fly.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from flax import nnx
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from pretty_jax import hf_files
+from pretty_jax import gguf_import, hf_files
 from pretty_jax.models import ModelConfig, abstract_model, family_for, family_of
 from pretty_jax.errors import CheckpointError, UserError
 from pretty_jax.models.conversion import convert_tensors
@@ -54,6 +56,12 @@ def parse_dtype(name: str, flag: str = "--dtype") -> jnp.dtype:
     if name not in DTYPES:
         raise UserError(f"{flag}={name!r} is not supported; use one of {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+def model_directory(path: str | Path) -> Path:
+    """The directory to read a model from: `path` itself, or for a `.gguf` file its
+    cached view (config and tokenizer files; the weights stay in the file)."""
+    return gguf_import.cached_view(path) if gguf_import.is_gguf(path) else Path(path)
 
 
 def load_config(directory: Path) -> ModelConfig:
@@ -97,14 +105,14 @@ def host_arrays(directory: Path, config: ModelConfig, dtype: jnp.dtype) -> Itera
 def load_model(
     path: str | Path, dtype: str | None = None, place: Placer | None = None
 ) -> LoadedModel:
-    """Loads an HF or converted checkpoint directory.
+    """Loads an HF or converted checkpoint directory, or a GGUF file.
 
     dtype: "float32" or "bfloat16"; by default the dtype the checkpoint was stored in
       (float32 when that is neither).
     place: puts each parameter on devices (e.g. sharded on a mesh); by default the
       default device.
     """
-    directory = Path(path)
+    directory = model_directory(path)
     config = load_config(directory)
     jnp_dtype = parse_dtype(dtype or _default_dtype(directory))
     graphdef, abstract = abstract_model(config, jnp_dtype)
@@ -161,13 +169,15 @@ def _read_converted(
             yield p, f.get_tensor(p).astype(dtype)
 
 
-def convert_checkpoint(hf_dir: Path, out_dir: Path, dtype: str, overwrite: bool = False) -> dict[str, int]:
-    """Writes `out_dir`: our parameters plus copies of the config/tokenizer files.
+def convert_checkpoint(source: Path, out_dir: Path, dtype: str, overwrite: bool = False) -> dict[str, int]:
+    """Writes `out_dir`: our parameters plus copies of the config/tokenizer files of
+    `source`, an HF checkpoint directory or a GGUF file.
 
     Returns counts for the caller to report: parameters, tensors, bytes.
     """
-    if out_dir.resolve() == hf_dir.resolve():
-        raise UserError(f"--out_dir must differ from --hf_dir ({hf_dir})")
+    if out_dir.resolve() == source.resolve():
+        raise UserError(f"--out_dir must differ from the checkpoint converted ({source})")
+    hf_dir = model_directory(source)
     if out_dir.exists() and any(out_dir.iterdir()):
         if not (out_dir / PARAMS_FILE).exists():
             raise FileExistsError(
@@ -185,7 +195,7 @@ def convert_checkpoint(hf_dir: Path, out_dir: Path, dtype: str, overwrite: bool 
     for side_file in sorted(hf_dir.iterdir()):
         if side_file.is_file() and not hf_files.is_weight_file(side_file):
             shutil.copy2(side_file, out_dir / side_file.name)
-    metadata = {"format": FORMAT, "model_type": config.model_type, "dtype": dtype, "source": str(hf_dir)}
+    metadata = {"format": FORMAT, "model_type": config.model_type, "dtype": dtype, "source": str(source)}
     save_file(tensors, str(out_dir / PARAMS_FILE), metadata=metadata)
     return {
         "parameters": sum(int(a.size) for a in tensors.values()),

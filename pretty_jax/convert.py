@@ -1,10 +1,14 @@
-"""Converts an HF checkpoint directory into pretty_jax's own format.
+"""Converts an HF checkpoint directory or a llama.cpp GGUF file into pretty_jax's own
+format.
 
     python -m pretty_jax.convert --hf_dir=DIR --out_dir=DIR [--dtype=bfloat16|float32]
+    python -m pretty_jax.convert --gguf=FILE --out_dir=DIR [--dtype=bfloat16|float32]
 
 The output holds our parameters (`pretty_jax_params.safetensors`, already in our
-layout, so loading is a straight read) and copies of the config and tokenizer files.
-No torch is needed unless the checkpoint only has `pytorch_model*.bin` weights.
+layout, so loading is a straight read) and copies of the config and tokenizer files
+(for a GGUF file: an HF config built from its metadata and the tokenizer transformers
+rebuilds from it; quantised tensors are dequantised). No torch is needed unless the
+checkpoint only has `pytorch_model*.bin` weights.
 """
 
 import time
@@ -13,8 +17,10 @@ from pathlib import Path
 from absl import flags
 
 from pretty_jax import checkpoint, cli
+from pretty_jax.errors import UserError
 
-_HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory (config.json + weights).", required=True)
+_HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory (config.json + weights).")
+_GGUF = flags.DEFINE_string("gguf", None, "llama.cpp GGUF file (instead of --hf_dir).")
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Directory to write the converted checkpoint to.", required=True)
 _DTYPE = flags.DEFINE_enum(
     "dtype", "bfloat16", list(checkpoint.DTYPES), "Parameter dtype of the converted checkpoint."
@@ -26,12 +32,17 @@ _OVERWRITE = flags.DEFINE_bool(
 
 def main(argv: list[str]) -> None:
     del argv
+    if (_HF_DIR.value is None) == (_GGUF.value is None):
+        raise UserError("give exactly one of --hf_dir (an HF checkpoint directory) and --gguf (a GGUF file)")
+    source = _HF_DIR.value or _GGUF.value
+    if _GGUF.value is not None and not _GGUF.value.endswith(".gguf"):
+        raise UserError(f"--gguf={_GGUF.value}: expected a .gguf file")
     start = time.perf_counter()
     counts = checkpoint.convert_checkpoint(
-        Path(_HF_DIR.value), Path(_OUT_DIR.value), _DTYPE.value, overwrite=_OVERWRITE.value
+        Path(source), Path(_OUT_DIR.value), _DTYPE.value, overwrite=_OVERWRITE.value
     )
     print(
-        f"converted {_HF_DIR.value} -> {_OUT_DIR.value}: {counts['parameters']:,} parameters "
+        f"converted {source} -> {_OUT_DIR.value}: {counts['parameters']:,} parameters "
         f"in {counts['tensors']} tensors, {counts['bytes'] / 2**20:.1f} MiB {_DTYPE.value}, "
         f"{time.perf_counter() - start:.1f}s"
     )

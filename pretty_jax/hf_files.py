@@ -2,7 +2,8 @@
 
 Safetensors (one file, or shards listed by `model.safetensors.index.json`) are read
 with numpy, lazily, tensor by tensor. `pytorch_model*.bin` needs torch, which is only
-imported when such a file is the sole source of weights.
+imported when such a file is the sole source of weights. A GGUF file's cached view
+directory (see `gguf_import`) reads its weights from the GGUF file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import ml_dtypes
 import numpy as np
 from safetensors import safe_open
 
+from pretty_jax import gguf_import
 from pretty_jax.errors import CheckpointError, MissingDependencyError, UserError
 from pretty_jax.models.conversion import TensorSource
 
@@ -54,6 +56,8 @@ def read_hf_configs(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def open_hf_weights(directory: Path) -> TensorSource:
     """All weight tensors of an HF checkpoint directory, each name exactly once."""
+    if (directory / gguf_import.SOURCE_FILE).exists():
+        return gguf_import.open_view_tensors(directory)
     if (directory / SAFETENSORS_INDEX).exists():
         return _safetensors_source(directory, _indexed_files(directory / SAFETENSORS_INDEX))
     if (directory / SAFETENSORS_SINGLE).exists():
@@ -160,5 +164,5 @@ def _torch_to_numpy(tensor: Any, torch: Any) -> np.ndarray:
 
 
 def is_weight_file(path: Path) -> bool:
-    return path.name.endswith(WEIGHT_SUFFIXES) or path.name in (SAFETENSORS_INDEX, TORCH_INDEX)
+    return path.name.endswith(WEIGHT_SUFFIXES) or path.name in (SAFETENSORS_INDEX, TORCH_INDEX, gguf_import.SOURCE_FILE)
 

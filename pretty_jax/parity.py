@@ -2,6 +2,11 @@
 
     python -m pretty_jax.parity --hf_dir=DIR [--ours=DIR] [--dtype=float32] [--prompts=FILE]
     python -m pretty_jax.parity --hf_dir=DIR --generate [--max_new_tokens=N] [--num_beams=B]
+    python -m pretty_jax.parity --gguf=FILE [--generate] ...
+
+With --gguf the reference is transformers loading the llama.cpp file itself
+(`from_pretrained(dir, gguf_file=name)`, which needs `accelerate`), and ours is loaded
+from the same file (`checkpoint.load_model("x.gguf")`), tokenizer included.
 
 Runs a left-padded batch of prompts (default: built-in sentences in several languages
 and scripts) through the transformers PyTorch model and through ours — once as a full
@@ -35,9 +40,12 @@ from pretty_jax.sampling import Sampling
 from pretty_jax.textio import numbered_lines
 from pretty_jax.tokenizer import load_tokenizer
 
-_HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory: the reference.", required=True)
+_HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory: the reference.")
+_GGUF = flags.DEFINE_string(
+    "gguf", None, "llama.cpp GGUF file: the reference (instead of --hf_dir), as transformers loads it."
+)
 _OURS = flags.DEFINE_string(
-    "ours", None, "Model to check, HF or converted directory; default: --hf_dir itself."
+    "ours", None, "Model to check, HF or converted directory or GGUF file; default: the reference's own."
 )
 _DTYPE = flags.DEFINE_enum(
     "dtype", "float32", list(checkpoint.DTYPES),
@@ -121,7 +129,7 @@ def check_generation(tokenizer, reference: HFReference, prompts: list[str], ids:
     if config.stop_strings or isinstance(config.strategy, Sampling):
         raise UserError("--generate compares greedy or beam search without stop strings")
     mesh = decode_flags.mesh_from_flags()
-    model = checkpoint.load_model(_OURS.value or _HF_DIR.value, _DTYPE.value, place=parallel.param_placer(mesh))
+    model = checkpoint.load_model(_ours(), _DTYPE.value, place=parallel.param_placer(mesh))
     generator = Generator(model, tokenizer, mesh=mesh, batch_size=decode_flags.BATCH_SIZE.value)
     ours = generator.generate(ids, config=config)
     tokens, mask, _ = left_pad(ids, generator.pad_id)
@@ -150,25 +158,46 @@ def _first_difference(ours, theirs) -> int:
     return next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
 
 
+def _reference() -> str:
+    """The reference checkpoint's path: --hf_dir or --gguf, exactly one."""
+    if (_HF_DIR.value is None) == (_GGUF.value is None):
+        raise UserError("give exactly one of --hf_dir (an HF checkpoint directory) and --gguf (a GGUF file)")
+    return _HF_DIR.value or _GGUF.value
+
+
+def _ours() -> str:
+    return _OURS.value or _reference()
+
+
+def _hf_reference() -> HFReference:
+    if _GGUF.value is None:
+        return HFReference(_HF_DIR.value, _DTYPE.value)
+    gguf = Path(_GGUF.value)
+    if not gguf.is_file():
+        raise FileNotFoundError(f"--gguf={gguf} does not exist")
+    return HFReference(gguf.parent, _DTYPE.value, gguf_file=gguf.name)
+
+
 def main(argv: list[str]) -> None:
     del argv
+    reference_path = _reference()
     prompts = read_prompts(_PROMPTS.value)
-    tokenizer = load_tokenizer(Path(_HF_DIR.value))
+    tokenizer = load_tokenizer(checkpoint.model_directory(reference_path))
     ids = [tokenizer(prompt).input_ids for prompt in prompts]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    reference = HFReference(_HF_DIR.value, _DTYPE.value)
+    reference = _hf_reference()
     if _GENERATE.value:
         check_generation(tokenizer, reference, prompts, ids)
         return
     tokens, mask, positions = left_pad(ids, pad_id)
-    model = checkpoint.load_model(_OURS.value or _HF_DIR.value, _DTYPE.value)
+    model = checkpoint.load_model(_ours(), _DTYPE.value)
     ref = reference.logits(tokens, mask)
     full, cached = our_logits(model, jnp.asarray(tokens), jnp.asarray(mask), jnp.asarray(positions))
     if full.shape != ref.shape:
         raise UserError(f"logit shapes differ: HF {ref.shape}, ours {full.shape}")
     real = mask.astype(bool)
     print(
-        f"parity of {_OURS.value or _HF_DIR.value} against HF transformers ({_HF_DIR.value}): "
+        f"parity of {_ours()} against HF transformers ({reference_path}): "
         f"{model.config.model_type}, {_DTYPE.value}, {len(prompts)} prompts, {int(real.sum())} positions"
     )
     for row, prompt in enumerate(prompts):

@@ -23,16 +23,33 @@ def _torch():
     return torch
 
 
-class HFReference:
-    """An HF `AutoModelForCausalLM` loaded from `hf_dir` in `dtype`, in eval mode."""
+def _require_accelerate() -> None:
+    try:
+        import accelerate  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError(
+            "transformers loads GGUF files only with accelerate installed: pip install accelerate"
+        ) from None
 
-    def __init__(self, hf_dir: str | Path, dtype: str = "float32"):
+
+class HFReference:
+    """An HF `AutoModelForCausalLM` loaded from `hf_dir` in `dtype`, in eval mode.
+
+    gguf_file: the name of a llama.cpp GGUF file in `hf_dir` to load instead (HF
+      dequantises it; needs `accelerate`).
+    """
+
+    def __init__(self, hf_dir: str | Path, dtype: str = "float32", gguf_file: str | None = None):
         torch = _torch()
         from transformers import AutoModelForCausalLM
 
+        kwargs = {}
+        if gguf_file is not None:
+            _require_accelerate()
+            kwargs["gguf_file"] = gguf_file
         self.torch = torch
         self.model = AutoModelForCausalLM.from_pretrained(
-            hf_dir, dtype=getattr(torch, dtype)
+            hf_dir, dtype=getattr(torch, dtype), **kwargs
         ).eval()
         self._takes_positions = "position_ids" in inspect.signature(self.model.forward).parameters
 

@@ -17,6 +17,7 @@ RULES = ("py_library", "py_binary", "py_test")
 DISTRIBUTIONS = {
     "absl": "absl-py",
     "flax": "flax",
+    "gguf": "gguf",
     "jax": "jax",
     "matplotlib": "matplotlib",
     "ml_dtypes": "ml_dtypes",

@@ -40,7 +40,7 @@ def architecture(settings: TrainSettings) -> tuple[ModelConfig, dict[str, Any], 
         path = Path(settings.model_config)
         hf_config, where = hf_files.read_json(path), str(path)
         return models.family_for(hf_config, where).config_from_hf(hf_config, where), hf_config, {}
-    directory = Path(settings.init)
+    directory = checkpoint.model_directory(settings.init)  # a GGUF file reads as its view
     hf_config, generation = hf_files.read_hf_configs(directory)
     return checkpoint.load_config(directory), hf_config, generation
 

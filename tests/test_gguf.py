@@ -1,0 +1,168 @@
+"""GGUF import: our dequantisers against gguf-py's, and llama.cpp files written from
+tiny HF checkpoints, read by us as transformers reads the same file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pretty_jax import checkpoint, gguf_quants, parity
+from pretty_jax.batching import left_pad
+from pretty_jax.errors import CheckpointError, ConfigError, MissingDependencyError
+from pretty_jax.reference import HFReference
+from pretty_jax.sample_text import SENTENCES
+from pretty_jax.tokenizer import load_tokenizer
+
+gguf = pytest.importorskip("gguf")
+from gguf_files import F16_FIELDS, random_blocks, write_gguf, write_random_k_quant_gguf
+
+
+@pytest.fixture(autouse=True)
+def gguf_cache(tmp_path, monkeypatch):
+    """Each test gets its own cache of GGUF view directories (and so do the commands
+    it runs)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "pretty_jax" / "gguf"
+
+
+@pytest.fixture(scope="module")
+def gguf_file(tiny_checkpoint, tmp_path_factory):
+    """`gguf_file(preset, tensor_type)` -> a GGUF file of that tiny checkpoint
+    ("K" for random K-quant weights), written once per module."""
+    written: dict[tuple[str, str], Path] = {}
+    directory = tmp_path_factory.mktemp("gguf")
+
+    def get(preset: str, tensor_type: str = "F32") -> Path:
+        if (preset, tensor_type) not in written:
+            path = directory / f"{preset}-{tensor_type}.gguf"
+            if tensor_type == "K":
+                write_random_k_quant_gguf(tiny_checkpoint(preset), path)
+            else:
+                write_gguf(tiny_checkpoint(preset), path, tensor_type)
+            written[preset, tensor_type] = path
+        return written[preset, tensor_type]
+
+    return get
+
+
+def _params(model: checkpoint.LoadedModel) -> dict[str, np.ndarray]:
+    from flax import nnx
+
+    return {
+        ".".join(map(str, path)): np.asarray(variable.get_value())
+        for path, variable in nnx.to_flat_state(model.params)
+    }
+
+
+@pytest.mark.parametrize("type_name", sorted(F16_FIELDS))
+def test_quantised_blocks_dequantise_as_gguf_py_does(type_name):
+    raw = random_blocks(type_name, 48, np.random.default_rng(0))
+    rows = 3
+    shape = (rows, 48 * gguf_quants.BLOCK_TYPES[type_name].block_size // rows)
+    expected = gguf.quants.dequantize(raw.reshape(rows, -1), gguf.GGMLQuantizationType[type_name])
+    np.testing.assert_array_equal(gguf_quants.dequantize(raw, type_name, shape), expected)
+
+
+@pytest.mark.parametrize("type_name", ["F32", "F16", "BF16"])
+def test_float_tensors_dequantise_as_gguf_py_does(type_name):
+    values = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
+    qtype = gguf.GGMLQuantizationType[type_name]
+    stored = values if type_name == "F32" else gguf.quants.quantize(values, qtype)
+    np.testing.assert_array_equal(
+        gguf_quants.dequantize(stored, type_name, (3, 64)), gguf.quants.dequantize(stored, qtype)
+    )
+
+
+@pytest.mark.parametrize(
+    "preset, tensor_type",
+    [("llama", "F32"), ("llama", "Q8_0"), ("llama", "K"), ("qwen2", "F32"), ("qwen2", "Q4_0")],
+)
+def test_gguf_logits_match_transformers_on_the_same_file(gguf_file, preset, tensor_type):
+    path = gguf_file(preset, tensor_type)
+    model = checkpoint.load_model(path, "float32")
+    tokenizer = load_tokenizer(model.directory)
+    tokens, mask, positions = left_pad([tokenizer(s).input_ids for s in SENTENCES], tokenizer.pad_token_id or 0)
+    reference = HFReference(path.parent, "float32", gguf_file=path.name).logits(tokens, mask)
+    full, cached = parity.our_logits(model, jnp.asarray(tokens), jnp.asarray(mask), jnp.asarray(positions))
+    real = mask.astype(bool)
+    for ours in (full, cached):
+        agreement = parity.Agreement.of(reference[real], ours[real])
+        assert agreement.max_abs < 2e-4 and agreement.top1 == 1.0, agreement.line()
+    assert np.abs(reference[real]).std() > 0.5  # logits that could tell a wrong weight apart
+
+
+@pytest.mark.parametrize("preset", ["llama", "qwen2"])
+def test_gguf_tokenizer_is_the_checkpoint_tokenizer(tiny_checkpoint, gguf_file, gguf_cache, preset):
+    model = checkpoint.load_model(gguf_file(preset))
+    assert model.directory.parent == gguf_cache
+    original, rebuilt = load_tokenizer(tiny_checkpoint(preset)), load_tokenizer(model.directory)
+    for sentence in SENTENCES:
+        assert rebuilt(sentence).input_ids == original(sentence).input_ids
+    assert model.dtype == np.float32  # an all-F32 file loads in float32 by default
+    assert checkpoint.load_model(gguf_file(preset)).directory == model.directory  # cached
+
+
+def test_convert_cli_writes_a_checkpoint_equal_to_the_gguf(gguf_file, tmp_path):
+    path = gguf_file("llama", "Q8_0")
+    out = tmp_path / "converted"
+    command = [sys.executable, "-m", "pretty_jax.convert", f"--gguf={path}", f"--out_dir={out}", "--dtype=float32"]
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "parameters in 21 tensors" in result.stdout
+    converted, direct = checkpoint.load_model(out), checkpoint.load_model(path, "float32")
+    converted_params, direct_params = _params(converted), _params(direct)
+    assert converted_params.keys() == direct_params.keys()
+    for key, value in converted_params.items():
+        np.testing.assert_array_equal(value, direct_params[key], err_msg=key)
+    assert load_tokenizer(out)("Der Hund").input_ids == load_tokenizer(direct.directory)("Der Hund").input_ids
+    both = subprocess.run([*command, f"--hf_dir={tmp_path}"], check=False, capture_output=True, text=True)
+    assert both.returncode == 2 and "exactly one of --hf_dir" in both.stderr
+
+
+def test_parity_cli_compares_with_transformers_loading_the_file(gguf_file):
+    path = gguf_file("qwen2", "Q8_0")
+    result = subprocess.run(
+        [sys.executable, "-m", "pretty_jax.parity", f"--gguf={path}"], check=False, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"against HF transformers ({path})" in result.stdout
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("parity OK max_abs=") and last.endswith("top1=1.000")
+    generated = subprocess.run(
+        [sys.executable, "-m", "pretty_jax.parity", f"--gguf={path}", "--generate", "--max_new_tokens=6"],
+        check=False, capture_output=True, text=True,
+    )
+    assert generated.returncode == 0, generated.stderr
+    assert generated.stdout.strip().splitlines()[-1] == "generate parity OK identical=9/9"
+
+
+@pytest.mark.parametrize(
+    "architecture, message",
+    [
+        ("falcon", r"GGUF architecture 'falcon' is not supported; supported: llama, qwen2"),
+        ("gemma3", r"GGUF architecture 'gemma3' is not supported yet"),
+    ],
+)
+def test_unsupported_architecture_is_refused_by_name(tiny_checkpoint, tmp_path, architecture, message):
+    path = write_gguf(tiny_checkpoint("llama"), tmp_path / "model.gguf", architecture=architecture)
+    with pytest.raises(ConfigError, match=message):
+        checkpoint.load_model(path)
+
+
+def test_unsupported_tensor_type_is_refused_with_the_tensor_name(tiny_checkpoint, tmp_path, gguf_cache):
+    path = write_gguf(tiny_checkpoint("qwen2"), tmp_path / "model.gguf", types={"blk.1.ffn_up.weight": "Q5_0"})
+    with pytest.raises(CheckpointError, match=r"model.gguf: tensor type not supported: blk.1.ffn_up.weight \(Q5_0\)"):
+        checkpoint.load_model(path)
+    assert list(gguf_cache.iterdir()) == []  # nothing half-written is cached
+
+
+def test_gguf_without_the_gguf_package_says_what_to_install(gguf_file, monkeypatch):
+    path = gguf_file("qwen2")
+    monkeypatch.setitem(sys.modules, "gguf", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'pretty_jax\[gguf\]'"):
+        checkpoint.load_model(path)
