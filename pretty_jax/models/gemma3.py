@@ -75,7 +75,8 @@ class Gemma3Config:
     """Architecture of a Gemma 3 language model.
 
     layer_windows: per layer, the sliding-window size or None for full attention.
-    local_rope / global_rope: RoPE of the sliding-window / full-attention layers.
+    layer_ropes: per layer, its RoPE: the local one on sliding-window layers, the
+      global one (with its scaling) on full-attention layers.
     query_pre_attn_scalar: attention scores are scaled by its inverse square root.
     """
 
@@ -89,11 +90,10 @@ class Gemma3Config:
     head_dim: int
     rms_norm_eps: float
     query_pre_attn_scalar: float
-    local_rope: RopeConfig
-    global_rope: RopeConfig
     max_position_embeddings: int
     tie_word_embeddings: bool
     layer_windows: tuple[int | None, ...]
+    layer_ropes: tuple[RopeConfig, ...]
     special_tokens: SpecialTokens
 
 
@@ -184,6 +184,7 @@ def config_from_hf(
             f"num_key_value_heads={num_kv_heads}"
         )
     local_rope, global_rope = _ropes(text, where)
+    layer_windows = _layer_windows(text, num_layers, where)
     return Gemma3Config(
         model_type=model_type,
         vocab_size=int(text["vocab_size"]),
@@ -195,11 +196,10 @@ def config_from_hf(
         head_dim=int(text["head_dim"]),
         rms_norm_eps=float(text["rms_norm_eps"]),
         query_pre_attn_scalar=float(text["query_pre_attn_scalar"]),
-        local_rope=local_rope,
-        global_rope=global_rope,
         max_position_embeddings=int(text["max_position_embeddings"]),
         tie_word_embeddings=bool(text["tie_word_embeddings"]),
-        layer_windows=_layer_windows(text, num_layers, where),
+        layer_windows=layer_windows,
+        layer_ropes=tuple(global_rope if w is None else local_rope for w in layer_windows),
         special_tokens=special_tokens_from_hf(text, generation),
     )
 
@@ -218,7 +218,9 @@ class RMSNorm(nnx.Module):
 
 
 class Attention(nnx.Module):
-    def __init__(self, cfg: Gemma3Config, window: int | None, *, dtype, rngs: nnx.Rngs):
+    def __init__(
+        self, cfg: Gemma3Config, window: int | None, rope: RopeConfig, *, dtype, rngs: nnx.Rngs
+    ):
         D, N, K, H = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         self.q_proj = layers.param(rngs, (N, H, D), ("heads", "head_dim", "embed"), dtype)
         self.k_proj = layers.param(rngs, (K, H, D), ("kv_heads", "head_dim", "embed"), dtype)
@@ -226,7 +228,7 @@ class Attention(nnx.Module):
         self.o_proj = layers.param(rngs, (D, N, H), ("embed", "heads", "head_dim"), dtype)
         self.q_norm = RMSNorm(H, cfg.rms_norm_eps, "head_dim", dtype=dtype, rngs=rngs)
         self.k_norm = RMSNorm(H, cfg.rms_norm_eps, "head_dim", dtype=dtype, rngs=rngs)
-        self.rope = cfg.local_rope if window is not None else cfg.global_rope
+        self.rope = rope
         self.head_dim = H
         self.scale = cfg.query_pre_attn_scalar**-0.5
         self.window = window
@@ -249,10 +251,12 @@ class Attention(nnx.Module):
 class Block(nnx.Module):
     """x + post_norm(attn(pre_norm(x))), then the same around the MLP."""
 
-    def __init__(self, cfg: Gemma3Config, window: int | None, *, dtype, rngs: nnx.Rngs):
+    def __init__(
+        self, cfg: Gemma3Config, window: int | None, rope: RopeConfig, *, dtype, rngs: nnx.Rngs
+    ):
         norm = lambda: RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, "embed", dtype=dtype, rngs=rngs)
         self.attn_norm = norm()
-        self.attn = Attention(cfg, window, dtype=dtype, rngs=rngs)
+        self.attn = Attention(cfg, window, rope, dtype=dtype, rngs=rngs)
         self.attn_post_norm = norm()
         self.mlp_norm = norm()
         self.mlp = layers.GatedMLP(
@@ -281,7 +285,10 @@ class Gemma3(nnx.Module):
         self.config = cfg
         self.embed = layers.param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), dtype)
         self.layers = nnx.List(
-            [Block(cfg, window, dtype=dtype, rngs=rngs) for window in cfg.layer_windows]
+            [
+                Block(cfg, window, rope, dtype=dtype, rngs=rngs)
+                for window, rope in zip(cfg.layer_windows, cfg.layer_ropes, strict=True)
+            ]
         )
         self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, "embed", dtype=dtype, rngs=rngs)
         self.lm_head = (
