@@ -138,3 +138,39 @@ def test_multimodal_export_is_refused_clearly(multimodal, tmp_path):
     with pytest.raises(UserError, match="multimodal gemma3 checkpoint"):
         export.export_loaded(model, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_lora_training_runs_and_hf_loads_the_merged_export(tiny_checkpoint, tmp_path):
+    """Training works through the checkpoint layout: LoRA on q/v, loss falls, and the
+    exported merged model is what HF transformers computes."""
+    from pretty_jax.training import TrainSettings, data, model_setup, optim
+    from pretty_jax.training import step as step_lib
+
+    directory = tiny_checkpoint("gemma3")
+    settings = TrainSettings(
+        output_dir="unused", train_file="unused", init=str(directory), warmup_steps=0, train_steps=20,
+        lora_rank=4, lora_alpha=8.0, learning_rate=1e-2,
+    )
+    start = model_setup.load_starting_model(settings, None)
+    model, factors, frozen = model_setup.split_trainable(settings, start, None)
+    assert sorted(factors) == [f"layers.{i}.attn.{p}_proj" for i in range(6) for p in ("q", "v")]
+    tokenizer = load_tokenizer(directory)
+    packed = data.pack_documents(tokenizer(list(SENTENCES[:4]))["input_ids"], tokenizer.eos_token_id, 0, 24)
+    batch = data.micro_batches(packed.take(np.arange(4)), 1)
+    optimizer = optim.make_optimizer(settings)
+    state, train_step = step_lib.initial_state(factors, optimizer), step_lib.make_train_step(model, optimizer)
+    losses = []
+    for _ in range(10):
+        state, metrics = train_step(state, frozen, batch)
+        losses.append(float(metrics["loss"]))
+    assert losses[-1] < 0.8 * losses[0], losses
+    merged = jax.device_get(model_setup.merged_params(model, state.trainable, frozen))
+    out = export.save_hf_checkpoint(
+        tmp_path / "hf", start.config, merged, start.hf_config, tokenizer_dir=directory
+    )
+    ours, tokens, mask = _logits(checkpoint.load_model(out, "float32"), out)
+    theirs = HFReference(out).logits(tokens, mask)
+    real = mask.astype(bool)
+    np.testing.assert_allclose(ours[real], theirs[real], atol=1e-4, rtol=1e-4)
+    original, _, _ = _logits(checkpoint.load_model(directory, "float32"), directory)
+    assert np.abs(ours[real] - original[real]).max() > 1e-2  # the export holds the trained weights
