@@ -62,6 +62,12 @@ def hf_tensors(
     config: ModelConfig, params: nnx.State | Mapping[str, Any], dtype: str = "float32"
 ) -> dict[str, np.ndarray]:
     """HF tensor name -> host array in HF layout and `dtype`, for every parameter."""
+    if config.model_type == "gemma3":
+        raise UserError(
+            "exporting the language model of a multimodal gemma3 checkpoint is not supported: "
+            "its config.json describes a vision tower that pretty_jax neither reads nor writes. "
+            "Export a gemma3_text (Gemma3ForCausalLM) checkpoint instead."
+        )
     flat = flat_params(params) if isinstance(params, nnx.State) else dict(params)
     layout = family_of(config).checkpoint_layout(config)
     if set(flat) != set(layout.tensors):

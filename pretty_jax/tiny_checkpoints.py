@@ -50,6 +50,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     "bloom": dict(
         model_type="bloom", tokenizer="bytelevel", hidden_size=64, n_layer=2, n_head=4,
     ),
+    # Both layer types, a window shorter than the test prompts, distinct local/global
+    # RoPE (the global one scaled), head_dim != hidden / heads != query_pre_attn_scalar.
+    "gemma3": dict(
+        model_type="gemma3_text", tokenizer="sentencepiece", hidden_size=64, intermediate_size=128,
+        num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=1, head_dim=24,
+        query_pre_attn_scalar=20, sliding_window=8, max_position_embeddings=256,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"] * 2,
+        rope_parameters=dict(
+            full_attention=dict(rope_type="linear", rope_theta=100000.0, factor=4.0),
+            sliding_attention=dict(rope_type="default", rope_theta=1000.0),
+        ),
+    ),
 }
 
 def hf_config(preset: str, tokenizer) -> Any:
@@ -71,16 +83,18 @@ def hf_config(preset: str, tokenizer) -> Any:
 
 def randomize_(model, seed: int, stddev: float = 0.15) -> None:
     """Overwrites every parameter with seeded random values — norms around 1, biases
-    around 0 but nonzero — so that a misplaced bias or norm changes the logits."""
+    around 0 but nonzero — so that a misplaced bias or norm changes the logits. Gemma's
+    norms scale by (1 + weight), so their weights go around 0."""
     import torch
 
+    norm_centre = 0.0 if model.config.model_type.startswith("gemma") else 1.0
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, tensor in sorted(model.named_parameters()):
             noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float32)
             is_norm_scale = "norm" in name and name.endswith("weight") or "ln_f.weight" in name
             if is_norm_scale:
-                tensor.copy_(1.0 + 0.1 * noise)
+                tensor.copy_(norm_centre + 0.1 * noise)
             elif name.endswith("bias"):
                 tensor.copy_(0.1 * noise)
             else:

@@ -1,12 +1,16 @@
 """Decode speed: our on-device loop against HF transformers `generate`.
 
     python scripts/bench_decode.py                       # ~130M LLaMA, float32, CPU
+    python scripts/bench_decode.py --preset=gemma3-270m  # Gemma 3 270M's shape, float32, CPU
     python scripts/bench_decode.py --preset=llama2-7b --dtype=bfloat16   # on a GPU/TPU
 
 The default compares greedy decoding of the same random weights (prompt 64 tokens,
 128 new tokens, no EOS so both run to the end) at batch 1 and 16 and prints compile
 time, steady-state tokens/s of both, and as its last line
-`decode speedup batch1=X.XX batch16=Y.YY` (ours / HF).
+`decode speedup batch1=X.XX batch16=Y.YY` (ours / HF). `--preset=gemma3-270m` does the
+same for the shape of Gemma 3 270M (18 layers, 5 sliding-window : 1 full, vocabulary
+262,144); its window (512) is longer than the default 192 tokens, so the sliding layers
+attend like full ones here (pass e.g. --new_tokens=512 to decode past it).
 
 `--preset=llama2-7b` times only ours (random weights, no checkpoint needed): ms per
 decode step at batch 1, 16 and 64, and at batch 1 the fraction of the memory-bandwidth
@@ -30,23 +34,37 @@ from pretty_jax.models import init_model, llama
 from pretty_jax.models.hf_config import SpecialTokens
 from pretty_jax.models.rope import RopeConfig
 
-_PRESET = flags.DEFINE_enum("preset", "llama-130m", ["llama-130m", "llama2-7b"], "Model shape to time.")
+_PRESET = flags.DEFINE_enum(
+    "preset", "llama-130m", ["llama-130m", "gemma3-270m", "llama2-7b"], "Model shape to time."
+)
 _DTYPE = flags.DEFINE_enum("dtype", "float32", list(checkpoint.DTYPES), "Parameter dtype.")
 _PROMPT_LEN = flags.DEFINE_integer("prompt_len", 64, "Prompt tokens per example.")
 _NEW_TOKENS = flags.DEFINE_integer("new_tokens", 128, "Tokens generated per example.")
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed runs per measurement (the best counts).")
 
+_LLAMA = dict(model_type="llama", vocab_size=32000, max_position_embeddings=4096, rms_norm_eps=1e-5)
 SHAPES = {
-    "llama-130m": dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12),
-    "llama2-7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32),
+    "llama-130m": _LLAMA | dict(
+        hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12
+    ),
+    "llama2-7b": _LLAMA | dict(
+        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32
+    ),
+    "gemma3-270m": dict(
+        model_type="gemma3_text", vocab_size=262144, hidden_size=640, intermediate_size=2048,
+        num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1, head_dim=256,
+        query_pre_attn_scalar=256, sliding_window=512, max_position_embeddings=32768,
+        layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 3,
+        rope_parameters=dict(
+            full_attention=dict(rope_type="default", rope_theta=1_000_000.0),
+            sliding_attention=dict(rope_type="default", rope_theta=10_000.0),
+        ),
+    ),
 }
 
 
 def hf_config_dict(preset: str) -> dict:
-    return dict(
-        model_type="llama", vocab_size=32000, max_position_embeddings=4096, rms_norm_eps=1e-5,
-        bos_token_id=1, eos_token_id=None, pad_token_id=0, **SHAPES[preset],
-    )
+    return dict(bos_token_id=1, eos_token_id=None, pad_token_id=0, **SHAPES[preset])
 
 
 def _best_time(run, repeats: int) -> float:
@@ -94,12 +112,12 @@ def time_hf(hf_model, batch: int, new_tokens: int) -> float:
 
 def compare_with_hf() -> None:
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     torch.manual_seed(0)
     settings = hf_config_dict(_PRESET.value)
-    settings.pop("model_type")
-    hf_model = AutoModelForCausalLM.from_config(LlamaConfig(**settings), dtype=getattr(torch, _DTYPE.value)).eval()
+    hf_config = AutoConfig.for_model(settings.pop("model_type"), **settings)
+    hf_model = AutoModelForCausalLM.from_config(hf_config, dtype=getattr(torch, _DTYPE.value)).eval()
     with tempfile.TemporaryDirectory() as directory:
         hf_model.save_pretrained(directory)
         ours = checkpoint.load_model(directory, _DTYPE.value)

@@ -158,7 +158,7 @@ def test_unsupported_model_type_lists_the_supported_ones(tiny_checkpoint, tmp_pa
     directory = _copy(tiny_checkpoint("llama"), tmp_path / "c")
     config = json.loads((directory / "config.json").read_text())
     (directory / "config.json").write_text(json.dumps(config | {"model_type": "gpt2"}))
-    with pytest.raises(ConfigError, match=r"model_type 'gpt2' is not supported; supported: bloom, llama, mistral, qwen2"):
+    with pytest.raises(ConfigError, match=r"model_type 'gpt2' is not supported; supported: bloom, gemma3, gemma3_text, llama, mistral, qwen2"):
         checkpoint.load_model(directory)
 
 

@@ -20,7 +20,7 @@ from pretty_jax.sample_text import SENTENCES
 from pretty_jax.tokenizer import load_tokenizer
 
 
-@pytest.mark.parametrize("preset", ["llama", "llama3", "qwen2", "bloom"])
+@pytest.mark.parametrize("preset", ["llama", "llama3", "qwen2", "bloom", "gemma3"])
 def test_hf_to_ours_to_hf_gives_identical_tensors_and_files(tiny_checkpoint, tmp_path, preset):
     source = tiny_checkpoint(preset)
     out = export.export_loaded(checkpoint.load_model(source, "float32"), tmp_path / "out")
@@ -45,7 +45,7 @@ def _perturbed(model: checkpoint.LoadedModel, seed: int = 0) -> checkpoint.Loade
     return checkpoint.LoadedModel(model.config, model.graphdef, jax.tree.unflatten(treedef, noisy), model.directory)
 
 
-@pytest.mark.parametrize("preset", ["llama", "bloom"])
+@pytest.mark.parametrize("preset", ["llama", "bloom", "gemma3"])
 def test_hf_transformers_loads_an_export_and_matches_our_logits(tiny_checkpoint, tmp_path, preset):
     model = _perturbed(checkpoint.load_model(tiny_checkpoint(preset), "float32"))
     tokenizer = load_tokenizer(model.directory)

@@ -1,5 +1,5 @@
 """Generation: token-identical to HF `generate` (greedy for every family, beam search on
-LLaMA, Mistral and BLOOM) with ragged prompts, ragged priors and rows that end at
+LLaMA, Mistral, BLOOM and Gemma 3) with ragged prompts, ragged priors and rows that end at
 different steps; plus sampling, stop strings, log-probabilities and bad input."""
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def test_greedy_is_token_identical_to_hf(tiny_checkpoint, tmp_path, preset):
         ("bloom", BeamSearch(num_beams=4)),
         ("mistral", BeamSearch(num_beams=4, length_penalty=0.6, early_stopping=True)),
         ("llama3", BeamSearch(num_beams=3, length_penalty=1.5, early_stopping="never")),
+        ("gemma3", BeamSearch(num_beams=3)),
     ],
 )
 def test_beam_search_is_token_identical_to_hf(tiny_checkpoint, tmp_path, preset, search):

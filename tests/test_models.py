@@ -62,28 +62,33 @@ def test_cached_steps_equal_full_forward(tiny_checkpoint, preset):
     np.testing.assert_allclose(cached[real], np.asarray(full)[real], atol=1e-5, rtol=1e-5)
 
 
-def test_sliding_window_changes_logits_beyond_the_window(tiny_checkpoint):
-    """Mistral's window (7) is shorter than the prompts: dropping it must matter, so the
-    parity above really exercises the window."""
+@pytest.mark.parametrize(
+    "preset,windows",
+    [("mistral", (7, 7)), ("gemma3", (8, 8, None, 8, 8, None))],
+)
+def test_sliding_window_changes_logits_beyond_the_window(tiny_checkpoint, preset, windows):
+    """The windows (Mistral's 7, Gemma 3's 8 on its sliding layers) are shorter than the
+    prompts: dropping them must matter, so the parity above really exercises them."""
     import dataclasses
 
     from pretty_jax.models import abstract_model
 
-    model = checkpoint.load_model(tiny_checkpoint("mistral"), "float32")
-    assert model.config.layer_windows == (7, 7)
-    unwindowed = dataclasses.replace(model.config, layer_windows=(None, None))
+    model = checkpoint.load_model(tiny_checkpoint(preset), "float32")
+    assert model.config.layer_windows == windows
+    unwindowed = dataclasses.replace(model.config, layer_windows=(None,) * len(windows))
     graphdef, _ = abstract_model(unwindowed, jnp.float32)
-    tokens, mask, positions = _batch(tiny_checkpoint("mistral"))
+    tokens, mask, positions = _batch(tiny_checkpoint(preset))
     windowed, _ = run(model.graphdef, model.params, tokens, positions, mask)
     full, _ = run(graphdef, model.params, tokens, positions, mask)
     real = mask.astype(bool)
-    early = real & (positions < 7)
-    late = real & (positions >= 7)
+    window = min(w for w in windows if w is not None)
+    early = real & (positions < window)
+    late = real & (positions >= window)
     np.testing.assert_allclose(np.asarray(windowed)[early], np.asarray(full)[early], atol=1e-5)
     assert np.abs(np.asarray(windowed)[late] - np.asarray(full)[late]).max() > 1e-2
 
 
-@pytest.mark.parametrize("preset", ["llama", "bloom"])
+@pytest.mark.parametrize("preset", ["llama", "bloom", "gemma3"])
 def test_bfloat16_params_give_float32_logits_close_to_float32(tiny_checkpoint, preset):
     directory = tiny_checkpoint(preset)
     tokens, mask, positions = _batch(directory)

@@ -18,12 +18,15 @@ from pretty_jax.tokenizer import load_tokenizer
 WORKER = Path(__file__).parent / "mesh_worker.py"
 
 
-@pytest.fixture(scope="module")
-def single_device(tiny_checkpoint):
-    directory = tiny_checkpoint("llama")
+def _single_device_run(directory):
     tokenizer = load_tokenizer(directory)
     generator = Generator(checkpoint.load_model(directory, "float32"), tokenizer, batch_size=4)
     return directory, run_cases(generator, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def single_device(tiny_checkpoint):
+    return _single_device_run(tiny_checkpoint("llama"))
 
 
 def _worker(directory, *flags: str) -> subprocess.Popen:
@@ -44,6 +47,14 @@ def test_four_devices_give_single_device_tokens(single_device, data, model):
     directory, expected = single_device
     result = _result(_worker(directory, "--devices=4", f"--mesh_data={data}", f"--mesh_model={model}"))
     assert result["mesh"] == {"data": data, "model": model}
+    assert result["outputs"] == expected
+
+
+def test_gemma3_heads_split_on_model_axis_give_single_device_tokens(tiny_checkpoint):
+    """Gemma 3's single key/value head cannot be split over model=2: it is replicated
+    while the query heads and MLP are split, and the tokens stay the same."""
+    directory, expected = _single_device_run(tiny_checkpoint("gemma3"))
+    result = _result(_worker(directory, "--devices=4", "--mesh_data=2", "--mesh_model=2"))
     assert result["outputs"] == expected
 
 

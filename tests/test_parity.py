@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from safetensors.numpy import load_file, save_file
 
 from pretty_jax import checkpoint
@@ -17,12 +18,22 @@ def _parity(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_parity_ok_on_a_tiny_checkpoint(tiny_checkpoint):
-    result = _parity(f"--hf_dir={tiny_checkpoint('llama3')}")
+@pytest.mark.parametrize("preset", ["llama3", "gemma3"])
+def test_parity_ok_on_a_tiny_checkpoint(tiny_checkpoint, preset):
+    result = _parity(f"--hf_dir={tiny_checkpoint(preset)}")
     assert result.returncode == 0, result.stderr
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("parity OK max_abs=") and last.endswith("top1=1.000")
     assert "with KV cache:" in result.stdout
+
+
+def test_generate_parity_ok_past_the_sliding_window(tiny_checkpoint):
+    """Gemma 3's window is 8 tokens: prompts and 24 new tokens run well past it."""
+    directory = tiny_checkpoint("gemma3")
+    assert checkpoint.load_config(directory).layer_windows == (8, 8, None) * 2
+    result = _parity(f"--hf_dir={directory}", "--generate", "--max_new_tokens=24")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "generate parity OK identical=9/9"
 
 
 def test_parity_fails_on_a_corrupted_conversion(tiny_checkpoint, tmp_path):

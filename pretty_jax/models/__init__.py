@@ -16,11 +16,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from pretty_jax.errors import ConfigError
-from pretty_jax.models import bloom, llama
+from pretty_jax.models import bloom, gemma3, llama
 from pretty_jax.models.conversion import CheckpointLayout
 from pretty_jax.models.layers import KVCache
 
-ModelConfig = llama.LlamaConfig | bloom.BloomConfig
+ModelConfig = llama.LlamaConfig | bloom.BloomConfig | gemma3.Gemma3Config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,9 +33,11 @@ class Family:
 
 _LLAMA = Family("llama", llama.config_from_hf, llama.Llama, llama.checkpoint_layout)
 _BLOOM = Family("bloom", bloom.config_from_hf, bloom.Bloom, bloom.checkpoint_layout)
+_GEMMA3 = Family("gemma3", gemma3.config_from_hf, gemma3.Gemma3, gemma3.checkpoint_layout)
 FAMILIES = {
     **{model_type: _LLAMA for model_type in llama.MODEL_TYPES},
     **{model_type: _BLOOM for model_type in bloom.MODEL_TYPES},
+    **{model_type: _GEMMA3 for model_type in gemma3.MODEL_TYPES},
 }
 SUPPORTED_MODEL_TYPES = tuple(sorted(FAMILIES))
 

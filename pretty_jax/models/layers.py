@@ -71,6 +71,44 @@ class RMSNorm(nnx.Module):
         return self.scale[...] * x.astype(x_BTD.dtype)
 
 
+# Gate activations of GatedMLP, by name (a string keeps the module hashable).
+_ACTIVATIONS = {
+    "silu": jax.nn.silu,
+    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+}
+
+
+class GatedMLP(nnx.Module):
+    """down(act(gate(x)) * up(x)), optionally with biases: LLaMA's SwiGLU
+    (`activation="silu"`) and Gemma's GeGLU (`"gelu_tanh"`, GELU's tanh approximation)."""
+
+    def __init__(
+        self, width: int, hidden: int, activation: str, bias: bool, *, dtype: jnp.dtype, rngs: nnx.Rngs
+    ):
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation {activation!r} is not one of {', '.join(_ACTIVATIONS)}")
+        D, F = width, hidden
+        self.gate_proj = param(rngs, (F, D), ("mlp", "embed"), dtype)
+        self.up_proj = param(rngs, (F, D), ("mlp", "embed"), dtype)
+        self.down_proj = param(rngs, (D, F), ("embed", "mlp"), dtype)
+        zeros = lambda shape, axes: param(rngs, shape, axes, dtype, init="zeros")
+        self.gate_bias = zeros((F,), ("mlp",)) if bias else None
+        self.up_bias = zeros((F,), ("mlp",)) if bias else None
+        self.down_bias = zeros((D,), ("embed",)) if bias else None
+        self.activation = activation
+
+    def __call__(self, x_BTD: jax.Array) -> jax.Array:
+        gate_BTF = dense(x_BTD, self.gate_proj[...])
+        up_BTF = dense(x_BTD, self.up_proj[...])
+        if self.gate_bias is not None:
+            gate_BTF += self.gate_bias[...]
+            up_BTF += self.up_bias[...]
+        y_BTD = dense(_ACTIVATIONS[self.activation](gate_BTF) * up_BTF, self.down_proj[...])
+        if self.down_bias is not None:
+            y_BTD += self.down_bias[...]
+        return y_BTD
+
+
 class LayerNorm(nnx.Module):
     """Standard LayerNorm with bias, computed in float32."""
 

@@ -153,35 +153,14 @@ class Attention(nnx.Module):
         return y_BTD, (k_BKSH, v_BKSH)
 
 
-class SwiGLU(nnx.Module):
-    def __init__(self, cfg: LlamaConfig, *, dtype, rngs: nnx.Rngs):
-        D, F = cfg.hidden_size, cfg.intermediate_size
-        self.gate_proj = layers.param(rngs, (F, D), ("mlp", "embed"), dtype)
-        self.up_proj = layers.param(rngs, (F, D), ("mlp", "embed"), dtype)
-        self.down_proj = layers.param(rngs, (D, F), ("embed", "mlp"), dtype)
-        bias = lambda shape, axes: layers.param(rngs, shape, axes, dtype, init="zeros")
-        self.gate_bias = bias((F,), ("mlp",)) if cfg.mlp_bias else None
-        self.up_bias = bias((F,), ("mlp",)) if cfg.mlp_bias else None
-        self.down_bias = bias((D,), ("embed",)) if cfg.mlp_bias else None
-
-    def __call__(self, x_BTD):
-        gate_BTF = layers.dense(x_BTD, self.gate_proj[...])
-        up_BTF = layers.dense(x_BTD, self.up_proj[...])
-        if self.gate_bias is not None:
-            gate_BTF += self.gate_bias[...]
-            up_BTF += self.up_bias[...]
-        y_BTD = layers.dense(jax.nn.silu(gate_BTF) * up_BTF, self.down_proj[...])
-        if self.down_bias is not None:
-            y_BTD += self.down_bias[...]
-        return y_BTD
-
-
 class Block(nnx.Module):
     def __init__(self, cfg: LlamaConfig, window: int | None, *, dtype, rngs: nnx.Rngs):
         self.attn_norm = layers.RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype=dtype, rngs=rngs)
         self.attn = Attention(cfg, window, dtype=dtype, rngs=rngs)
         self.mlp_norm = layers.RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype=dtype, rngs=rngs)
-        self.mlp = SwiGLU(cfg, dtype=dtype, rngs=rngs)
+        self.mlp = layers.GatedMLP(
+            cfg.hidden_size, cfg.intermediate_size, "silu", cfg.mlp_bias, dtype=dtype, rngs=rngs
+        )
 
     def __call__(self, x_BTD, positions_BT, key_positions_BS, cache_kv, write_slot):
         h_BTD, kv = self.attn(
