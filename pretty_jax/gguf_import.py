@@ -8,7 +8,8 @@ pretty_jax already reads:
 - `hf_config`: an HF `config.json` dict built from the metadata;
 - `open_tensors`: a `TensorSource` whose keys are HF tensor names and whose `read`
   dequantises (`gguf_quants`) and undoes llama.cpp's changes to the tensors (LLaMA's
-  Q/K row permutation), so the family layouts of `models/` apply unchanged;
+  Q/K row permutation, Gemma's norms stored as 1 + w), so the family layouts of
+  `models/` apply unchanged;
 - `cached_view`: a directory with that config, the tokenizer transformers rebuilds
   from the metadata, and a pointer back to the file. `checkpoint.load_model` and
   `checkpoint.convert_checkpoint` take a `.gguf` path through it: the weights are read
@@ -16,8 +17,11 @@ pretty_jax already reads:
   `$XDG_CACHE_HOME/pretty_jax/gguf/` (default `~/.cache/pretty_jax/gguf/`), keyed by
   the file's path, size and modification time.
 
-Adding an architecture is one entry in `ARCHITECTURES`. Needs the `gguf` package
-(pip install 'pretty_jax[gguf]').
+Architectures: `llama`, `qwen2`, `gemma3`. The reference is transformers loading the
+same file (`from_pretrained(dir, gguf_file=name)`): where it reads a file differently
+from llama.cpp (settings it does not read and fills with its own defaults), the file is
+refused rather than imported as either. Adding an architecture is one entry in
+`ARCHITECTURES`. Needs the `gguf` package (pip install 'pretty_jax[gguf]').
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,7 @@ import numpy as np
 
 from pretty_jax import gguf_quants
 from pretty_jax.errors import CheckpointError, ConfigError, MissingDependencyError
+from pretty_jax.models import gemma3
 from pretty_jax.models.conversion import TensorSource
 
 GGUF_SUFFIX = ".gguf"
@@ -62,6 +67,17 @@ LLAMA_BLOCK_TENSORS = {
     "ffn_up.bias": "mlp.up_proj.bias",
     "ffn_down.bias": "mlp.down_proj.bias",
 }
+# Gemma 3's block: four norms per block and norms on queries and keys. HF's
+# post_attention_layernorm is the norm *after* attention here, and llama.cpp's ffn_norm
+# the one before the MLP.
+GEMMA3_BLOCK_TENSORS = {
+    **LLAMA_BLOCK_TENSORS,
+    "post_attention_norm.weight": "post_attention_layernorm.weight",
+    "ffn_norm.weight": "pre_feedforward_layernorm.weight",
+    "post_ffw_norm.weight": "post_feedforward_layernorm.weight",
+    "attn_q_norm.weight": "self_attn.q_norm.weight",
+    "attn_k_norm.weight": "self_attn.k_norm.weight",
+}
 # Tensors outside the blocks, llama.cpp's name -> HF's.
 LLAMA_GLOBAL_TENSORS = {
     "token_embd.weight": "model.embed_tokens.weight",
@@ -82,6 +98,9 @@ class Architecture:
       by 1 + w, and llama.cpp stores 1 + w); subtracted on read.
     extra_config: HF config entries the metadata does not state.
     block_tensors, global_tensors: llama.cpp tensor names -> HF's (see above).
+    finish_config: the architecture's own settings: takes the file and the config
+      built from the metadata every architecture shares, returns the whole config, and
+      refuses what pretty_jax cannot import as transformers does.
     """
 
     model_type: str
@@ -90,16 +109,74 @@ class Architecture:
     extra_config: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"hidden_act": "silu"})
     block_tensors: Mapping[str, str] = dataclasses.field(default_factory=lambda: LLAMA_BLOCK_TENSORS)
     global_tensors: Mapping[str, str] = dataclasses.field(default_factory=lambda: LLAMA_GLOBAL_TENSORS)
+    finish_config: Callable[[GGUFFile, dict[str, Any]], dict[str, Any]] | None = None
+
+
+def _refuse_what_transformers_misreads(file: GGUFFile, config: Mapping[str, Any]) -> None:
+    """Refuses a Gemma 3 file that transformers' GGUF loader would build as another model
+    than llama.cpp runs: one stating a setting transformers does not read (it uses
+    Gemma3TextConfig's default instead), or one llama.cpp scales differently."""
+    layers = config["num_hidden_layers"]
+    every = gemma3.HF_DEFAULTS["sliding_window_pattern"]
+    # Metadata transformers does not read -> the values it builds the model as if it had.
+    unread = {
+        "rope.scaling.type": ("none",),  # Gemma 3 4B/12B/27B: linear, factor 8 (global layers)
+        "rope.scaling.factor": (1.0,),
+        "rope.scale_linear": (1.0,),
+        "rope.freq_base_swa": (gemma3.HF_DEFAULTS["rope_local_base_freq"],),
+        "attention.sliding_window_pattern": (every, [(i + 1) % every != 0 for i in range(layers)]),
+        "final_logit_softcapping": (0.0,),
+    }
+    for key, assumed in unread.items():
+        value = file.value(f"gemma3.{key}")
+        if value is not None and value not in assumed:
+            raise ConfigError(
+                f"{file.path}: gemma3.{key}={value!r} is not supported: transformers' GGUF loader "
+                f"does not read it and builds the model as if it were {assumed[0]!r}"
+            )
+    # llama.cpp scales attention scores by head_dim**-0.5 (by (hidden / heads)**-0.5 in
+    # the 62-layer 27B); transformers by query_pre_attn_scalar**-0.5.
+    llama_cpp_scalar = config["hidden_size"] // config["num_attention_heads"] if layers == 62 else config["head_dim"]
+    hf_scalar = gemma3.HF_DEFAULTS["query_pre_attn_scalar"]
+    if llama_cpp_scalar != hf_scalar:
+        raise ConfigError(
+            f"{file.path}: llama.cpp scales this model's attention scores by 1/sqrt({llama_cpp_scalar}), "
+            f"transformers' GGUF loader by 1/sqrt({hf_scalar}) (its default query_pre_attn_scalar); "
+            "not supported"
+        )
+
+
+def _gemma3_config(file: GGUFFile, config: dict[str, Any]) -> dict[str, Any]:
+    """Gemma 3's sliding window and local RoPE. transformers' GGUF loader reads only the
+    window; the rest comes from Gemma3TextConfig's defaults (every 6th layer global,
+    local RoPE base 10000, no RoPE scaling, query_pre_attn_scalar 256), which llama.cpp
+    hard-codes too, so this config leaves them out or writes those defaults."""
+    _refuse_what_transformers_misreads(file, config)
+    window = _one_value(file, "gemma3.attention.sliding_window")
+    if window is None:
+        raise ConfigError(f"{file.path}: missing metadata gemma3.attention.sliding_window")
+    local_rope = {"rope_type": "default", "rope_theta": gemma3.HF_DEFAULTS["rope_local_base_freq"]}
+    return config | {
+        "sliding_window": int(window),
+        "rope_parameters": {"full_attention": config["rope_parameters"], "sliding_attention": local_rope},
+    }
 
 
 ARCHITECTURES = {
     "llama": Architecture("llama", permute_qk=True),
     "qwen2": Architecture("qwen2"),
+    # llama.cpp stores every Gemma RMSNorm weight w as 1 + w, as transformers' GGUF
+    # loader assumes (it subtracts 1 from each `*norm.weight`).
+    "gemma3": Architecture(
+        "gemma3_text",
+        norm_offset=1.0,
+        extra_config={"hidden_activation": "gelu_pytorch_tanh"},
+        block_tensors=GEMMA3_BLOCK_TENSORS,
+        finish_config=_gemma3_config,
+    ),
 }
 # Architectures we know but do not import yet, with the reason.
-NOT_YET = {
-    "gemma3": "pretty_jax has no Gemma 3 model yet",
-}
+NOT_YET: dict[str, str] = {}
 
 
 def _gguf():
@@ -242,6 +319,8 @@ def hf_config(file: GGUFFile) -> dict[str, Any]:
         value = file.value(f"tokenizer.ggml.{gguf_key}")
         if value is not None:
             config[hf_key] = int(value)
+    if architecture.finish_config is not None:
+        config = architecture.finish_config(file, config)
     return config
 
 
