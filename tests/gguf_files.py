@@ -1,9 +1,10 @@
 """Writing llama.cpp GGUF files from tiny HF checkpoints, as llama.cpp's
 `convert_hf_to_gguf.py` would: its metadata keys, its tokenizer metadata, its tensor
-names, LLaMA's Q/K row permutation, and norms/biases kept in F32 when the weight
-matrices are quantised. Also files of random K-quant blocks, which gguf-py cannot
-quantise to. The tests import these files and compare with transformers loading the
-same file.
+names, LLaMA's Q/K row permutation, Gemma's norms stored as 1 + w, and norms/biases
+kept in F32 when the weight matrices are quantised. Also a tiny Gemma 3 checkpoint
+that its GGUF file describes completely, and files of random K-quant blocks, which
+gguf-py cannot quantise to. The tests import these files and compare with
+transformers loading the same file.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ HF_TO_GGUF_LAYER = {
     "mlp.up_proj.weight": "ffn_up.weight",
     "mlp.down_proj.weight": "ffn_down.weight",
 }
+# Gemma 3's block tensors where llama.cpp's names differ from LLaMA's. Its HF
+# post_attention_layernorm is the norm *after* attention, and llama.cpp's ffn_norm the
+# one before the MLP.
+HF_TO_GGUF_GEMMA3_LAYER = HF_TO_GGUF_LAYER | {
+    "post_attention_layernorm.weight": "post_attention_norm.weight",
+    "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+    "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
+    "self_attn.q_norm.weight": "attn_q_norm.weight",
+    "self_attn.k_norm.weight": "attn_k_norm.weight",
+}
 HF_TO_GGUF_GLOBAL = {
     "model.embed_tokens.weight": "token_embd.weight",
     "model.norm.weight": "output_norm.weight",
@@ -38,11 +49,54 @@ HF_TO_GGUF_GLOBAL = {
 }
 
 
-def gguf_name(hf_key: str) -> str:
+# HF model_type -> llama.cpp's `general.architecture`, where they differ.
+LLAMA_CPP_ARCHITECTURES = {"gemma3_text": "gemma3"}
+
+
+def gguf_name(hf_key: str, architecture: str = "llama") -> str:
     if hf_key in HF_TO_GGUF_GLOBAL:
         return HF_TO_GGUF_GLOBAL[hf_key]
     _, _, layer, rest = hf_key.split(".", 3)
-    return f"blk.{layer}.{HF_TO_GGUF_LAYER[rest]}"
+    block = HF_TO_GGUF_GEMMA3_LAYER if architecture == "gemma3" else HF_TO_GGUF_LAYER
+    return f"blk.{layer}.{block[rest]}"
+
+
+# A tiny Gemma 3 whose GGUF file describes it completely. transformers' GGUF loader
+# reads the window, head_dim and the global RoPE base, and builds the rest from
+# Gemma3TextConfig's defaults, which llama.cpp hard-codes too: every 6th layer global,
+# local RoPE base 10000, no RoPE scaling; and query_pre_attn_scalar 256, which is
+# head_dim, as llama.cpp scales attention. A window shorter than the test prompts.
+TINY_GEMMA3 = {
+    "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 6, "num_attention_heads": 2,
+    "num_key_value_heads": 1, "head_dim": 256, "query_pre_attn_scalar": 256, "sliding_window": 8,
+    "rms_norm_eps": 1e-5, "max_position_embeddings": 256,
+    "rope_parameters": {
+        "full_attention": {"rope_type": "default", "rope_theta": 100000.0},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+    },
+}
+
+
+def build_tiny_gemma3(out_dir: Path, seed: int = 0) -> Path:
+    """Writes a random `Gemma3ForCausalLM` of shape `TINY_GEMMA3`, with the tokenizer
+    and weight randomisation of the tiny presets (`pretty_jax.tiny_checkpoints`)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from pretty_jax.tiny_checkpoints import randomize_
+    from pretty_jax.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer("sentencepiece")
+    config = AutoConfig.for_model(
+        "gemma3_text", vocab_size=-(-len(tokenizer) // 64) * 64, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **TINY_GEMMA3,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    randomize_(model, seed)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
 
 
 def permute_qk(weights: np.ndarray, num_heads: int) -> np.ndarray:
@@ -99,10 +153,11 @@ def _add_tokenizer(writer, hf_dir: Path, config: dict, tokenizer_model: str) -> 
         writer.add_pad_token_id(config["pad_token_id"])
 
 
-def _write(path: Path, architecture: str, config: dict, hf_dir: Path, tensors) -> Path:
+def _write(path: Path, architecture: str, config: dict, hf_dir: Path, tensors, metadata: dict | None = None) -> Path:
     """Writes metadata from an HF `config`, the tokenizer of `hf_dir`, and `tensors`:
     (llama.cpp name, array, ggml type name) with float32 arrays for F32 and raw
-    uint8 blocks [rows, bytes] otherwise."""
+    uint8 blocks [rows, bytes] otherwise. `metadata`: more keys, or new values for
+    the keys above (a str, float32, uint32 or array)."""
     import gguf
 
     writer = gguf.GGUFWriter(path, architecture)
@@ -113,12 +168,27 @@ def _write(path: Path, architecture: str, config: dict, hf_dir: Path, tensors) -
     writer.add_feed_forward_length(config["intermediate_size"])
     writer.add_head_count(config["num_attention_heads"])
     writer.add_head_count_kv(config["num_key_value_heads"])
-    writer.add_rope_freq_base(config.get("rope_theta") or config["rope_parameters"]["rope_theta"])
+    rope = config.get("rope_parameters") or {}
+    writer.add_rope_freq_base(config.get("rope_theta") or rope.get("full_attention", rope)["rope_theta"])
     writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
     if architecture == "llama":
         writer.add_rope_dimension_count(config["hidden_size"] // config["num_attention_heads"])
+    if architecture == "gemma3":  # as llama.cpp's Gemma3Model writes them
+        writer.add_key_length(config["head_dim"])
+        writer.add_value_length(config["head_dim"])
+        writer.add_rope_freq_base_swa(rope["sliding_attention"]["rope_theta"])
+        writer.add_sliding_window(config["sliding_window"])
     writer.add_vocab_size(config["vocab_size"])
     _add_tokenizer(writer, hf_dir, config, "gpt2" if architecture == "qwen2" else "llama")
+    for key, value in (metadata or {}).items():
+        if isinstance(value, str):
+            writer.add_string(key, value)
+        elif isinstance(value, float):
+            writer.add_float32(key, value)
+        elif isinstance(value, int):
+            writer.add_uint32(key, value)
+        else:
+            writer.add_array(key, value)
     for name, array, type_name in tensors:
         if type_name == "F32":
             writer.add_tensor(name, array)
@@ -133,20 +203,21 @@ def _write(path: Path, architecture: str, config: dict, hf_dir: Path, tensors) -
 
 def write_gguf(
     hf_dir: Path, path: Path, tensor_type: str = "F32", architecture: str | None = None,
-    types: dict[str, str] | None = None,
+    types: dict[str, str] | None = None, metadata: dict | None = None,
 ) -> Path:
     """Writes the tiny HF checkpoint in `hf_dir` as a GGUF file at `path`.
 
     tensor_type: "F32", or a type `gguf.quants.quantize` can make (Q8_0, Q4_0, Q4_1,
       Q5_0, ...) for the 2-D weight matrices; 1-D tensors (norms, biases) stay F32 as
       in llama.cpp.
-    architecture: `general.architecture`; default the HF model_type.
+    architecture: `general.architecture`; default llama.cpp's name of the HF model_type.
     types: llama.cpp tensor name -> type, overriding `tensor_type` for that tensor.
+    metadata: metadata key -> value, added to (or replacing) what llama.cpp writes.
     """
     import gguf
 
     config = json.loads((hf_dir / "config.json").read_text())
-    architecture = architecture or config["model_type"]
+    architecture = architecture or LLAMA_CPP_ARCHITECTURES.get(config["model_type"], config["model_type"])
     tensors = []
     for hf_key, array in sorted(load_file(hf_dir / "model.safetensors").items()):
         array = array.astype(np.float32)
@@ -154,12 +225,14 @@ def write_gguf(
             array = permute_qk(array, config["num_attention_heads"])
         elif architecture == "llama" and ".k_proj." in hf_key:
             array = permute_qk(array, config["num_key_value_heads"])
-        name = gguf_name(hf_key)
+        elif architecture == "gemma3" and hf_key.endswith("norm.weight"):
+            array = array + np.float32(1)  # Gemma's RMSNorm scales by 1 + w; llama.cpp stores 1 + w
+        name = gguf_name(hf_key, architecture)
         type_name = (types or {}).get(name, "F32" if array.ndim == 1 else tensor_type)
         if type_name != "F32":
             array = gguf.quants.quantize(array, gguf.GGMLQuantizationType[type_name])
         tensors.append((name, array, type_name))
-    return _write(path, architecture, config, hf_dir, tensors)
+    return _write(path, architecture, config, hf_dir, tensors, metadata)
 
 
 # Byte offsets of the f16 scales in each block type: random bytes there could be

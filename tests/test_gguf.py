@@ -19,7 +19,13 @@ from pretty_jax.sample_text import SENTENCES
 from pretty_jax.tokenizer import load_tokenizer
 
 gguf = pytest.importorskip("gguf")
-from gguf_files import F16_FIELDS, random_blocks, write_gguf, write_random_k_quant_gguf
+from gguf_files import (
+    F16_FIELDS,
+    build_tiny_gemma3,
+    random_blocks,
+    write_gguf,
+    write_random_k_quant_gguf,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +37,15 @@ def gguf_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def gguf_file(tiny_checkpoint, tmp_path_factory):
+def gemma3_checkpoint(tmp_path_factory) -> Path:
+    """A tiny Gemma 3 that its GGUF file describes completely (the tiny gemma3 preset
+    has settings transformers' GGUF loader does not read)."""
+    pytest.importorskip("torch", reason="tiny HF checkpoints are built with torch")
+    return build_tiny_gemma3(tmp_path_factory.mktemp("gemma3-gguf"))
+
+
+@pytest.fixture(scope="module")
+def gguf_file(tiny_checkpoint, gemma3_checkpoint, tmp_path_factory):
     """`gguf_file(preset, tensor_type)` -> a GGUF file of that tiny checkpoint
     ("K" for random K-quant weights), written once per module."""
     written: dict[tuple[str, str], Path] = {}
@@ -40,10 +54,11 @@ def gguf_file(tiny_checkpoint, tmp_path_factory):
     def get(preset: str, tensor_type: str = "F32") -> Path:
         if (preset, tensor_type) not in written:
             path = directory / f"{preset}-{tensor_type}.gguf"
+            hf_dir = gemma3_checkpoint if preset == "gemma3" else tiny_checkpoint(preset)
             if tensor_type == "K":
-                write_random_k_quant_gguf(tiny_checkpoint(preset), path)
+                write_random_k_quant_gguf(hf_dir, path)
             else:
-                write_gguf(tiny_checkpoint(preset), path, tensor_type)
+                write_gguf(hf_dir, path, tensor_type)
             written[preset, tensor_type] = path
         return written[preset, tensor_type]
 
@@ -80,7 +95,10 @@ def test_float_tensors_dequantise_as_gguf_py_does(type_name):
 
 @pytest.mark.parametrize(
     "preset, tensor_type",
-    [("llama", "F32"), ("llama", "Q8_0"), ("llama", "K"), ("qwen2", "F32"), ("qwen2", "Q4_0")],
+    [
+        ("llama", "F32"), ("llama", "Q8_0"), ("llama", "K"), ("qwen2", "F32"), ("qwen2", "Q4_0"),
+        ("gemma3", "F32"), ("gemma3", "Q4_0"),
+    ],
 )
 def test_gguf_logits_match_transformers_on_the_same_file(gguf_file, preset, tensor_type):
     path = gguf_file(preset, tensor_type)
@@ -124,8 +142,9 @@ def test_convert_cli_writes_a_checkpoint_equal_to_the_gguf(gguf_file, tmp_path):
     assert both.returncode == 2 and "exactly one of --hf_dir" in both.stderr
 
 
-def test_parity_cli_compares_with_transformers_loading_the_file(gguf_file):
-    path = gguf_file("qwen2", "Q8_0")
+@pytest.mark.parametrize("preset", ["qwen2", "gemma3"])
+def test_parity_cli_compares_with_transformers_loading_the_file(gguf_file, preset):
+    path = gguf_file(preset, "Q8_0")
     result = subprocess.run(
         [sys.executable, "-m", "pretty_jax.parity", f"--gguf={path}"], check=False, capture_output=True, text=True
     )
@@ -144,6 +163,26 @@ def test_parity_cli_compares_with_transformers_loading_the_file(gguf_file):
 def test_unsupported_architecture_is_refused_by_name(tiny_checkpoint, tmp_path):
     path = write_gguf(tiny_checkpoint("llama"), tmp_path / "model.gguf", architecture="falcon")
     message = r"GGUF architecture 'falcon' is not supported; supported: gemma3, llama, qwen2"
+    with pytest.raises(ConfigError, match=message):
+        checkpoint.load_model(path)
+
+
+@pytest.mark.parametrize(
+    "metadata, message",
+    [
+        (
+            {"gemma3.rope.scaling.type": "linear", "gemma3.rope.scaling.factor": 8.0},
+            r"gemma3.rope.scaling.type='linear' is not supported: transformers' GGUF loader does not read it",
+        ),
+        ({"gemma3.rope.freq_base_swa": 20000.0}, r"gemma3.rope.freq_base_swa=20000.0 is not supported"),
+        (
+            {"gemma3.attention.key_length": 128},
+            r"attention scores by 1/sqrt\(128\), transformers' GGUF loader by 1/sqrt\(256\)",
+        ),
+    ],
+)
+def test_gemma3_settings_transformers_does_not_read_are_refused(gemma3_checkpoint, tmp_path, metadata, message):
+    path = write_gguf(gemma3_checkpoint, tmp_path / "model.gguf", metadata=metadata)
     with pytest.raises(ConfigError, match=message):
         checkpoint.load_model(path)
 
