@@ -175,8 +175,6 @@ ARCHITECTURES = {
         finish_config=_gemma3_config,
     ),
 }
-# Architectures we know but do not import yet, with the reason.
-NOT_YET: dict[str, str] = {}
 
 
 def _gguf():
@@ -227,8 +225,6 @@ class GGUFFile:
 
     def architecture(self) -> Architecture:
         name = self.architecture_name
-        if name in NOT_YET:
-            raise ConfigError(f"{self.path}: GGUF architecture {name!r} is not supported yet ({NOT_YET[name]})")
         if name not in ARCHITECTURES:
             raise ConfigError(
                 f"{self.path}: GGUF architecture {name!r} is not supported; supported: "
