@@ -152,8 +152,8 @@ class Block(nnx.Module):
         return residual_BTD + self.mlp(normed_BTD), kv
 
 
-class Bloom(nnx.Module):
-    """A BLOOM causal LM; same call interface as `llama.Llama`."""
+class Bloom(layers.CausalLM):
+    """A BLOOM causal LM (call interface: `layers.CausalLM`)."""
 
     def __init__(self, cfg: BloomConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
         self.config = cfg
@@ -161,10 +161,8 @@ class Bloom(nnx.Module):
         self.embed_norm = layers.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, dtype=dtype, rngs=rngs)
         self.layers = nnx.List([Block(cfg, dtype=dtype, rngs=rngs) for _ in range(cfg.num_layers)])
         self.final_norm = layers.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, dtype=dtype, rngs=rngs)
-        self.lm_head = (
-            None
-            if cfg.tie_word_embeddings
-            else layers.param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), dtype)
+        self.lm_head = layers.output_head(
+            rngs, cfg.vocab_size, cfg.hidden_size, cfg.tie_word_embeddings, dtype
         )
 
     def hidden_states(self, tokens_BT, positions_BT, attention_mask_BT, cache=None):
@@ -172,14 +170,6 @@ class Bloom(nnx.Module):
         x_BTD = self.embed_norm(jnp.take(self.embed[...], tokens_BT, axis=0))
         x_BTD, cache = layers.run_blocks(self.layers, x_BTD, positions_BT, attention_mask_BT, cache)
         return self.final_norm(x_BTD), cache
-
-    def logits(self, h_BTD):
-        head = None if self.lm_head is None else self.lm_head[...]
-        return layers.tied_or_separate_logits(h_BTD, self.embed[...], head)
-
-    def __call__(self, tokens_BT, positions_BT, attention_mask_BT, cache=None):
-        h_BTD, cache = self.hidden_states(tokens_BT, positions_BT, attention_mask_BT, cache)
-        return self.logits(h_BTD), cache
 
 
 def checkpoint_layout(cfg: BloomConfig) -> CheckpointLayout:

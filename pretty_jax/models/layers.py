@@ -282,9 +282,31 @@ def dense(
     return y_MO.reshape(x.shape[: x.ndim - num_in_axes] + out_shape)
 
 
-def tied_or_separate_logits(
-    h_BTD: jax.Array, embedding_VD: jax.Array, lm_head_VD: jax.Array | None
-) -> jax.Array:
-    """Output logits [B, T, V] in float32 from the (tied or separate) [V, D] head."""
-    head_VD = embedding_VD if lm_head_VD is None else lm_head_VD
-    return dense(h_BTD, head_VD, out_dtype=jnp.float32)
+def output_head(
+    rngs: nnx.Rngs, vocab_size: int, width: int, tied: bool, dtype: jnp.dtype
+) -> nnx.Param | None:
+    """The separate [V, D] output head, or None when it is tied to the embeddings."""
+    return None if tied else param(rngs, (vocab_size, width), ("vocab", "embed"), dtype)
+
+
+class CausalLM(nnx.Module):
+    """What every family's model shares: the call interface and the output head.
+
+    A family sets `embed` [V, D] and `lm_head` (`output_head`) and defines
+    `hidden_states(tokens, positions, attention_mask, cache) -> (h [B, T, D], cache)`.
+    `model(tokens, positions, attention_mask, cache)` -> (logits [B, T, V] float32,
+    cache); `hidden_states` and `logits` split that call for callers that need only
+    some positions' logits.
+    """
+
+    embed: nnx.Param
+    lm_head: nnx.Param | None
+
+    def logits(self, h_BTD: jax.Array) -> jax.Array:
+        """Output logits [B, T, V] in float32 from the (tied or separate) [V, D] head."""
+        head_VD = self.embed[...] if self.lm_head is None else self.lm_head[...]
+        return dense(h_BTD, head_VD, out_dtype=jnp.float32)
+
+    def __call__(self, tokens_BT, positions_BT, attention_mask_BT, cache=None):
+        h_BTD, cache = self.hidden_states(tokens_BT, positions_BT, attention_mask_BT, cache)
+        return self.logits(h_BTD), cache

@@ -171,13 +171,8 @@ class Block(nnx.Module):
         return x_BTD, kv
 
 
-class Llama(nnx.Module):
-    """A LLaMA-family causal LM.
-
-    `model(tokens, positions, attention_mask, cache)` -> (logits [B, T, V] float32,
-    cache); `hidden_states` and `logits` split that call for callers that need only
-    some positions' logits.
-    """
+class Llama(layers.CausalLM):
+    """A LLaMA-family causal LM (call interface: `layers.CausalLM`)."""
 
     def __init__(self, cfg: LlamaConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
         self.config = cfg
@@ -186,10 +181,8 @@ class Llama(nnx.Module):
             [Block(cfg, window, dtype=dtype, rngs=rngs) for window in cfg.layer_windows]
         )
         self.final_norm = layers.RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype=dtype, rngs=rngs)
-        self.lm_head = (
-            None
-            if cfg.tie_word_embeddings
-            else layers.param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), dtype)
+        self.lm_head = layers.output_head(
+            rngs, cfg.vocab_size, cfg.hidden_size, cfg.tie_word_embeddings, dtype
         )
 
     def hidden_states(
@@ -203,14 +196,6 @@ class Llama(nnx.Module):
         x_BTD = jnp.take(self.embed[...], tokens_BT, axis=0)
         x_BTD, cache = layers.run_blocks(self.layers, x_BTD, positions_BT, attention_mask_BT, cache)
         return self.final_norm(x_BTD), cache
-
-    def logits(self, h_BTD: jax.Array) -> jax.Array:
-        head = None if self.lm_head is None else self.lm_head[...]
-        return layers.tied_or_separate_logits(h_BTD, self.embed[...], head)
-
-    def __call__(self, tokens_BT, positions_BT, attention_mask_BT, cache=None):
-        h_BTD, cache = self.hidden_states(tokens_BT, positions_BT, attention_mask_BT, cache)
-        return self.logits(h_BTD), cache
 
 
 def checkpoint_layout(cfg: LlamaConfig) -> CheckpointLayout:
