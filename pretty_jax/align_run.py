@@ -22,6 +22,7 @@ from pretty_jax.checkpoint import LoadedModel
 from pretty_jax.errors import UserError
 from pretty_jax.generate import DecodeConfig, Generator
 from pretty_jax.priors import continuation_ids
+from pretty_jax.run_dir import RunDirectory
 from pretty_jax.textio import read_jsonl
 
 
@@ -53,15 +54,13 @@ def run_alignment(
     trajectory: str,
     top_k: Sequence[int],
     decode: DecodeConfig,
-    output_dir: Path,
     mesh: Mesh | None = None,
     batch_size: int = 8,
     chunk: int = 16,
-    write_files: bool = True,
     sft_outputs: Sequence[Sequence[int]] | None = None,
     continuations: dict[int, Sequence[Sequence[int]]] | None = None,
 ) -> dict:
-    """Computes, writes (alignment.json + figures when `write_files`) and returns the report.
+    """Computes and returns the report (alignment.json's content).
 
     sft_outputs / continuations: outputs an experiment already generated (the SFT model's,
     and the foundation's after k SFT prior tokens, by k); what is missing is generated.
@@ -98,11 +97,14 @@ def run_alignment(
             "k=%d: %d steps, top-1 agreement %.3f, KL(sft||lm) %.3f",
             k, overall["steps"], overall["topk_agreement"][str(top_k[0])] or 0.0, overall["kl_sft_lm"] or 0.0,
         )
-    report = alignment_report.build_report(
+    return alignment_report.build_report(
         str(foundation.directory), str(sft.directory), trajectory, top_k, by_prior
     )
-    if write_files:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        alignment_report.write_report(output_dir / "alignment.json", report)
-        plots.draw_alignment_figures(report, output_dir)
-    return report
+
+
+def write_alignment_outputs(run_dir: RunDirectory, relative_dir: str, report: dict) -> None:
+    """alignment.json and the figures into `relative_dir` of the run's directory, each
+    recorded and written atomically."""
+    run_dir.write_text(Path(relative_dir) / alignment_report.REPORT_FILE, alignment_report.report_json(report))
+    for name, paint in plots.PAINTERS.items():
+        run_dir.write_with(Path(relative_dir) / name, lambda path, paint=paint: paint(report, path))

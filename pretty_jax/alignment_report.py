@@ -36,6 +36,7 @@ from pretty_jax.alignment import STATISTICS
 from pretty_jax.errors import UserError
 
 SCHEMA = "pretty_jax/alignment/1"
+REPORT_FILE = "alignment.json"
 TRAJECTORIES = ("foundation", "sft", "reference")
 MEAN_STATISTICS = tuple(s for s in STATISTICS if s != "sft_rank_in_lm")
 
@@ -140,11 +141,9 @@ def build_report(
     }
 
 
-def write_report(path: Path, report: dict) -> None:
-    """Writes atomically: a reader never sees half a file."""
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(report, indent=1))
-    temporary.replace(path)
+def report_json(report: dict) -> str:
+    """alignment.json's text."""
+    return json.dumps(report, indent=1)
 
 
 def read_report(path: Path) -> dict:

@@ -15,10 +15,12 @@ from pretty_jax.generate import DecodeConfig
 from pretty_jax.sampling import BeamSearch, Greedy, Sampling
 
 _MESH_DATA = flags.DEFINE_integer(
-    "mesh_data", None, "Devices on the mesh's 'data' axis (batch split); default: all devices / --mesh_model."
+    "mesh_data", None, "Devices on the mesh's 'data' axis (batch split); default: all devices / --mesh_model.",
+    lower_bound=1,
 )
 _MESH_MODEL = flags.DEFINE_integer(
-    "mesh_model", 1, "Devices on the mesh's 'model' axis (tensor parallel: heads, MLP, vocabulary)."
+    "mesh_model", 1, "Devices on the mesh's 'model' axis (tensor parallel: heads, MLP, vocabulary).",
+    lower_bound=1,
 )
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", False,
@@ -26,14 +28,17 @@ _MULTIHOST = flags.DEFINE_bool(
     "coordinator is found automatically, elsewhere give the three flags below).",
 )
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0, with --multihost.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes, with --multihost.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, with --multihost.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes, with --multihost.", lower_bound=1)
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, with --multihost.", lower_bound=0)
 BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size", 8, "Examples per device batch (a multiple of --mesh_data); the last batch is padded."
+    "batch_size", 8, "Examples per device batch (a multiple of --mesh_data); the last batch is padded.",
+    lower_bound=1,
 )
 
-MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 64, "Most tokens generated per example.")
-_NUM_BEAMS = flags.DEFINE_integer("num_beams", 1, "Beam search with this many beams (1: greedy or sampling).")
+MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 64, "Most tokens generated per example.", lower_bound=1)
+_NUM_BEAMS = flags.DEFINE_integer(
+    "num_beams", 1, "Beam search with this many beams (1: greedy or sampling).", lower_bound=1
+)
 _LENGTH_PENALTY = flags.DEFINE_float(
     "length_penalty", 1.0, "Beam search: finished scores are divided by length ** length_penalty."
 )
@@ -42,16 +47,22 @@ _EARLY_STOPPING = flags.DEFINE_enum(
     "Beam search stopping, as HF: true = once num_beams hypotheses finished; false = HF's "
     "heuristic; never = until no hypothesis can improve.",
 )
-_TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "Sampling temperature; 0 = greedy decoding.")
-_TOP_K = flags.DEFINE_integer("top_k", 0, "Sampling: keep the k most likely tokens (0 = all).")
-_TOP_P = flags.DEFINE_float("top_p", 1.0, "Sampling: keep the most likely tokens up to this mass (1 = all).")
-_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed; each example draws from fold_in(seed, example id).")
+_TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "Sampling temperature; 0 = greedy decoding.", lower_bound=0.0)
+_TOP_K = flags.DEFINE_integer("top_k", 0, "Sampling: keep the k most likely tokens (0 = all).", lower_bound=0)
+_TOP_P = flags.DEFINE_float(
+    "top_p", 1.0, "Sampling: keep the most likely tokens up to this mass, in (0, 1] (1 = all).",
+    lower_bound=0.0, upper_bound=1.0,
+)
+_SEED = flags.DEFINE_integer(
+    "seed", 0, "Sampling seed; each example draws from fold_in(seed, example id).", lower_bound=0
+)
 _STOP_STRINGS = flags.DEFINE_list(
     "stop_strings", [],
     r"Comma-separated strings that end an example's output, with escapes: --stop_strings='\n'.",
 )
 _MAX_LEN = flags.DEFINE_integer(
-    "max_len", None, "Cap on prompt + prior + new tokens; default: the model's max_position_embeddings."
+    "max_len", None, "Cap on prompt + prior + new tokens; default: the model's max_position_embeddings.",
+    lower_bound=2,
 )
 _OVERFLOW = flags.DEFINE_enum(
     "overflow", "truncate", ["truncate", "error"],
@@ -99,3 +110,6 @@ def decode_config_from_flags(**overrides) -> DecodeConfig:
         seed=_SEED.value,
     )
     return DecodeConfig(**(settings | overrides))
+
+
+flags.register_validator("top_p", lambda value: value > 0, message="--top_p must be in (0, 1]")

@@ -121,3 +121,15 @@ def initialize_multihost(
 def is_main_process() -> bool:
     """Process 0 writes files; the others compute alongside it."""
     return jax.process_index() == 0
+
+
+def raise_everywhere(error: Exception | None) -> None:
+    """Raises `error` on every process when process 0 has one (a check only process 0
+    can make, such as its output directory's), instead of leaving the others waiting
+    at the next collective."""
+    if jax.process_count() > 1:
+        failed = bool(multihost_utils.broadcast_one_to_all(np.int32(error is not None)))
+        if failed and error is None:
+            error = UserError("process 0 refused to start (its log says why)")
+    if error is not None:
+        raise error

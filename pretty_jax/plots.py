@@ -28,7 +28,7 @@ def _label(k: str) -> str:
 
 def _save(figure, path: Path) -> None:
     figure.tight_layout()
-    figure.savefig(path, dpi=110, metadata=_PNG_METADATA)
+    figure.savefig(path, dpi=110, metadata=_PNG_METADATA, format="png")
     plt.close(figure)
 
 
@@ -79,11 +79,13 @@ def plot_divergence_by_step(report: dict, path: Path) -> None:
     _save(figure, path)
 
 
+PAINTERS = dict(zip(FIGURES, (plot_topk_agreement, plot_selected_token_probability, plot_divergence_by_step)))
+
+
 def draw_alignment_figures(report: dict, out_dir: Path) -> list[Path]:
     """Writes the three figures into `out_dir` and returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    painters = (plot_topk_agreement, plot_selected_token_probability, plot_divergence_by_step)
     paths = [out_dir / name for name in FIGURES]
-    for paint, path in zip(painters, paths):
+    for (name, paint), path in zip(PAINTERS.items(), paths):
         paint(report, path)
     return paths

@@ -5,6 +5,7 @@ results.json:
     {"schema": "pretty_jax/results/1", "task": str, "foundation": str, "sft": str | null,
      "pairs": {"<src>-<tgt>": {
          "task", "source_lang", "target_lang", "examples": n, "truncated_documents": n,
+         "empty_references": n, "refined_missing": n,         # the latter with a refined file
          "systems": {"<key>": {"label": str, "prior": {"kind", "count", "unit"} | null,
                               "metrics": {metric: value, "<metric>_signature": str},
                               "prior_found_rate": float | null}},
@@ -21,6 +22,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Mapping, Sequence
+
+from pretty_jax.run_dir import RunDirectory
 
 import matplotlib
 
@@ -77,6 +80,20 @@ def _pair_table(task: str, pair: Mapping) -> list[str]:
     return lines
 
 
+def _pair_notes(pair: Mapping) -> list[str]:
+    """What a reader must know to trust the pair's numbers."""
+    notes = []
+    if pair.get("truncated_documents"):
+        notes.append(f"{pair['truncated_documents']} documents were truncated to fit the context.")
+    if pair.get("empty_references"):
+        notes.append(f"Warning: {pair['empty_references']} of {pair['examples']} references are empty "
+                     "(scored as given).")
+    if pair.get("refined_missing"):
+        notes.append(f"Warning: the refined file lacks {pair['refined_missing']} of {pair['examples']} examples; "
+                     "they decode with no refined prior.")
+    return [""] + notes if notes else []
+
+
 def _signatures(pair: Mapping) -> list[str]:
     signatures = {}
     for system in pair["systems"].values():
@@ -94,8 +111,7 @@ def report_markdown(results: Mapping) -> str:
     for name, pair in results["pairs"].items():
         lines += ["", f"## {pair['source_lang']} → {pair['target_lang']} ({pair['examples']} examples)", ""]
         lines += _pair_table(task, pair)
-        if pair.get("truncated_documents"):
-            lines.append(f"\n{pair['truncated_documents']} documents were truncated to fit the context.")
+        lines += _pair_notes(pair)
         signatures = _signatures(pair)
         if signatures:
             lines += ["", "Metric signatures:", *signatures]
@@ -129,16 +145,14 @@ def plot_sweep(results: Mapping, path: Path) -> None:
     axis.set_ylabel(dict(COLUMNS[task])[main])
     axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=110, metadata={"Software": None})
+    figure.savefig(path, dpi=110, metadata={"Software": None}, format="png")
     plt.close(figure)
 
 
-def write_results(output_dir: Path, results: Mapping) -> None:
-    """results.json, report.md and (with a sweep) the sweep figure, each atomically."""
-    for name, text in (("results.json", json.dumps(results, indent=1, ensure_ascii=False)),
-                       ("report.md", report_markdown(results))):
-        temporary = output_dir / f"{name}.tmp"
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(output_dir / name)
+def write_results(run_dir: RunDirectory, results: Mapping) -> None:
+    """results.json, report.md and (with a sweep) the sweep figure, each recorded in the
+    run's manifest and written atomically."""
+    run_dir.write_text("results.json", json.dumps(results, indent=1, ensure_ascii=False))
+    run_dir.write_text("report.md", report_markdown(results))
     if results.get("sweep"):
-        plot_sweep(results, output_dir / SWEEP_FIGURE)
+        run_dir.write_with(SWEEP_FIGURE, lambda path: plot_sweep(results, path))

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from absl import flags, logging
 
-from pretty_jax import checkpoint, cli, decode_flags, demo, experiment, parallel, report, stages
-from pretty_jax.align_run import read_prompts_file, run_alignment
+from pretty_jax import checkpoint, cli, decode_flags, demo, experiment, parallel, report, run_dir, stages
+from pretty_jax.align_run import read_prompts_file, run_alignment, write_alignment_outputs
 from pretty_jax.alignment import check_same_tokenizer
 from pretty_jax.alignment_report import TRAJECTORIES
 from pretty_jax.errors import UserError
+from pretty_jax.experiment_inputs import check_model, file_record, fill_path
 from pretty_jax.priors import KINDS, TEXT_ONLY_KINDS, PriorSpec
 from pretty_jax.tasks.languages import get_language
 from pretty_jax.tokenizer import load_tokenizer
@@ -35,8 +36,8 @@ _ORGANISM_DIR = flags.DEFINE_string(
     "organism_dir", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pretty_jax" / "organism"),
     "--mode=demo: where the model organism (data, tokenizer, foundation and SFT models) is built and reused.",
 )
-_FOUNDATION = flags.DEFINE_string("foundation", None, "Foundation model: HF or converted checkpoint directory.")
-_SFT = flags.DEFINE_string("sft", None, "SFT model: HF or converted checkpoint directory.")
+_FOUNDATION = flags.DEFINE_string("foundation", None, "Foundation model: HF or converted checkpoint directory, or .gguf.")
+_SFT = flags.DEFINE_string("sft", None, "SFT model: HF or converted checkpoint directory, or .gguf.")
 _DTYPE = flags.DEFINE_enum("dtype", "bfloat16", list(checkpoint.DTYPES), "Parameter dtype of both models.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where results, reports and figures go.")
 _PROMPTS_FILE = flags.DEFINE_string(
@@ -54,10 +55,14 @@ _AGREEMENT_K = flags.DEFINE_list(
     "agreement_k", ["1", "3", "5", "10", "20", "50"], "K values of the top-K agreement statistic."
 )
 _STATS_CHUNK = flags.DEFINE_integer(
-    "stats_chunk", 16, "Decoding steps whose full-vocabulary logits are alive at once in the statistics."
+    "stats_chunk", 16, "Decoding steps whose full-vocabulary logits are alive at once in the statistics.",
+    lower_bound=1,
 )
 _OVERWRITE = flags.DEFINE_bool(
-    "overwrite", False, "Discard a previous run in --output_dir instead of resuming it."
+    "overwrite", False,
+    "Start over instead of resuming or extending the run in --output_dir: after every input is "
+    "checked, the files that run recorded are set aside and deleted once the new run finishes "
+    "(files pretty_jax did not write are never touched).",
 )
 # Experiment mode.
 _TASK = flags.DEFINE_enum("task", "translation", list(experiment.TASKS), "Which evaluation to run.")
@@ -73,21 +78,26 @@ _TARGET_LANGS = flags.DEFINE_list(
     "target_lang", ["zho_simpl"],
     "Target language code(s); each is one language pair of the run (pos: the languages to tag).",
 )
-_LIMIT = flags.DEFINE_integer("limit", None, "Use only the first N examples of the data.")
+_LIMIT = flags.DEFINE_integer("limit", None, "Use only the first N examples of the data.", lower_bound=1)
 _PROMPT_TEMPLATE = flags.DEFINE_string(
     "prompt_template", None,
     "Prompt format string with {source} and the task's fields ({src_lang}, {tgt_lang}; pos: "
     "{lang}, {upos_tags}); default: a zero-shot template per task.",
 )
-_NUM_SHOTS = flags.DEFINE_integer("num_shots", 0, "Few-shot examples (the first N of the data, not evaluated).")
+_NUM_SHOTS = flags.DEFINE_integer(
+    "num_shots", 0, "Few-shot examples (the first N of the data, not evaluated).", lower_bound=0
+)
 _PRIORS = flags.DEFINE_list(
     "priors", ["none", "sft"], f"Foundation systems to run, by prior: {', '.join(KINDS)}."
 )
-_NUM_PRIOR_TOKENS = flags.DEFINE_integer("num_prior_tokens", 1, "Size k of token-level priors (sft, oracle).")
+_NUM_PRIOR_TOKENS = flags.DEFINE_integer(
+    "num_prior_tokens", 1, "Size k >= 1 of token-level priors (sft, oracle).", lower_bound=1
+)
 _NUM_PRIOR_WORDS = flags.DEFINE_integer(
     "num_prior_words", 0,
     "Size k of word-level priors; > 0 makes every prior word-level (needed when the SFT "
     "tokenizer differs); refined and dictionary priors are always words (1 if unset).",
+    lower_bound=0,
 )
 _SWEEP = flags.DEFINE_list("sweep_prior_tokens", [], "SFT prior sizes for the metric-vs-k curve (Fig. 5), e.g. 0,1,2,3.")
 _REFINED_FILE = flags.DEFINE_string("refined_file", None, 'Refined system outputs: jsonl of {"id", "text"}.')
@@ -115,7 +125,7 @@ def _int_list(flag: flags.FlagHolder, minimum: int) -> list[int]:
     except ValueError:
         raise UserError(f"--{flag.name}={','.join(flag.value)}: expected comma-separated integers") from None
     if not values or min(values) < minimum:
-        raise UserError(f"--{flag.name}: values must be >= {minimum}")
+        raise UserError(f"--{flag.name}={','.join(flag.value)}: values must be >= {minimum}")
     return values
 
 
@@ -125,23 +135,45 @@ def _require(flag: flags.FlagHolder) -> str:
     return flag.value
 
 
+def _check_batch(mesh) -> None:
+    data = mesh.shape[parallel.DATA]
+    if decode_flags.BATCH_SIZE.value % data:
+        raise UserError(f"--batch_size={decode_flags.BATCH_SIZE.value} must be a multiple of --mesh_data={data}")
+
+
 def run_align_mode() -> None:
     output_dir = Path(_require(_OUTPUT_DIR))
+    run_dir.check_output_dir(output_dir, "--output_dir")
     examples = read_prompts_file(Path(_require(_PROMPTS_FILE)))
     prior_tokens, top_k = _int_list(_PRIOR_TOKENS, 0), _int_list(_AGREEMENT_K, 1)
+    decode = decode_flags.decode_config_from_flags()
+    models = {role: check_model(_require(flag), f"--{flag.name}") for role, flag in (("foundation", _FOUNDATION), ("sft", _SFT))}
     mesh = decode_flags.mesh_from_flags()
+    _check_batch(mesh)
+    directory = experiment.open_output(output_dir, "align")
+    record = stages.RunRecord(directory)
+    settings = {"prompts_file": file_record(Path(_PROMPTS_FILE.value), "--prompts_file").as_json(),
+                "prior_tokens": prior_tokens, "trajectory": _TRAJECTORY.value, "agreement_k": top_k,
+                "dtype": _DTYPE.value, **{role: model.as_json() for role, model in models.items()},
+                **experiment.decode_record(decode)}
+    conflicts = record.conflicts(settings, {})
+    experiment.refuse_conflicts(output_dir, [] if _OVERWRITE.value else conflicts)
     place = parallel.param_placer(mesh)
-    foundation = checkpoint.load_model(_require(_FOUNDATION), _DTYPE.value, place=place)
-    sft = checkpoint.load_model(_require(_SFT), _DTYPE.value, place=place)
+    foundation = checkpoint.load_model(_FOUNDATION.value, _DTYPE.value, place=place)
+    sft = checkpoint.load_model(_SFT.value, _DTYPE.value, place=place)
     tokenizer = load_tokenizer(foundation.directory)
     check_same_tokenizer(tokenizer, load_tokenizer(sft.directory), _FOUNDATION.value, _SFT.value)
+    if directory.holds_run and _OVERWRITE.value:
+        directory.retire()
+        record.reset()
+    record.start(settings)
     start = time.perf_counter()
     report = run_alignment(
-        foundation, sft, tokenizer, examples, prior_tokens, _TRAJECTORY.value, top_k,
-        decode_flags.decode_config_from_flags(), output_dir, mesh=mesh,
+        foundation, sft, tokenizer, examples, prior_tokens, _TRAJECTORY.value, top_k, decode, mesh=mesh,
         batch_size=decode_flags.BATCH_SIZE.value, chunk=_STATS_CHUNK.value,
-        write_files=parallel.is_main_process(),
     )
+    write_alignment_outputs(directory, ".", report)
+    directory.discard_retired()
     logging.info("alignment of %d examples in %.1fs", len(examples), time.perf_counter() - start)
     print(f"{'prior tokens':>12} {'steps':>6} {'top-1':>6} {'top-5':>6} {'KL(sft||lm)':>12} {'JS':>7}")
     for k, entry in report["by_prior_tokens"].items():
@@ -167,82 +199,51 @@ def _prior_specs() -> tuple[PriorSpec, ...]:
     return tuple(specs)
 
 
-def _settings(output_dir: Path) -> experiment.Settings:
+def settings_from_flags(output_dir: Path) -> experiment.Settings:
+    """The experiment the flags describe, with every value checked against its range."""
     decode = decode_flags.decode_config_from_flags()
     if not flags.FLAGS["stop_strings"].present:  # each task's answer is one line
         decode = decode_flags.decode_config_from_flags(stop_strings=("\n",))
-    return experiment.Settings(
+    settings = experiment.Settings(
         task=_TASK.value, data=_require(_DATA), split=_SPLIT.value, source_lang=_SOURCE_LANG.value,
         target_langs=tuple(_TARGET_LANGS.value), limit=_LIMIT.value,
         template=_PROMPT_TEMPLATE.value or experiment.DEFAULT_TEMPLATES[_TASK.value],
         num_shots=_NUM_SHOTS.value, priors=_prior_specs(), sweep=tuple(_int_list(_SWEEP, 0)) if _SWEEP.value else (),
         decode=decode, batch_size=decode_flags.BATCH_SIZE.value, output_dir=output_dir,
+        foundation=_require(_FOUNDATION), sft=_SFT.value, refined_model=_REFINED_MODEL.value, dtype=_DTYPE.value,
         answer_separator=_ANSWER_SEPARATOR.value, refined_file=_REFINED_FILE.value, dictionary=_DICTIONARY.value,
         lexicon_data=_LEXICON_DATA.value, spm_model=_SPM_MODEL.value, align=_ALIGN.value,
         align_prior_tokens=tuple(_int_list(_PRIOR_TOKENS, 0)), trajectory=_TRAJECTORY.value,
         agreement_k=tuple(_int_list(_AGREEMENT_K, 1)), stats_chunk=_STATS_CHUNK.value,
     )
-
-
-# Flags that decide a run's results: a resumed run must have the same values.
-_RESULT_FLAGS = (
-    "task", "data", "split", "source_lang", "target_lang", "limit", "prompt_template", "num_shots", "priors",
-    "num_prior_tokens", "num_prior_words", "sweep_prior_tokens", "refined_file", "refined_model", "dictionary",
-    "lexicon_data", "answer_separator", "foundation", "sft", "dtype", "max_new_tokens", "num_beams",
-    "length_penalty", "early_stopping", "temperature", "top_k", "top_p", "seed", "stop_strings", "max_len", "overflow",
-)
-
-
-def _load_models(settings: experiment.Settings, mesh) -> experiment.Models:
-    place = parallel.param_placer(mesh)
-    foundation = checkpoint.load_model(_require(_FOUNDATION), _DTYPE.value, place=place)
-    models = experiment.Models(foundation=foundation, tokenizer=load_tokenizer(foundation.directory))
-    if _SFT.value:
-        models.sft = checkpoint.load_model(_SFT.value, _DTYPE.value, place=place)
-        models.sft_tokenizer = load_tokenizer(models.sft.directory)
-        token_level = [s for s in settings.systems() if s.kind == "sft" and s.unit == "tokens"]
-        if token_level or settings.align:
-            check_same_tokenizer(models.tokenizer, models.sft_tokenizer, _FOUNDATION.value, _SFT.value)
-    if _REFINED_MODEL.value:
-        models.refined = checkpoint.load_model(_REFINED_MODEL.value, _DTYPE.value, place=place)
-        models.refined_tokenizer = load_tokenizer(models.refined.directory)
-    return models
+    settings.validate()
+    return settings
 
 
 def print_plan(settings: experiment.Settings) -> None:
-    """The run's language pairs, systems and stages, after checking language codes."""
+    """The run's language pairs, systems and stages (flags and language codes checked)."""
     source = get_language(settings.source_lang).code
     for target in settings.target_langs:
         pair = f"{source if settings.task != 'pos' else get_language(target).code}-{get_language(target).code}"
-        print(f"{pair}: {experiment.fill_path(settings.data, 'data', settings.source_lang, target)}")
-    print("systems: " + ", ".join(spec.label for spec in settings.systems()) + (", SFT model" if _SFT.value else ""))
-    print(f"stages: {'sft, ' if _SFT.value else ''}foundation x {len(settings.systems())}, score"
+        print(f"{pair}: {fill_path(settings.data, 'data', settings.source_lang, target)}")
+    print("systems: " + ", ".join(spec.label for spec in settings.systems()) + (", SFT model" if settings.sft else ""))
+    print(f"stages: {'sft, ' if settings.sft else ''}foundation x {len(settings.systems())}, score"
           + (", align" if settings.align else "") + f" -> {settings.output_dir}")
 
 
-def run_experiment_mode() -> dict | None:
-    """Runs the experiment; returns results.json's content (None for a dry run)."""
+def run_experiment_mode(start_fresh_on_change: bool = False) -> dict | None:
+    """Runs the experiment (`experiment.run_experiment`); returns results.json's content
+    (None for a dry run)."""
     output_dir = Path(_require(_OUTPUT_DIR))
-    settings = _settings(output_dir)
+    settings = settings_from_flags(output_dir)
     if _DRY_RUN.value:
         print_plan(settings)
         return None
+    run_dir.check_output_dir(output_dir, "--output_dir")
     mesh = decode_flags.mesh_from_flags()
-    if parallel.is_main_process():
-        stages.prepare_output_dir(
-            output_dir, {name: flags.FLAGS[name].value for name in _RESULT_FLAGS}, _OVERWRITE.value
-        )
-    start = time.perf_counter()
-    models = _load_models(settings, mesh)
-    logging.info("models loaded in %.1fs", time.perf_counter() - start)
-    pairs = {}
-    for target_lang in settings.target_langs:
-        pair = experiment.PairRun(settings, models, target_lang, mesh)
-        pairs[pair.name] = pair.run()
-    results = report.build_results(settings.task, _FOUNDATION.value, _SFT.value, pairs, settings.sweep)
-    if parallel.is_main_process():
-        report.write_results(output_dir, results)
-    return results
+    _check_batch(mesh)
+    return experiment.run_experiment(settings, mesh, overwrite=_OVERWRITE.value,
+                                     start_fresh_on_change=start_fresh_on_change)
 
 
 def run_demo_mode() -> None:
@@ -263,6 +264,8 @@ def run_demo_mode() -> None:
             phases.append((name, seconds))
             print(f" {seconds:.0f}s", flush=True)
 
+    output_dir = Path(_require(_OUTPUT_DIR))
+    run_dir.check_output_dir(output_dir, "--output_dir")
     root = Path(_ORGANISM_DIR.value)
     if not (root / "organism.json").exists():
         print(f"Building the model organism in {root} (first run only, about 3 minutes on 2 CPU cores)")
@@ -271,10 +274,10 @@ def run_demo_mode() -> None:
         setattr(flags.FLAGS, name, value)
     phase("experiment: foundation x 5 priors, SFT model, alignment", None)
     experiment_start = time.perf_counter()
-    results = run_experiment_mode()
+    results = run_experiment_mode(start_fresh_on_change=True)
     phase("experiment", time.perf_counter() - experiment_start)
     if results is not None and parallel.is_main_process():
-        print(demo.summary(results, phases, time.perf_counter() - start, Path(_OUTPUT_DIR.value)))
+        print(demo.summary(results, phases, time.perf_counter() - start, output_dir))
 
 
 def main(argv: list[str]) -> None:

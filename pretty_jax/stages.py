@@ -7,21 +7,27 @@ lines are finished examples; a torn last line is dropped on restart. A restarted
 reads the file, skips the examples it holds, and appends the rest, so it ends with
 exactly the lines of an uninterrupted run.
 
-The run's defining settings are kept in `run_config.json`; a different configuration
-in the same output directory is refused unless the user asks to overwrite.
+A batch is appended with one write; a write that fails (a full disk) is cut back to
+the last complete batch, so the directory stays resumable.
+
+The run's settings and each stage's inputs (with content fingerprints) are kept in
+`run_config.json` (`RunRecord`): a run that would change them is refused, one that
+only adds stages (a prior, a sweep size, a language) reuses the stages it shares.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pretty_jax.errors import UserError
+from pretty_jax.fingerprint import describe_change
+from pretty_jax.run_dir import RunDirectory
 
 RUN_CONFIG = "run_config.json"
+RUN_CONFIG_SCHEMA = "pretty_jax/run_config/2"
 
 
 class JsonlStage:
@@ -61,40 +67,100 @@ class JsonlStage:
     def append(self, records: Iterable[Mapping[str, Any]], write: bool = True) -> None:
         """Adds finished records; `write=False` on processes other than process 0."""
         records = [dict(r) for r in records]
+        if write and records:
+            self._write_batch(records)
         self.records += records
-        if not write or not records:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+
+    def _write_batch(self, records: list[dict[str, Any]]) -> None:
+        blob = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        size = os.fstat(fd).st_size
+        try:
+            written = 0
+            while written < len(blob):
+                written += os.write(fd, blob[written:])
+            os.fsync(fd)
+        except OSError as e:  # e.g. ENOSPC: leave the file as it was before this batch
+            os.ftruncate(fd, size)
+            raise UserError(
+                f"{self.path}: could not append {len(records)} records ({e.strerror}); the stage keeps its "
+                f"{self.done} finished examples: fix the cause and rerun the same command to resume"
+            ) from None
+        finally:
+            os.close(fd)
 
 
-def prepare_output_dir(output_dir: Path, config: Mapping[str, Any], overwrite: bool) -> None:
-    """Creates `output_dir` for this configuration, or checks that an existing run there
-    had the same one (then it resumes). `overwrite` starts over."""
-    path = output_dir / RUN_CONFIG
-    if path.exists() and overwrite:
-        shutil.rmtree(output_dir)
-    if path.exists():
-        previous = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
-        if changed:
-            details = "; ".join(f"--{k}: was {previous.get(k)!r}, now {config.get(k)!r}" for k in changed)
-            raise UserError(
-                f"{output_dir} holds a run with a different configuration ({details}). "
-                "Use another --output_dir, or --overwrite to discard that run"
-            )
-        return
-    if output_dir.exists() and any(output_dir.iterdir()):
-        if not overwrite:
-            raise UserError(
-                f"{output_dir} is not empty and holds no pretty_jax run; use another --output_dir or --overwrite"
-            )
-        shutil.rmtree(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(dict(config), indent=1, sort_keys=True))
-    temporary.replace(path)
+class RunRecord:
+    """`run_config.json`: the settings every output of a run depends on, and each stage
+    file's own inputs, as recorded when it started.
+
+        {"schema": "pretty_jax/run_config/2",
+         "settings": {name: value},                # e.g. "max_new_tokens", "foundation"
+         "stages": {"<pair>/<stage>.jsonl": {name: value}}}
+
+    A value that is an input record ({"path", "fingerprint"}) is compared by path and
+    content; changed content is named with the file that changed.
+    """
+
+    def __init__(self, run_dir: RunDirectory):
+        self.run_dir = run_dir
+        self.settings: dict[str, Any] | None = None
+        self.stages: dict[str, dict[str, Any]] = {}
+        path = run_dir.path / RUN_CONFIG
+        if run_dir.active and path.exists():
+            try:
+                recorded = json.loads(path.read_text(encoding="utf-8"))
+                if recorded.get("schema") != RUN_CONFIG_SCHEMA:
+                    raise ValueError(f"schema {recorded.get('schema')!r}, expected {RUN_CONFIG_SCHEMA!r}")
+            except ValueError as e:
+                raise UserError(f"{path}: not this version's run configuration ({e}); use another --output_dir "
+                                "or --overwrite") from None
+            self.settings, self.stages = recorded["settings"], recorded["stages"]
+
+    def conflicts(self, settings: Mapping[str, Any], stages: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """What these settings and stage inputs would change in the recorded run."""
+        if self.settings is None:
+            return []
+        found = _differences("", self.settings, settings)
+        for name, inputs in stages.items():
+            if name in self.stages:
+                found += _differences(f"{name}: ", self.stages[name], inputs)
+        return found
+
+    def start(self, settings: Mapping[str, Any]) -> None:
+        """Records the settings (keeping the stages a compatible earlier run recorded)."""
+        self.settings = json.loads(json.dumps(dict(settings)))
+        self._write()
+
+    def reset(self) -> None:
+        """Forgets the recorded run (after it was retired)."""
+        self.settings, self.stages = None, {}
+
+    def stage(self, name: str, inputs: Mapping[str, Any]) -> JsonlStage:
+        """The stage file `name` (relative to the run), its inputs recorded before it is
+        written; conflicts were refused by `conflicts`."""
+        if name not in self.stages:
+            self.stages[name] = json.loads(json.dumps(dict(inputs)))
+            self._write()
+        return JsonlStage(self.run_dir.record(name))
+
+    def _write(self) -> None:
+        record = {"schema": RUN_CONFIG_SCHEMA, "settings": self.settings, "stages": self.stages}
+        self.run_dir.write_text(RUN_CONFIG, json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def _differences(where: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    found = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), json.loads(json.dumps(new.get(key)))
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict) and "fingerprint" in before and "fingerprint" in after:
+            if before["path"] != after["path"]:
+                found.append(f"{where}--{key}: was {before['path']}, now {after['path']}")
+            else:
+                found.append(f"{where}" + (describe_change(f"--{key} {after['path']}", before["fingerprint"],
+                                                           after["fingerprint"]) or f"--{key} changed"))
+        else:
+            found.append(f"{where}--{key}: was {before!r}, now {after!r}")
+    return found

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import string
+from pathlib import Path
 from typing import Mapping, Protocol, Sequence, TypeVar, runtime_checkable
 
 from pretty_jax.errors import UserError
@@ -41,11 +42,13 @@ class Task(Protocol):
     """What the runner needs from a task. `source_lang`/`target_lang` are canonical
     codes of `languages.py`; `score` takes postprocessed predictions aligned with
     `examples` and returns metric name -> value (strings for signatures), always with a
-    "target_language_rate" entry."""
+    "target_language_rate" entry. `input_files` are the files its examples come from
+    (their fingerprints guard a resumed run)."""
 
     name: str
     source_lang: str
     target_lang: str
+    input_files: list[Path]
 
     def examples(self) -> list[Example]: ...
 

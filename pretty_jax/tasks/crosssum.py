@@ -118,6 +118,7 @@ class CrossSumTask:
         self._target = get_language(target_lang)
         self.source_lang = self._source.code
         self.target_lang = self._target.code
+        self.input_files = [Path(path)]
         pairs = apply_limit(read_crosssum(Path(path)), limit)
         self._examples = [
             Example(id=f"crosssum-{index}", source=text, reference=summary)

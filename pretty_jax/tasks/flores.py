@@ -75,7 +75,8 @@ class FloresTask:
         root = Path(root)
         if not root.is_dir():
             raise UserError(f"Flores data folder {root} does not exist; check the path")
-        pairs = read_parallel(flores_file(root, split, self._source), flores_file(root, split, self._target))
+        self.input_files = [flores_file(root, split, self._source), flores_file(root, split, self._target)]
+        pairs = read_parallel(*self.input_files)
         self._examples = [
             Example(id=f"{split}-{index:05d}", source=source, reference=target)
             for index, (source, target) in enumerate(apply_limit(pairs, limit))

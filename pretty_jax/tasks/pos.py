@@ -136,6 +136,7 @@ class PosTask:
     def __init__(self, path: Path, lang: str, limit: int | None = None):
         self._language = get_language(lang)
         self.source_lang = self.target_lang = self._language.code
+        self.input_files = [Path(path)]
         sentences = apply_limit(read_tagged(Path(path)), limit)
         self._examples = [
             Example(id=f"sent-{index:05d}", source=" ".join(words), reference=" ".join(tags), words=words, tags=tags)
