@@ -12,11 +12,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from pretty_jax.organism.build import Organism, ensure_organism
+from pretty_jax.organism.build import Organism, ensure_organism, register_varic
 
-__all__ = ["ensure_organism", "experiment_flags", "summary"]
+__all__ = ["ensure_organism", "experiment_flags", "planned_organism", "summary"]
 
 PAIR = "eng-vrc"
+
+
+def planned_organism(root: Path) -> Organism:
+    """Where the organism in `root` is (or will be built), without building it."""
+    register_varic()
+    return Organism(root)
 
 
 def experiment_flags(organism: Organism) -> dict[str, object]:

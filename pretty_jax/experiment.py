@@ -113,8 +113,10 @@ class Settings:
         if not self.foundation:
             raise UserError("--foundation is required (the foundation model)")
         kinds = {spec.kind for spec in self.systems()}
-        if ("sft" in kinds or self.align) and not self.sft:
-            raise UserError("the sft prior and --align need --sft (the SFT model)")
+        if "sft" in kinds and not self.sft:
+            raise UserError("the sft prior (in --priors or --sweep_prior_tokens) needs --sft (the SFT model)")
+        if self.align and not self.sft:
+            raise UserError("--align needs --sft (the SFT model)")
         if "refined" in kinds and not (self.refined_file or self.refined_model):
             raise UserError("the refined prior needs --refined_file or --refined_model")
         if self.refined_file and self.refined_model:

@@ -265,8 +265,13 @@ def run_demo_mode() -> None:
             print(f" {seconds:.0f}s", flush=True)
 
     output_dir = Path(_require(_OUTPUT_DIR))
-    run_dir.check_output_dir(output_dir, "--output_dir")
     root = Path(_ORGANISM_DIR.value)
+    if _DRY_RUN.value:  # the plan, without building the organism
+        for name, value in demo.experiment_flags(demo.planned_organism(root)).items():
+            setattr(flags.FLAGS, name, value)
+        run_experiment_mode()
+        return
+    run_dir.check_output_dir(output_dir, "--output_dir")
     if not (root / "organism.json").exists():
         print(f"Building the model organism in {root} (first run only, about 3 minutes on 2 CPU cores)")
     organism = demo.ensure_organism(root, report=phase)

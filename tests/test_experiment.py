@@ -146,8 +146,8 @@ def test_differing_tokenizers_need_word_priors(pair, tiny_checkpoint, tmp_path):
 
 
 def test_missing_data_is_reported_with_the_path(pair, tmp_path):
-    result = _run(f"--data={tmp_path / 'nowhere'}", f"--foundation={pair[0]}", f"--output_dir={tmp_path / 'o'}",
-                  check=False)
+    result = _run(f"--data={tmp_path / 'nowhere'}", f"--foundation={pair[0]}", "--priors=none",
+                  f"--output_dir={tmp_path / 'o'}", check=False)
     assert result.returncode == 2 and f"Flores data folder {tmp_path / 'nowhere'} does not exist" in result.stderr
 
 
