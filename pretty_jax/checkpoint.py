@@ -25,7 +25,7 @@ from safetensors.numpy import save_file
 from pretty_jax import gguf_import, hf_files
 from pretty_jax.models import ModelConfig, abstract_model, family_for, family_of
 from pretty_jax.errors import CheckpointError, UserError
-from pretty_jax.models.conversion import convert_tensors
+from pretty_jax.models.conversion import convert_tensors, refuse_non_floating
 
 PARAMS_FILE = "pretty_jax_params.safetensors"
 FORMAT = "pretty_jax/1"
@@ -153,6 +153,7 @@ def _read_converted(
     _converted_metadata(directory)
     with safe_open(path, framework="np") as f:
         stored = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+        dtypes = {key: hf_files.safetensors_dtype(f.get_slice(key)) for key in f.keys()}
     problems = [f"missing: {p}" for p in shapes if p not in stored]
     problems += [f"unexpected: {p}" for p in stored if p not in shapes]
     problems += [
@@ -164,6 +165,7 @@ def _read_converted(
         raise CheckpointError(
             f"{path} does not match {directory / 'config.json'}:\n    " + "\n    ".join(problems)
         )
+    refuse_non_floating((p, dtypes[p], str(path)) for p in shapes)
     with safe_open(path, framework="np") as f:
         for p in shapes:
             yield p, f.get_tensor(p).astype(dtype)
