@@ -259,6 +259,15 @@ def _reference() -> str:
     return _HF_DIR.value or _GGUF.value
 
 
+def _check_model_flags() -> None:
+    """Refuses, by flag, a reference or --ours path that is not a model."""
+    if _GGUF.value is not None and not _GGUF.value.endswith(".gguf"):
+        raise UserError(f"--gguf={_GGUF.value}: expected a .gguf file")
+    checkpoint.check_model_path(_reference(), "--hf_dir" if _GGUF.value is None else "--gguf")
+    if _OURS.value is not None:
+        checkpoint.check_model_path(_OURS.value, "--ours")
+
+
 def _ours() -> str:
     return _OURS.value or _reference()
 
@@ -267,13 +276,12 @@ def _hf_reference() -> HFReference:
     if _GGUF.value is None:
         return HFReference(_HF_DIR.value, _DTYPE.value)
     gguf = Path(_GGUF.value)
-    if not gguf.is_file():
-        raise FileNotFoundError(f"--gguf={gguf} does not exist")
     return HFReference(gguf.parent, _DTYPE.value, gguf_file=gguf.name)
 
 
 def main(argv: list[str]) -> None:
     del argv
+    _check_model_flags()
     reference_path = _reference()
     prompts = read_prompts(_PROMPTS.value)
     tokenizer = load_tokenizer(checkpoint.model_directory(reference_path))

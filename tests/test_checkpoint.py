@@ -220,3 +220,27 @@ def test_convert_cli_refuses_integer_weights_in_one_line(tiny_checkpoint, tmp_pa
     assert len(errors) == 1 and "model.layers.0.mlp.up_proj.weight is stored as int32" in errors[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_model_path_that_does_not_exist_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match=rf"^{tmp_path / 'absent'} does not exist$"):
+        checkpoint.load_model(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match=r"absent.gguf does not exist$"):
+        checkpoint.load_model(tmp_path / "absent.gguf")
+
+
+def test_a_directory_without_config_json_says_so(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=rf"^{tmp_path / 'empty'} has no config.json"):
+        checkpoint.load_model(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("flag", ["hf_dir", "gguf"])
+def test_convert_cli_names_the_flag_of_a_path_that_does_not_exist(tmp_path, flag):
+    absent = tmp_path / ("absent.gguf" if flag == "gguf" else "absent")
+    result = subprocess.run(
+        [sys.executable, "-m", "pretty_jax.convert", f"--{flag}={absent}", f"--out_dir={tmp_path / 'out'}"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: --{flag}={absent} does not exist"

@@ -146,3 +146,21 @@ def test_generate_parity_cli_compares_beam_search_tokens(tiny_checkpoint):
     result = _parity(f"--hf_dir={tiny_checkpoint('bloom')}", "--generate", "--max_new_tokens=12", "--num_beams=4")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "generate parity OK identical=9/9"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--hf_dir=/no/such/dir"], "error: --hf_dir=/no/such/dir does not exist"),
+        (["--gguf=/no/such/model.gguf"], "error: --gguf=/no/such/model.gguf does not exist"),
+        (["--hf_dir={hf_dir}", "--ours=/no/such/dir"], "error: --ours=/no/such/dir does not exist"),
+        (["--hf_dir={empty}"], "error: --hf_dir={empty} has no config.json"),
+    ],
+    ids=["hf_dir", "gguf", "ours", "no-config"],
+)
+def test_parity_names_the_flag_of_a_path_that_is_not_a_model(tiny_checkpoint, tmp_path, flags, message):
+    (tmp_path / "empty").mkdir()
+    paths = dict(hf_dir=tiny_checkpoint("llama"), empty=tmp_path / "empty")
+    result = _parity(*(flag.format(**paths) for flag in flags))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(message.format(**paths)), result.stderr
