@@ -98,9 +98,10 @@ class Tolerances:
         return " ".join(b for b in bounds if b) or "none"
 
 
-# Per dtype, bounds a correct model meets with a wide margin and a wrong one does not.
-# float32: real models differ from HF by ~1e-5 relative (rounding in a different order
-# of operations); bfloat16: its 8-bit mantissa gives ~1e-2 relative after a full stack.
+# Per dtype, bounds a correct model meets with a margin. Measured on Gemma 3 270M:
+# float32 rel 4.3e-5, KL 4e-11 (rounding in a different order of operations); bfloat16
+# rel 0.069, KL 1.5e-3, top-1 0.975 (an 8-bit mantissa through 18 layers). float32
+# catches subtle defects (a RoPE base 5% off: rel 0.12); bfloat16 only gross ones.
 DEFAULT_TOLERANCES = {
     "float32": Tolerances(max_rel=2e-4, kl=1e-6, min_top1=0.99),
     "bfloat16": Tolerances(max_rel=0.15, kl=1e-2, min_top1=0.9),
