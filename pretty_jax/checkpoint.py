@@ -25,7 +25,7 @@ from safetensors.numpy import save_file
 from pretty_jax import gguf_import, hf_files
 from pretty_jax.models import ModelConfig, abstract_model, family_for, family_of
 from pretty_jax.errors import CheckpointError, UserError
-from pretty_jax.models.conversion import convert_tensors
+from pretty_jax.models.conversion import convert_tensors, refuse_non_floating
 
 PARAMS_FILE = "pretty_jax_params.safetensors"
 FORMAT = "pretty_jax/1"
@@ -58,9 +58,29 @@ def parse_dtype(name: str, flag: str = "--dtype") -> jnp.dtype:
     return DTYPES[name]
 
 
-def model_directory(path: str | Path) -> Path:
+def check_model_path(path: str | Path, flag: str | None = None) -> None:
+    """Refuses a model path that does not exist, a directory without config.json, or a
+    file that is not a `.gguf`. `flag` (e.g. "--hf_dir") names where the path came
+    from in the message."""
+    named = f"{flag}={path}" if flag else str(path)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{named} does not exist")
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(
+                f"{named} has no config.json: point at a Hugging Face checkpoint directory "
+                "(or a directory written by `python -m pretty_jax.convert`)"
+            )
+    elif not gguf_import.is_gguf(path):
+        raise UserError(f"{named} is a file, not a checkpoint directory or a .gguf file")
+
+
+def model_directory(path: str | Path, flag: str | None = None) -> Path:
     """The directory to read a model from: `path` itself, or for a `.gguf` file its
-    cached view (config and tokenizer files; the weights stay in the file)."""
+    cached view (config and tokenizer files; the weights stay in the file). Refuses
+    what `check_model_path` refuses, naming `flag` if given."""
+    check_model_path(path, flag)
     return gguf_import.cached_view(path) if gguf_import.is_gguf(path) else Path(path)
 
 
@@ -153,6 +173,7 @@ def _read_converted(
     _converted_metadata(directory)
     with safe_open(path, framework="np") as f:
         stored = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+        dtypes = {key: hf_files.safetensors_dtype(f.get_slice(key)) for key in f.keys()}
     problems = [f"missing: {p}" for p in shapes if p not in stored]
     problems += [f"unexpected: {p}" for p in stored if p not in shapes]
     problems += [
@@ -164,6 +185,7 @@ def _read_converted(
         raise CheckpointError(
             f"{path} does not match {directory / 'config.json'}:\n    " + "\n    ".join(problems)
         )
+    refuse_non_floating((p, dtypes[p], str(path)) for p in shapes)
     with safe_open(path, framework="np") as f:
         for p in shapes:
             yield p, f.get_tensor(p).astype(dtype)

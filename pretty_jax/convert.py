@@ -37,6 +37,7 @@ def main(argv: list[str]) -> None:
     source = _HF_DIR.value or _GGUF.value
     if _GGUF.value is not None and not _GGUF.value.endswith(".gguf"):
         raise UserError(f"--gguf={_GGUF.value}: expected a .gguf file")
+    checkpoint.check_model_path(source, "--hf_dir" if _GGUF.value is None else "--gguf")
     start = time.perf_counter()
     counts = checkpoint.convert_checkpoint(
         Path(source), Path(_OUT_DIR.value), _DTYPE.value, overwrite=_OVERWRITE.value

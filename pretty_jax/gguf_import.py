@@ -356,7 +356,8 @@ def _check_tensor_types(file: GGUFFile) -> None:
 
 
 def open_tensors(file: GGUFFile, config: Mapping[str, Any]) -> TensorSource:
-    """The file's tensors under HF names, read as float32 in HF's layout."""
+    """The file's tensors under HF names, read as float32 in HF's layout (integer
+    tensor types, like every type `gguf_quants` does not know, are refused)."""
     architecture = file.architecture()
     _check_tensor_types(file)
     by_hf_name = {_hf_name(architecture, name): tensor for name, tensor in file.tensors.items()}
@@ -378,7 +379,11 @@ def open_tensors(file: GGUFFile, config: Mapping[str, Any]) -> TensorSource:
             array = array - np.float32(architecture.norm_offset)
         return array
 
-    return TensorSource(description=f"GGUF file {file.path}", keys=tuple(by_hf_name), shape=shape, read=read)
+    # Every type `_check_tensor_types` lets through is a float or a float quantisation.
+    return TensorSource(
+        description=f"GGUF file {file.path}", keys=tuple(by_hf_name), shape=shape, read=read,
+        dtype=lambda key: "float32", location=lambda key: str(file.path),
+    )
 
 
 def _cache_root() -> Path:

@@ -18,7 +18,7 @@ from safetensors import safe_open
 
 from pretty_jax import gguf_import
 from pretty_jax.errors import CheckpointError, MissingDependencyError, UserError
-from pretty_jax.models.conversion import TensorSource
+from pretty_jax.models.conversion import SAFETENSORS_DTYPES, TensorSource
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 SAFETENSORS_SINGLE = "model.safetensors"
@@ -102,15 +102,25 @@ def _key_to_file(directory: Path, files_keys: list[tuple[Path, list[str]]]) -> d
     return owner
 
 
+def safetensors_dtype(tensor_slice) -> str:
+    """The element type of a safetensors tensor (`safe_open(...).get_slice(key)`) as a
+    numpy-style name, from the header alone."""
+    code = tensor_slice.get_dtype()
+    return SAFETENSORS_DTYPES.get(code, code)
+
+
 def _safetensors_source(directory: Path, files: list[Path]) -> TensorSource:
     shapes: dict[str, tuple[int, ...]] = {}
+    dtypes: dict[str, str] = {}
     files_keys = []
     for path in files:
         try:
             with safe_open(path, framework="np") as f:
                 keys = list(f.keys())
                 for key in keys:
-                    shapes[key] = tuple(f.get_slice(key).get_shape())
+                    tensor_slice = f.get_slice(key)
+                    shapes[key] = tuple(tensor_slice.get_shape())
+                    dtypes[key] = safetensors_dtype(tensor_slice)
         except Exception as e:  # safetensors raises its own error types
             raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
         files_keys.append((path, keys))
@@ -125,6 +135,8 @@ def _safetensors_source(directory: Path, files: list[Path]) -> TensorSource:
         keys=tuple(owner),
         shape=shapes.__getitem__,
         read=read,
+        dtype=dtypes.__getitem__,
+        location=lambda key: str(owner[key]),
     )
 
 
@@ -143,7 +155,7 @@ def _torch_source(directory: Path, files: list[Path]) -> TensorSource:
         tensors = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         files_keys.append((path, list(tensors)))
         state |= tensors
-    _key_to_file(directory, files_keys)
+    owner = _key_to_file(directory, files_keys)
 
     def read(key: str) -> np.ndarray:
         return _torch_to_numpy(state[key], torch)
@@ -153,6 +165,8 @@ def _torch_source(directory: Path, files: list[Path]) -> TensorSource:
         keys=tuple(state),
         shape=lambda key: tuple(state[key].shape),
         read=read,
+        dtype=lambda key: str(state[key].dtype).removeprefix("torch."),
+        location=lambda key: str(owner[key]),
     )
 
 

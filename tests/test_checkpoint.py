@@ -182,3 +182,65 @@ def test_convert_cli_writes_then_refuses_to_overwrite(tiny_checkpoint, tmp_path)
     assert again.returncode == 2
     assert "already holds a converted checkpoint; pass --overwrite" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def _with_an_int32_tensor(tiny_checkpoint, tmp_path, key="model.layers.0.mlp.up_proj.weight") -> Path:
+    directory = _copy(tiny_checkpoint("llama"), tmp_path / "int32")
+    _rewrite_weights(directory, lambda t: t.update({key: (100 * t[key]).astype(np.int32)}))
+    return directory
+
+
+def test_integer_weights_are_refused_by_name(tiny_checkpoint, tmp_path):
+    directory = _with_an_int32_tensor(tiny_checkpoint, tmp_path)
+    with pytest.raises(
+        CheckpointError,
+        match=r"model.safetensors: tensor model.layers.0.mlp.up_proj.weight is stored as int32, not floating point",
+    ):
+        checkpoint.load_model(directory)
+
+
+def test_integer_weights_in_a_converted_checkpoint_are_refused(tiny_checkpoint, tmp_path):
+    checkpoint.convert_checkpoint(tiny_checkpoint("llama"), tmp_path / "c", "float32")
+    path = tmp_path / "c" / checkpoint.PARAMS_FILE
+    tensors = load_file(path)
+    tensors["layers.1.attn.k_proj"] = tensors["layers.1.attn.k_proj"].astype(bool)
+    save_file(tensors, path, metadata={"format": checkpoint.FORMAT, "dtype": "float32"})
+    with pytest.raises(CheckpointError, match=rf"{path}: tensor layers.1.attn.k_proj is stored as bool"):
+        checkpoint.load_model(tmp_path / "c")
+
+
+def test_convert_cli_refuses_integer_weights_in_one_line(tiny_checkpoint, tmp_path):
+    directory = _with_an_int32_tensor(tiny_checkpoint, tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pretty_jax.convert", f"--hf_dir={directory}", f"--out_dir={tmp_path / 'out'}"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "model.layers.0.mlp.up_proj.weight is stored as int32" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_path_that_does_not_exist_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match=rf"^{tmp_path / 'absent'} does not exist$"):
+        checkpoint.load_model(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match=r"absent.gguf does not exist$"):
+        checkpoint.load_model(tmp_path / "absent.gguf")
+
+
+def test_a_directory_without_config_json_says_so(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=rf"^{tmp_path / 'empty'} has no config.json"):
+        checkpoint.load_model(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("flag", ["hf_dir", "gguf"])
+def test_convert_cli_names_the_flag_of_a_path_that_does_not_exist(tmp_path, flag):
+    absent = tmp_path / ("absent.gguf" if flag == "gguf" else "absent")
+    result = subprocess.run(
+        [sys.executable, "-m", "pretty_jax.convert", f"--{flag}={absent}", f"--out_dir={tmp_path / 'out'}"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: --{flag}={absent} does not exist"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from pretty_jax import checkpoint
+from pretty_jax import checkpoint, parity
 
 
 def _parity(*args: str) -> subprocess.CompletedProcess:
@@ -23,8 +25,15 @@ def test_parity_ok_on_a_tiny_checkpoint(tiny_checkpoint, preset):
     result = _parity(f"--hf_dir={tiny_checkpoint(preset)}")
     assert result.returncode == 0, result.stderr
     last = result.stdout.strip().splitlines()[-1]
-    assert last.startswith("parity OK max_abs=") and last.endswith("top1=1.000")
+    assert last.startswith("parity OK max_abs=") and " rel=" in last and last.endswith("top1=1.000")
     assert "with KV cache:" in result.stdout
+    assert "tolerances rel<=0.0002 kl<=1e-06 top1>=0.99" in result.stdout.splitlines()[0]
+
+
+def test_bfloat16_parity_passes_on_its_default_tolerances(tiny_checkpoint):
+    result = _parity(f"--hf_dir={tiny_checkpoint('llama')}", "--dtype=bfloat16")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("parity OK max_abs=")
 
 
 def test_generate_parity_ok_past_the_sliding_window(tiny_checkpoint):
@@ -51,6 +60,79 @@ def test_parity_fails_on_a_corrupted_conversion(tiny_checkpoint, tmp_path):
     assert result.stdout.strip().splitlines()[-1].startswith("parity FAIL max_abs=")
 
 
+def _defective_copy(source, destination, edit_tensors=None, edit_config=None):
+    """A copy of the checkpoint `source` with its tensors and/or config edited."""
+    shutil.copytree(source, destination)
+    if edit_tensors is not None:
+        tensors = load_file(destination / "model.safetensors")
+        edit_tensors(tensors)
+        save_file(tensors, destination / "model.safetensors", metadata={"format": "pt"})
+    if edit_config is not None:
+        config = json.loads((destination / "config.json").read_text())
+        edit_config(config)
+        (destination / "config.json").write_text(json.dumps(config))
+    return destination
+
+
+def _swap_query_projections_of_layers_0_and_1(tensors):
+    first, second = (f"model.layers.{i}.self_attn.q_proj.weight" for i in (0, 1))
+    tensors[first], tensors[second] = tensors[second], tensors[first]
+
+
+def _rope_base_five_percent_high(config):
+    config["rope_parameters"]["rope_theta"] *= 1.05
+
+
+@pytest.mark.parametrize(
+    "defect",
+    [
+        dict(edit_tensors=_swap_query_projections_of_layers_0_and_1),
+        dict(edit_config=_rope_base_five_percent_high),
+    ],
+    ids=["swapped-q_proj", "wrong-rope-base"],
+)
+def test_parity_fails_on_a_real_defect(tiny_checkpoint, tmp_path, defect):
+    hf_dir = tiny_checkpoint("llama")
+    ours = _defective_copy(hf_dir, tmp_path / "ours", **defect)
+    result = _parity(f"--hf_dir={hf_dir}", f"--ours={ours}")
+    assert result.returncode == 1, result.stdout + result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("parity FAIL max_abs=") and "(rel=" in last
+
+
+def _logits_with_error(scale: float, error: float) -> tuple[np.ndarray, np.ndarray]:
+    """Reference logits [8, 500] of magnitude ~`scale`, and a copy off by +-`error`."""
+    rng = np.random.default_rng(0)
+    reference = scale * rng.standard_normal((8, 500))
+    return reference, reference + error * np.sign(rng.standard_normal(reference.shape))
+
+
+def test_large_logits_with_a_small_relative_error_pass():
+    """At logits ~30, as in real models, float32 rounding of 2e-3 is 1e-5 relative."""
+    agreement = parity.Agreement.of(*_logits_with_error(scale=30.0, error=2e-3))
+    assert agreement.max_abs == pytest.approx(2e-3)
+    assert agreement.max_rel < 5e-5
+    assert parity.DEFAULT_TOLERANCES["float32"].failures(agreement) == []
+
+
+def test_the_same_absolute_error_on_small_logits_fails():
+    """At logits below 1 the bound is absolute: the same 2e-3 is a defect there."""
+    agreement = parity.Agreement.of(*_logits_with_error(scale=0.3, error=2e-3))
+    assert agreement.max_rel == pytest.approx(2e-3)
+    broken = parity.DEFAULT_TOLERANCES["float32"].failures(agreement)
+    assert broken and broken[0].startswith("rel=0.002>")
+
+
+def test_relative_error_is_judged_per_position():
+    """One large-logit position does not excuse an error where the logits are small."""
+    reference, ours = _logits_with_error(scale=0.3, error=0.0)
+    reference[0] *= 1000.0
+    ours[0] = reference[0]
+    ours[1] += 2e-3
+    agreement = parity.Agreement.of(reference, ours)
+    assert agreement.max_rel == pytest.approx(2e-3)
+
+
 def test_parity_reports_a_non_utf8_prompt_file_by_line(tiny_checkpoint, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_bytes("first prompt\nsecond \xe9t\xe9\n".encode("latin-1"))
@@ -64,3 +146,21 @@ def test_generate_parity_cli_compares_beam_search_tokens(tiny_checkpoint):
     result = _parity(f"--hf_dir={tiny_checkpoint('bloom')}", "--generate", "--max_new_tokens=12", "--num_beams=4")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "generate parity OK identical=9/9"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--hf_dir=/no/such/dir"], "error: --hf_dir=/no/such/dir does not exist"),
+        (["--gguf=/no/such/model.gguf"], "error: --gguf=/no/such/model.gguf does not exist"),
+        (["--hf_dir={hf_dir}", "--ours=/no/such/dir"], "error: --ours=/no/such/dir does not exist"),
+        (["--hf_dir={empty}"], "error: --hf_dir={empty} has no config.json"),
+    ],
+    ids=["hf_dir", "gguf", "ours", "no-config"],
+)
+def test_parity_names_the_flag_of_a_path_that_is_not_a_model(tiny_checkpoint, tmp_path, flags, message):
+    (tmp_path / "empty").mkdir()
+    paths = dict(hf_dir=tiny_checkpoint("llama"), empty=tmp_path / "empty")
+    result = _parity(*(flag.format(**paths) for flag in flags))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(message.format(**paths)), result.stderr

@@ -112,12 +112,47 @@ class TensorSource:
 
     keys: every tensor name, each once (duplicates are refused when the source is
       built). shape(key) -> shape without reading; read(key) -> numpy array.
+    dtype(key) -> the stored element type's name ("float32", "bfloat16", "int32",
+      "bool", ...), without reading. location(key) -> the file that holds it.
     """
 
     description: str
     keys: tuple[str, ...]
     shape: Callable[[str], tuple[int, ...]]
     read: Callable[[str], np.ndarray]
+    dtype: Callable[[str], str]
+    location: Callable[[str], str]
+
+
+# Safetensors' element type codes -> numpy-style names; the floating ones are weights.
+SAFETENSORS_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8",
+    "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8", "BOOL": "bool",
+}
+
+
+def is_floating(dtype_name: str) -> bool:
+    """Whether a stored element type (`TensorSource.dtype` names) can hold a weight."""
+    return dtype_name.startswith(("float", "bfloat"))
+
+
+def refuse_non_floating(stored: Iterable[tuple[str, str, str]]) -> None:
+    """Raises CheckpointError, naming the first tensor and how many more, if any of
+    `stored` (tensor name, dtype name, file) is not floating point: integer or bool
+    weights are quantised or not weights at all, and casting them to float would load
+    a wrong model without a word."""
+    wrong = [(key, dtype, where) for key, dtype, where in stored if not is_floating(dtype)]
+    if not wrong:
+        return
+    key, dtype, where = wrong[0]
+    more = f" (and {len(wrong) - 1} more non-floating tensors)" if len(wrong) > 1 else ""
+    raise CheckpointError(
+        f"{where}: tensor {key} is stored as {dtype}, not floating point{more}; weights must be "
+        "float16, bfloat16 or float32 (integer-quantised checkpoints are not supported: use the "
+        "unquantised original, or a GGUF file)"
+    )
 
 
 def _listing(title: str, items: Iterable[str], limit: int = 20) -> str:
@@ -135,7 +170,8 @@ def match_layout(
     """Checks `source` against `layout` and our parameter shapes.
 
     Returns our path -> the source's own key for it. Raises CheckpointError listing
-    every unmapped, missing, duplicated (after aliasing) and wrongly shaped tensor.
+    every unmapped, missing, duplicated (after aliasing) and wrongly shaped tensor, or
+    naming a tensor to be read that is not floating point.
     """
     canonical_to_source: dict[str, str] = {}
     duplicated = []
@@ -186,7 +222,12 @@ def match_layout(
         raise CheckpointError(
             f"{source.description} does not match its config:\n" + "\n".join(problems)
         )
-    return {path: canonical_to_source[spec.key] for path, spec in layout.tensors.items()}
+    source_keys = {path: canonical_to_source[spec.key] for path, spec in layout.tensors.items()}
+    read_keys = list(source_keys.values()) + [
+        canonical_to_source[hf_key] for hf_key, _ in layout.tied if hf_key in canonical_to_source
+    ]
+    refuse_non_floating((key, source.dtype(key), source.location(key)) for key in read_keys)
+    return source_keys
 
 
 def convert_tensors(
