@@ -22,7 +22,7 @@ from flax import nnx
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from pretty_jax import gguf_import, hf_files
+from pretty_jax import gguf_import, hf_files, run_dir
 from pretty_jax.models import ModelConfig, abstract_model, family_for, family_of
 from pretty_jax.errors import CheckpointError, UserError
 from pretty_jax.models.conversion import convert_tensors, refuse_non_floating
@@ -195,32 +195,61 @@ def convert_checkpoint(source: Path, out_dir: Path, dtype: str, overwrite: bool 
     """Writes `out_dir`: our parameters plus copies of the config/tokenizer files of
     `source`, an HF checkpoint directory or a GGUF file.
 
+    `out_dir` is owned file by file (`run_dir`): a non-empty directory that holds no
+    earlier convert's output is refused, and `overwrite` replaces only the files an
+    earlier convert recorded there, once the source has been read and converted.
+
     Returns counts for the caller to report: parameters, tensors, bytes.
     """
+    source, out_dir = Path(source), Path(out_dir)
     if out_dir.resolve() == source.resolve():
         raise UserError(f"--out_dir must differ from the checkpoint converted ({source})")
+    _check_out_dir(out_dir)
     hf_dir = model_directory(source)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not (out_dir / PARAMS_FILE).exists():
-            raise FileExistsError(
-                f"{out_dir} exists, is not empty and is not a converted checkpoint; "
-                "choose another --out_dir"
-            )
-        if not overwrite:
-            raise FileExistsError(f"{out_dir} already holds a converted checkpoint; pass --overwrite to replace it")
+    if out_dir.resolve() == hf_dir.resolve():
+        raise UserError(f"--out_dir must differ from the checkpoint converted ({hf_dir})")
     config = load_config(hf_dir)
     jnp_dtype = parse_dtype(dtype)
-    tensors = dict(host_arrays(hf_dir, config, jnp_dtype))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    for side_file in sorted(hf_dir.iterdir()):
-        if side_file.is_file() and not hf_files.is_weight_file(side_file):
-            shutil.copy2(side_file, out_dir / side_file.name)
-    metadata = {"format": FORMAT, "model_type": config.model_type, "dtype": dtype, "source": str(source)}
-    save_file(tensors, str(out_dir / PARAMS_FILE), metadata=metadata)
+    side_files = sorted(path for path in hf_dir.iterdir() if hf_files.is_side_file(path))
+    output = run_dir.RunDirectory.open(out_dir, "convert", "--out_dir")
+    try:
+        if output.holds_run and not overwrite:
+            raise UserError(
+                f"--out_dir={out_dir} already holds a converted checkpoint; pass --overwrite to replace it"
+            )
+        names = [path.name for path in side_files] + [PARAMS_FILE]
+        clashes = [name for name in names if (out_dir / name).exists() and not output.owns(name)]
+        if clashes:
+            raise UserError(
+                f"--out_dir={out_dir} has {', '.join(clashes)}, which pretty_jax did not write and this "
+                "conversion would replace; move it away or choose another --out_dir"
+            )
+        tensors = dict(host_arrays(hf_dir, config, jnp_dtype))
+        metadata = {"format": FORMAT, "model_type": config.model_type, "dtype": dtype, "source": str(source)}
+        output.retire()
+        for side_file in side_files:
+            output.write_with(side_file.name, lambda temporary, src=side_file: shutil.copy2(src, temporary))
+        output.write_with(PARAMS_FILE, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
+        output.discard_retired()
+    finally:
+        output.close()
     return {
         "parameters": sum(int(a.size) for a in tensors.values()),
         "tensors": len(tensors),
         "bytes": sum(int(a.nbytes) for a in tensors.values()),
     }
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """`run_dir.check_output_dir`, saying so when the refused directory is a converted
+    checkpoint written before pretty_jax kept a manifest (such a directory used to be
+    replaced with --overwrite)."""
+    try:
+        run_dir.check_output_dir(out_dir, "--out_dir")
+    except UserError as e:
+        if (out_dir / PARAMS_FILE).exists():
+            raise UserError(
+                f"{e} (it holds a converted checkpoint written without a manifest, by an older "
+                "pretty_jax, which --overwrite no longer replaces: move it away first)"
+            ) from None
+        raise

@@ -9,6 +9,10 @@ layout, so loading is a straight read) and copies of the config and tokenizer fi
 (for a GGUF file: an HF config built from its metadata and the tokenizer transformers
 rebuilds from it; quantised tensors are dequantised). No torch is needed unless the
 checkpoint only has `pytorch_model*.bin` weights.
+
+The files written are listed in --out_dir's manifest: a non-empty directory without
+one is refused, and --overwrite replaces only listed files, after the source has been
+converted; a user's files in the directory stay as they are.
 """
 
 import time
@@ -26,7 +30,9 @@ _DTYPE = flags.DEFINE_enum(
     "dtype", "bfloat16", list(checkpoint.DTYPES), "Parameter dtype of the converted checkpoint."
 )
 _OVERWRITE = flags.DEFINE_bool(
-    "overwrite", False, "Replace an existing converted checkpoint in --out_dir."
+    "overwrite", False,
+    "Replace the files an earlier convert wrote in --out_dir (files it did not write are kept; "
+    "a directory holding no convert output is refused).",
 )
 
 

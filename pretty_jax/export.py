@@ -92,6 +92,7 @@ def save_hf_checkpoint(
     tokenizer_dir: str | Path | None = None,
     tokenizer: Any = None,
     overwrite: bool = False,
+    work_dir: str | Path | None = None,
 ) -> Path:
     """Writes an HF checkpoint directory and returns it.
 
@@ -100,9 +101,12 @@ def save_hf_checkpoint(
     tokenizer_dir / tokenizer: where the tokenizer files come from (at most one).
     overwrite: replace an existing non-empty `out_dir`; without it that is refused, so
       that a source checkpoint is never overwritten by mistake.
+    work_dir: where the new directory is written and the old one moved aside before
+      it is deleted (created, then removed; on the same file system as `out_dir`). By
+      default hidden directories beside `out_dir`, named after this process.
 
-    The directory appears complete or not at all: it is written beside `out_dir` and
-    then moved into place.
+    The directory appears complete or not at all: it is written beside `out_dir` (or
+    in `work_dir`) and then moved into place.
     """
     out_dir = Path(out_dir)
     if tokenizer_dir is not None and tokenizer is not None:
@@ -110,7 +114,12 @@ def save_hf_checkpoint(
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} exists and is not empty; pass overwrite=True to replace it")
     tensors = hf_tensors(config, params, dtype)
-    staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    if work_dir is None:
+        staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+        retired = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    else:
+        staging, retired = Path(work_dir) / "new", Path(work_dir) / "old"
+        shutil.rmtree(work_dir, ignore_errors=True)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     _write_json(staging / "config.json", with_dtype(hf_config, dtype))
@@ -121,7 +130,9 @@ def save_hf_checkpoint(
         tokenizer.save_pretrained(staging)
     elif tokenizer_dir is not None:
         copy_tokenizer_files(Path(tokenizer_dir), staging)
-    _move_into_place(staging, out_dir)
+    _move_into_place(staging, out_dir, retired)
+    if work_dir is not None:
+        shutil.rmtree(work_dir, ignore_errors=True)
     return out_dir
 
 
@@ -168,11 +179,10 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _move_into_place(staging: Path, out_dir: Path) -> None:
+def _move_into_place(staging: Path, out_dir: Path, retired: Path) -> None:
     """Replaces `out_dir` by `staging`. A rename cannot replace a non-empty directory,
-    so the old one is first moved aside; a crash in between leaves no `out_dir` (the
-    next export writes it), never a half-written one."""
-    retired = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    so the old one is first moved aside (to `retired`); a crash in between leaves no
+    `out_dir` (the next export writes it), never a half-written one."""
     if out_dir.exists():
         os.replace(out_dir, retired)
     os.replace(staging, out_dir)

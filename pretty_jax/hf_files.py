@@ -16,7 +16,7 @@ import ml_dtypes
 import numpy as np
 from safetensors import safe_open
 
-from pretty_jax import gguf_import
+from pretty_jax import gguf_import, run_dir
 from pretty_jax.errors import CheckpointError, MissingDependencyError, UserError
 from pretty_jax.models.conversion import SAFETENSORS_DTYPES, TensorSource
 
@@ -180,3 +180,14 @@ def _torch_to_numpy(tensor: Any, torch: Any) -> np.ndarray:
 def is_weight_file(path: Path) -> bool:
     return path.name.endswith(WEIGHT_SUFFIXES) or path.name in (SAFETENSORS_INDEX, TORCH_INDEX, gguf_import.SOURCE_FILE)
 
+
+def is_bookkeeping_file(path: Path) -> bool:
+    """pretty_jax's own records in an output directory (its manifest and lock) and
+    temporary files of an unfinished write: never part of a model, never copied."""
+    return path.name in (run_dir.MANIFEST, run_dir.LOCK) or path.name.endswith(".tmp")
+
+
+def is_side_file(path: Path) -> bool:
+    """A file of a checkpoint directory that goes with its weights (config, tokenizer,
+    README, ...): a plain file that holds no weights and no pretty_jax bookkeeping."""
+    return path.is_file() and not is_weight_file(path) and not is_bookkeeping_file(path)

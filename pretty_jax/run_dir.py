@@ -103,7 +103,11 @@ class RunDirectory:
         directory = cls(path, kind, flag)
         created = directory._make_dirs(directory.path)
         directory._lock()
-        directory._read_manifest()
+        try:
+            directory._read_manifest()
+        except BaseException:
+            directory.close()  # a refused directory is not left locked by a long-lived caller
+            raise
         directory.dirs |= created
         directory.files |= {MANIFEST, LOCK}
         directory._write_manifest()
@@ -155,17 +159,19 @@ class RunDirectory:
             manifest = json.loads(path.read_text(encoding="utf-8"))
             if manifest.get("schema") != SCHEMA:
                 raise ValueError(f"schema {manifest.get('schema')!r}")
-        except (ValueError, AttributeError) as e:
+            kind = manifest["kind"]
+            recorded = [set(manifest[key]) for key in ("files", "trees", "dirs")]
+        except (ValueError, AttributeError, KeyError, TypeError) as e:
             raise UserError(
                 f"{path}: not a pretty_jax manifest ({e}); it was edited or corrupted. "
                 f"Choose another {self.flag}"
             ) from None
-        if manifest["kind"] != self.kind:
+        if kind != self.kind:
             raise UserError(
-                f"{self.flag}={self.path} holds the output of a {manifest['kind']} command, not of "
+                f"{self.flag}={self.path} holds the output of a {kind} command, not of "
                 f"a {self.kind}; choose another directory"
             )
-        self.files, self.trees, self.dirs = (set(manifest[key]) for key in ("files", "trees", "dirs"))
+        self.files, self.trees, self.dirs = recorded
 
     def _write_manifest(self) -> None:
         if not self.active:

@@ -352,13 +352,13 @@ def test_resuming_with_a_changed_flag_is_refused_by_name_unless_overwrite(
 ):
     _, flag_values = scratch_run
     whole, _ = resumed_and_uninterrupted
-    shutil.copytree(whole / "train_state", tmp_path / "train_state")
+    shutil.copytree(whole, tmp_path / "run")  # with its manifest: a train output
     values = {k: str(v) if isinstance(v, Path) else v for k, v in flag_values.items() if k != "mesh_data"}
-    settings = TrainSettings(**values, output_dir=str(tmp_path))
-    saved = tmp_path / "train_state" / "step_00000008"
+    settings = TrainSettings(**values, output_dir=str(tmp_path / "run"))
+    saved = tmp_path / "run" / "train_state" / "step_00000008"
     changed = dataclasses.replace(settings, learning_rate=2e-2)
     with pytest.raises(UserError, match=r"other settings:\n    --learning_rate: 0.01 -> 0.02\n.*--overwrite"):
         train(changed)  # refused before any model is loaded
     assert saved_state_to_resume(dataclasses.replace(settings, log_every=5, eval_every=2, save_every=1)) == saved
     assert saved_state_to_resume(dataclasses.replace(changed, overwrite=True)) is None
-    assert not saved.exists()
+    assert saved.exists()  # the check removes nothing: --overwrite retires the old outputs later

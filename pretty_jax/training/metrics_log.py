@@ -5,7 +5,8 @@
 
 A resumed run first cuts the file back to the steps of the state it resumes from (a
 killed run may have logged steps it never saved, and a kill may have cut a line in
-half), so the file always reads as one uninterrupted run.
+half), so the file always reads as one uninterrupted run. The trainer records the
+file in the output directory's manifest before the first write (see `run_dir`).
 """
 
 from __future__ import annotations

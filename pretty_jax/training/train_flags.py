@@ -89,7 +89,8 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_bool(
     "overwrite", _DEFAULTS.overwrite,
-    "Discard any saved state in --output_dir (e.g. of a run with other settings) and start over.",
+    "Start over (e.g. after a run with other settings): replace the outputs an earlier run "
+    "wrote in --output_dir, as its manifest lists them; files it did not write are kept.",
 )
 # The mesh: not a setting of the run (a resumed run may use other devices).
 _MESH_DATA = flags.DEFINE_integer(

@@ -7,7 +7,9 @@ Each save is written to a hidden temporary directory, flushed to disk, then rena
 to `step_<N>`: a rename is atomic, so `kill -9` at any moment leaves either the new
 state or none of it, and every `step_*` directory is complete. Older states are
 deleted only after the new one is in place; unfinished temporary directories are
-removed by the next run.
+removed by the next run. Everything here stays inside `train_state/`, a tree the
+output directory's manifest lists as the run's own (see `run_dir`); starting over
+(--overwrite) retires it whole.
 
 The data position and the RNG need no arrays: the batch order is a pure function of
 (seed, step) (see `data.BatchOrder`), and nothing else in a step is random.
@@ -126,9 +128,3 @@ def _place(path: Path, name: str, host: np.ndarray, like: jax.Array) -> jax.Arra
             f"{path}: {name} is {host.dtype}{list(host.shape)}, this run needs {like.dtype}{list(like.shape)}"
         )
     return jax.make_array_from_callback(host.shape, like.sharding, lambda index: np.asarray(host[index]))
-
-
-def discard(output_dir: Path) -> None:
-    """Removes every saved state (a run started over with --overwrite)."""
-    if jax.process_index() == 0:
-        shutil.rmtree(output_dir / STATE_DIR, ignore_errors=True)

@@ -8,6 +8,12 @@
 Running the same settings again continues from the last saved state and reproduces
 the uninterrupted run exactly: the state holds every array an update reads, and the
 batch of each step is a pure function of (seed, step).
+
+OUTPUT_DIR is owned file by file (`run_dir`, kind "train"): these outputs are listed in
+its manifest before they are written, a non-empty directory without a manifest is
+refused, the run holds the directory's lock from the moment it opens it to its end,
+and --overwrite retires (moves aside) only the listed outputs, once the settings, the
+data and the starting model have all loaded, deleting them after the first update.
 """
 
 from __future__ import annotations
@@ -21,15 +27,20 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh
 
-from pretty_jax import export, parallel
+from pretty_jax import export, parallel, run_dir
 from pretty_jax.errors import UserError
 from pretty_jax.models import ModelConfig
 from pretty_jax.tokenizer import load_tokenizer
 from pretty_jax.training import data, model_setup, optim, step as step_lib, train_state
-from pretty_jax.training.metrics_log import MetricsLog
+from pretty_jax.training.metrics_log import METRICS_FILE, MetricsLog
 from pretty_jax.training.settings import TrainSettings
 
 HF_DIR = "hf"
+# Where an export is written before it replaces HF_DIR (created and removed by each export).
+HF_WORK_DIR = ".hf-export"
+OUTPUT_FLAG = "--output_dir"
+# What a run writes in OUTPUT_DIR: (name, whether it is a tree the run creates whole).
+OUTPUTS = ((METRICS_FILE, False), (train_state.STATE_DIR, True), (HF_DIR, True), (HF_WORK_DIR, True))
 # Called after every update with the step count and the (device) metrics.
 OnStep = Callable[[int, dict[str, jax.Array]], None]
 
@@ -58,7 +69,8 @@ def _load_data(settings: TrainSettings, config: ModelConfig) -> tuple[data.Seque
 
 class _Run:
     """One call of `train`: the data, model, compiled steps and output files. The data
-    is read first, so that a mistake in it shows before a large model loads."""
+    is read first (`__init__`), so that a mistake in it shows before the output
+    directory is opened and before a large model loads (`load_model`)."""
 
     def __init__(self, settings: TrainSettings, mesh: Mesh | None, on_step: OnStep | None):
         self.settings, self.mesh, self.on_step = settings, mesh, on_step
@@ -66,6 +78,12 @@ class _Run:
         config, _, _ = model_setup.architecture(settings)
         self.train_data, self.eval_data = _load_data(settings, config)
         self.order = data.BatchOrder(len(self.train_data), settings.global_batch, settings.seed)
+        self.metrics = MetricsLog(self.output_dir)
+        self.output: run_dir.RunDirectory | None = None
+
+    def load_model(self) -> None:
+        """The starting model, the optimiser and the compiled steps."""
+        settings, mesh = self.settings, self.mesh
         self.start = model_setup.load_starting_model(settings, mesh)
         self.model, trainable, self.frozen = model_setup.split_trainable(settings, self.start, mesh)
         optimizer = optim.make_optimizer(settings)
@@ -73,7 +91,6 @@ class _Run:
         self.initial = model_setup.on_mesh(mesh, step_lib.initial_state(trainable, optimizer))
         self.train_step = step_lib.make_train_step(self.model, optimizer)
         self.eval_step = step_lib.make_eval_step(self.model)
-        self.metrics = MetricsLog(self.output_dir)
         self.pending: list[tuple[int, dict[str, jax.Array]]] = []
         self.clock = (time.perf_counter(), 0)
         self.steps_per_second = float("nan")
@@ -111,9 +128,27 @@ class _Run:
         logging.info("resumed from %s (step %d)", saved, info["step"])
         return state
 
+    def train(self, output: run_dir.RunDirectory) -> Path:
+        """Resumes or starts over in `output` (opened, locked), trains and exports."""
+        _check_owned(output)
+        train_state.remove_unfinished(self.output_dir)
+        saved = saved_state_to_resume(self.settings)
+        self.load_model()
+        if self.settings.overwrite:
+            output.retire()  # everything has loaded: the old outputs move aside
+        for name, tree in OUTPUTS:
+            output.record(name, tree=tree)
+        self.output = output
+        state = self.run(self.start_or_resume(saved))
+        output.discard_retired()
+        return self.export(state)
+
     def run(self, state: step_lib.TrainState) -> step_lib.TrainState:
-        for step in range(int(state.step), self.settings.train_steps):
+        first = int(state.step)
+        for step in range(first, self.settings.train_steps):
             state, metrics = self.train_step(state, self.frozen, self._train_batch(step))
+            if step == first and self.output is not None:
+                self.output.discard_retired()  # the new run has started cleanly
             self.pending.append((step + 1, metrics))
             if self.on_step is not None:
                 self.on_step(step + 1, metrics)
@@ -175,6 +210,7 @@ class _Run:
                 out_dir, self.start.config, host, self.start.hf_config,
                 dtype=self.settings.export_dtype, generation_config=self.start.generation_config,
                 tokenizer_dir=self.settings.tokenizer_dir, overwrite=True,
+                work_dir=self.output_dir / HF_WORK_DIR,
             )
             logging.info("exported the model (%s) to %s", self.settings.export_dtype, out_dir)
         return out_dir
@@ -188,16 +224,46 @@ def check_mesh(settings: TrainSettings, mesh: Mesh | None) -> None:
         )
 
 
+def check_inputs(settings: TrainSettings) -> None:
+    """Refuses, naming the flag, an input path that does not exist (before the output
+    directory is touched)."""
+    paths = [("--init", settings.init, "a checkpoint directory, a .gguf file or scratch")]
+    paths += [("--model_config", settings.model_config, "an HF config.json")]
+    paths += [("--tokenizer", settings.tokenizer, "a tokenizer directory")]
+    for flag, path, what in paths:
+        if path is not None and not (flag == "--init" and settings.from_scratch) and not Path(path).exists():
+            raise UserError(f"{flag}={path} does not exist; give {what}")
+
+
+def _check_owned(output: run_dir.RunDirectory) -> None:
+    """Refuses a directory where a name the run writes is taken by a file that its
+    manifest does not list (a user's file, which the run would replace)."""
+    if not output.active:
+        return
+    for name, _ in OUTPUTS:
+        path = output.path / name
+        if (path.exists() or path.is_symlink()) and not output.owns(name):
+            raise UserError(
+                f"{OUTPUT_FLAG}={output.path} has {name}, which pretty_jax train did not write "
+                f"(its manifest does not list it) and would replace; move it away or choose "
+                f"another {OUTPUT_FLAG}"
+            )
+
+
+def open_output(settings: TrainSettings) -> run_dir.RunDirectory:
+    """The output directory, opened and locked by process 0 (the others only read it)."""
+    if jax.process_index() == 0:
+        return run_dir.RunDirectory.open(Path(settings.output_dir), "train", OUTPUT_FLAG)
+    return run_dir.RunDirectory.passive(Path(settings.output_dir), "train", OUTPUT_FLAG)
+
+
 def saved_state_to_resume(settings: TrainSettings) -> Path | None:
     """The last state saved in the output directory, after checking that it belongs to
-    a run with these settings (before anything is loaded, so a mistake fails fast).
-    With --overwrite, any saved state is discarded instead."""
-    output_dir = Path(settings.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    train_state.remove_unfinished(output_dir)
+    a run with these settings (before the model is loaded, so a mistake fails fast).
+    None with --overwrite: the old outputs are then retired, not resumed."""
     if settings.overwrite:
-        train_state.discard(output_dir)
-    saved = train_state.latest(output_dir)
+        return None
+    saved = train_state.latest(Path(settings.output_dir))
     if saved is None:
         return None
     changes = settings.changed_from(train_state.read_info(saved)["settings"])
@@ -214,13 +280,20 @@ def train(settings: TrainSettings, mesh: Mesh | None = None, on_step: OnStep | N
     """Trains as `settings` say, resuming from `OUTPUT_DIR/train_state` when it holds
     this run's state; returns the directory of the exported HF checkpoint.
 
+    The settings, the input paths and the data are checked before the output directory
+    is opened (see the module's docstring for what the run may replace there).
+
     mesh: a (data, model) mesh (`parallel.make_mesh`): the batch is split on `data`,
       parameters on `model` by their logical axes; None runs on the default device.
     on_step: called after every update as on_step(step, device metrics).
     """
     settings.validate()
     check_mesh(settings, mesh)
-    saved = saved_state_to_resume(settings)
+    check_inputs(settings)
+    run_dir.check_output_dir(Path(settings.output_dir), OUTPUT_FLAG)
     run = _Run(settings, mesh, on_step)
-    state = run.run(run.start_or_resume(saved))
-    return run.export(state)
+    output = open_output(settings)
+    try:
+        return run.train(output)
+    finally:
+        output.close()
