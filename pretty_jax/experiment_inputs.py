@@ -45,14 +45,7 @@ def check_model(path_text: str, flag: str) -> InputRecord:
     """Checks that `path_text` names a model this project loads, without reading its
     weights; returns its record."""
     path = Path(path_text).expanduser().absolute()
-    if not path.exists():
-        raise UserError(f"{flag}={path_text} does not exist; give a model directory or a .gguf file")
-    directory = checkpoint.model_directory(path)
-    if not (directory / "config.json").is_file():
-        raise UserError(
-            f"{flag}={path_text} has no config.json: give a Hugging Face checkpoint directory, a directory "
-            "written by `python -m pretty_jax.convert`, or a .gguf file"
-        )
+    directory = checkpoint.model_directory(path, flag)
     checkpoint.load_config(directory)
     if not (directory / checkpoint.PARAMS_FILE).exists():
         try:

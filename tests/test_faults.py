@@ -201,7 +201,7 @@ def test_a_full_disk_in_the_middle_of_a_stage_leaves_a_resumable_directory(pair,
 
     def full_disk(fd, data):
         calls.append(len(data))
-        if len(calls) == 3:  # the third batch: half of it lands, then the disk is full
+        if len(calls) == 3:  # the SFT stage's third batch: half of it lands, then the disk is full
             real_write(fd, data[: len(data) // 2])
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write(fd, data)
@@ -210,7 +210,7 @@ def test_a_full_disk_in_the_middle_of_a_stage_leaves_a_resumable_directory(pair,
     with pytest.raises(UserError, match="No space left on device.*rerun the same command to resume"):
         experiment.run_experiment(_settings(pair, tmp_path / "full", limit=12))
     monkeypatch.setattr(stages.os, "write", real_write)
-    lines = (tmp_path / "full" / "eng-fra" / "none.jsonl").read_bytes()
+    lines = (tmp_path / "full" / "eng-fra" / "sft.jsonl").read_bytes()
     assert lines.endswith(b"\n") and lines.count(b"\n") == 8  # cut back to the last whole batch
     assert experiment.run_experiment(_settings(pair, tmp_path / "full", limit=12)) == json.loads(
         json.dumps(whole))
