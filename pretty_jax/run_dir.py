@@ -114,6 +114,23 @@ class RunDirectory:
         return directory
 
     @classmethod
+    def adopt(cls, path: Path, kind: str, flag: str, known: Iterable[str]) -> "RunDirectory":
+        """`open`, for a directory an older pretty_jax wrote without a manifest: when its
+        entries are all among the `known` names that command writes, they are recorded
+        (folders as trees); anything else is refused as `open` refuses it."""
+        path = Path(path)
+        if path.is_dir() and not (path / MANIFEST).exists():
+            entries = _foreign_entries(path)
+            if entries and set(entries) <= set(known):
+                directory = cls(path, kind, flag)
+                directory._lock()
+                directory.files = {MANIFEST, LOCK} | {e for e in entries if (path / e).is_file()}
+                directory.trees = {e for e in entries if (path / e).is_dir()}
+                directory._write_manifest()
+                return directory
+        return cls.open(path, kind, flag)
+
+    @classmethod
     def passive(cls, path: Path, kind: str, flag: str) -> "RunDirectory":
         """The view of a process other than process 0: records and writes nothing."""
         return cls(path, kind, flag, active=False)

@@ -10,7 +10,9 @@ model pretrained from scratch and its SFT counterpart, all in one cache director
     <cache>/foundation/, <cache>/sft/ HF checkpoints (config + safetensors + tokenizer)
 
 Everything is derived from `OrganismSettings`; a cache built from other settings is
-rebuilt. Training goes through `pretty_jax.training` like any other model.
+rebuilt. Training goes through `pretty_jax.training` like any other model. The cache
+is a run directory (run_dir.py): what the build writes is recorded in its manifest, a
+rebuild removes only that, and a `--organism_dir` holding other files is refused.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from pretty_jax.experiment import DEFAULT_TEMPLATES
+from pretty_jax.run_dir import RunDirectory
 from pretty_jax.organism.world import VARIC, VARIC_FUNCTION_WORDS, World, build_world
 from pretty_jax.tasks.languages import register_language
 from pretty_jax.tokenizer import train_tokenizer
@@ -31,6 +34,10 @@ from pretty_jax.training.settings import TrainSettings
 from pretty_jax.training.trainer import train
 
 FORMAT = "pretty_jax/organism/1"  # bump when the world or the build changes: caches rebuild
+MARKER = "organism.json"
+# What a build writes: folders (recorded whole) and files.
+TREES = ("data", "tokenizer", "runs", "foundation", "sft")
+FILES = (MARKER, "model_config.json")
 SPLIT = "test"
 
 
@@ -166,13 +173,28 @@ def ensure_organism(
     report = report or (lambda phase, seconds: logging.info("%s: %s", phase, "..." if seconds is None else f"{seconds:.1f}s"))
     register_varic()
     organism = Organism(root)
-    marker = root / "organism.json"
+    marker = root / MARKER
     wanted = {"format": FORMAT, "settings": dataclasses.asdict(settings)}
     if marker.exists() and json.loads(marker.read_text()) == wanted:
         return organism
-    if marker.exists():  # built from other settings: start over
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
+    directory = RunDirectory.adopt(root, "organism", "--organism_dir", TREES + FILES)
+    try:
+        if marker.exists():  # built from other settings: start over
+            directory.retire()
+            directory.discard_retired()
+        for name in TREES:
+            directory.record(name, tree=True)
+        for name in FILES:
+            directory.record(name)
+        _build(organism, settings, report)
+        marker.write_text(json.dumps(wanted, indent=1))
+    finally:
+        directory.close()
+    return organism
+
+
+def _build(organism: Organism, settings: OrganismSettings, report: Callable[[str, float | None], None]) -> None:
+    root = organism.root
 
     def make_world():
         world = build_world(settings.seed, settings.num_documents, settings.num_instructions, settings.num_test)
@@ -189,5 +211,3 @@ def ensure_organism(
         start = time.perf_counter()
         action()
         report(phase, time.perf_counter() - start)
-    marker.write_text(json.dumps(wanted, indent=1))
-    return organism
