@@ -211,6 +211,7 @@ def convert_checkpoint(source: Path, out_dir: Path, dtype: str, overwrite: bool 
     config = load_config(hf_dir)
     jnp_dtype = parse_dtype(dtype)
     side_files = sorted(path for path in hf_dir.iterdir() if hf_files.is_side_file(path))
+    tensors = dict(host_arrays(hf_dir, config, jnp_dtype))  # every weight read before out_dir is touched
     output = run_dir.RunDirectory.open(out_dir, "convert", "--out_dir")
     try:
         if output.holds_run and not overwrite:
@@ -224,7 +225,6 @@ def convert_checkpoint(source: Path, out_dir: Path, dtype: str, overwrite: bool 
                 f"--out_dir={out_dir} has {', '.join(clashes)}, which pretty_jax did not write and this "
                 "conversion would replace; move it away or choose another --out_dir"
             )
-        tensors = dict(host_arrays(hf_dir, config, jnp_dtype))
         metadata = {"format": FORMAT, "model_type": config.model_type, "dtype": dtype, "source": str(source)}
         output.retire()
         for side_file in side_files:

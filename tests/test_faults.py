@@ -327,3 +327,19 @@ def test_output_dir_and_flag_mistakes_are_named_early_with_exit_status_2(pair, t
     assert "--output_dir=/proc/pretty_jax" in _refused(*_flags(pair, "--output_dir=/proc/pretty_jax/out"))
     assert "--mode" in _refused("--mode=everything", f"--output_dir={tmp_path / 'o'}")
     assert "unknown language" in _refused(*_flags(pair, "--target_lang=xxx", f"--output_dir={tmp_path / 'o'}")).lower()
+
+
+def test_align_mode_owns_its_directory_by_the_same_rules(pair, tmp_path):
+    foundation, sft = pair
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "Translate into French: The cat sleeps.\\nFrench:"}\n')
+    flags = ["--mode=align", "--dtype=float32", f"--foundation={foundation}", f"--sft={sft}",
+             f"--prompts_file={prompts}", "--max_new_tokens=6", "--batch_size=2"]
+    before = _users_files(tmp_path / "mine")
+    assert "holds no pretty_jax output" in _refused(*flags, f"--output_dir={tmp_path / 'mine'}", "--overwrite")
+    assert _snapshot(tmp_path / "mine") == before
+    out = tmp_path / "out"
+    _ok(*flags, f"--output_dir={out}")
+    assert "--prior_tokens: was [0, 1, 2], now [0, 2]" in _refused(*flags, f"--output_dir={out}", "--prior_tokens=0,2")
+    _ok(*flags, f"--output_dir={out}", "--prior_tokens=0,2", "--overwrite")
+    assert list(json.loads((out / "alignment.json").read_text())["by_prior_tokens"]) == ["0", "2"]
