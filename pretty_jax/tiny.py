@@ -1,24 +1,7 @@
-"""Writes a tiny random-weight HF checkpoint of a supported family (needs torch).
+"""`python -m pretty_jax.tiny`: see pretty_jax/cli/tiny.py (flags) and the README."""
 
-    python -m pretty_jax.tiny --preset=llama --out_dir=/tmp/tiny-llama
-"""
-
-from absl import flags
-
-from pretty_jax import cli, tiny_checkpoints
-
-_PRESET = flags.DEFINE_enum(
-    "preset", "llama", list(tiny_checkpoints.PRESETS), "Which tiny architecture to build."
-)
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "Directory to write the HF checkpoint to.", required=True)
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the random weights.")
-
-
-def main(argv: list[str]) -> None:
-    del argv
-    path = tiny_checkpoints.build(_PRESET.value, _OUT_DIR.value, seed=_SEED.value)
-    print(f"wrote tiny {_PRESET.value} checkpoint to {path}")
-
+from pretty_jax.cli import common
+from pretty_jax.cli import tiny as command
 
 if __name__ == "__main__":
-    cli.run(main)
+    common.run(command.main)

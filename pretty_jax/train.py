@@ -1,25 +1,7 @@
-"""Trains a causal LM: pretraining from scratch, or full / LoRA fine-tuning of a checkpoint.
+"""`python -m pretty_jax.train`: see pretty_jax/cli/train.py (flags) and the README."""
 
-    python -m pretty_jax.train --flagfile=configs/train_<experiment>.cfg
-
-Writes OUTPUT_DIR/metrics.jsonl (the loss curve), OUTPUT_DIR/train_state/ (the last
-saved state: running the same command again resumes from it) and OUTPUT_DIR/hf/ (the
-trained model as an HF checkpoint), listed in OUTPUT_DIR's manifest: a non-empty
-OUTPUT_DIR without one is refused, --overwrite replaces only what it lists, and a
-second command on the same OUTPUT_DIR fails at once naming the first. The flags
-(`training/train_flags.py`) map one to one onto `TrainSettings`;
-`pretty_jax.training.train` does the work.
-"""
-
-from pretty_jax import cli
-from pretty_jax.training import train, train_flags
-
-
-def main(argv: list[str]) -> None:
-    del argv
-    hf_dir = train(train_flags.settings_from_flags(), train_flags.mesh_from_flags())
-    print(f"trained model: {hf_dir}")
-
+from pretty_jax.cli import common
+from pretty_jax.cli import train as command
 
 if __name__ == "__main__":
-    cli.run(main)
+    common.run(command.main)

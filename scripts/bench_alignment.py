@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from pretty_jax import checkpoint
-from pretty_jax.alignment import AlignmentScorer
+from pretty_jax.alignment.statistics import AlignmentScorer
+from pretty_jax.checkpoints import loading
 from pretty_jax.models import bloom, forward, init_model, llama
 
 _BATCH = flags.DEFINE_integer("batch", 8, "Examples per batch.")
@@ -37,9 +37,9 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _model(config, seed: int) -> checkpoint.LoadedModel:
+def _model(config, seed: int) -> loading.LoadedModel:
     graphdef, params = init_model(config, jnp.float32, seed)
-    return checkpoint.LoadedModel(config=config, graphdef=graphdef, params=params, directory=Path("."))
+    return loading.LoadedModel(config=config, graphdef=graphdef, params=params, directory=Path("."))
 
 
 def _inputs(vocab: int) -> tuple[list[list[int]], list[list[int]]]:

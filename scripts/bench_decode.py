@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from pretty_jax import checkpoint
-from pretty_jax.generate import DecodeConfig, Generator
+from pretty_jax.checkpoints import loading
+from pretty_jax.engine.generator import DecodeConfig, Generator
 from pretty_jax.models import init_model, llama
 from pretty_jax.models.hf_config import SpecialTokens
 from pretty_jax.models.rope import RopeConfig
@@ -37,7 +37,7 @@ from pretty_jax.models.rope import RopeConfig
 _PRESET = flags.DEFINE_enum(
     "preset", "llama-130m", ["llama-130m", "gemma3-270m", "llama2-7b"], "Model shape to time."
 )
-_DTYPE = flags.DEFINE_enum("dtype", "float32", list(checkpoint.DTYPES), "Parameter dtype.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", list(loading.DTYPES), "Parameter dtype.")
 _PROMPT_LEN = flags.DEFINE_integer("prompt_len", 64, "Prompt tokens per example.")
 _NEW_TOKENS = flags.DEFINE_integer("new_tokens", 128, "Tokens generated per example.")
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Timed runs per measurement (the best counts).")
@@ -81,7 +81,7 @@ def _prompts(batch: int, length: int) -> list[list[int]]:
     return [[1] + rng.integers(3, 32000, length - 1).tolist() for _ in range(batch)]
 
 
-def time_ours(model: checkpoint.LoadedModel, batch: int, new_tokens: int) -> tuple[float, float]:
+def time_ours(model: loading.LoadedModel, batch: int, new_tokens: int) -> tuple[float, float]:
     """(first call incl. compilation, best steady-state call) in seconds."""
     generator = Generator(model, batch_size=batch)
     prompts = _prompts(batch, _PROMPT_LEN.value)
@@ -120,7 +120,7 @@ def compare_with_hf() -> None:
     hf_model = AutoModelForCausalLM.from_config(hf_config, dtype=getattr(torch, _DTYPE.value)).eval()
     with tempfile.TemporaryDirectory() as directory:
         hf_model.save_pretrained(directory)
-        ours = checkpoint.load_model(directory, _DTYPE.value)
+        ours = loading.load_model(directory, _DTYPE.value)
     parameters = sum(p.numel() for p in hf_model.parameters())
     print(f"{_PRESET.value}: {parameters / 1e6:.0f}M parameters, {_DTYPE.value}, {jax.devices()[0].platform}, "
           f"torch threads {torch.get_num_threads()}; prompt {_PROMPT_LEN.value}, {_NEW_TOKENS.value} new tokens")
@@ -148,8 +148,8 @@ def time_large_model() -> None:
     where = "preset"
     config = llama.config_from_hf(hf_config_dict(_PRESET.value), where)
     config = config.__class__(**(vars(config) | dict(rope=RopeConfig(), special_tokens=SpecialTokens(1, (), 0))))
-    graphdef, params = init_model(config, checkpoint.DTYPES[_DTYPE.value], seed=0)
-    model = checkpoint.LoadedModel(config=config, graphdef=graphdef, params=params, directory=Path("."))
+    graphdef, params = init_model(config, loading.DTYPES[_DTYPE.value], seed=0)
+    model = loading.LoadedModel(config=config, graphdef=graphdef, params=params, directory=Path("."))
     param_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
     bandwidth = copy_bandwidth()
     print(f"{_PRESET.value}: {param_bytes / 2**30:.1f} GiB of parameters ({_DTYPE.value}) on {jax.devices()[0]}, "

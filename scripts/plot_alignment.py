@@ -7,9 +7,9 @@ from pathlib import Path
 
 from absl import flags
 
-from pretty_jax import cli
-from pretty_jax.alignment_report import read_report
-from pretty_jax.plots import draw_alignment_figures
+from pretty_jax.alignment.plots import draw_alignment_figures
+from pretty_jax.alignment.summary import read_report
+from pretty_jax.cli import common
 
 _ALIGNMENT_JSON = flags.DEFINE_string("alignment_json", None, "alignment.json written by run --mode=align.", required=True)
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Where to write the PNGs; default: beside the JSON.")
@@ -23,4 +23,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    common.run(main)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from pretty_jax import tiny_checkpoints
+from pretty_jax.checkpoints import tiny
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +20,7 @@ def tiny_checkpoint(tmp_path_factory):
 
     def get(preset: str) -> Path:
         if preset not in built:
-            built[preset] = tiny_checkpoints.build(preset, tmp_path_factory.mktemp(preset))
+            built[preset] = tiny.build(preset, tmp_path_factory.mktemp(preset))
         return built[preset]
 
     return get

@@ -3,10 +3,10 @@ that their outputs can be compared exactly."""
 
 from __future__ import annotations
 
-from pretty_jax.alignment import AlignmentScorer
-from pretty_jax.generate import DecodeConfig, Generator
-from pretty_jax.sample_text import SENTENCES
-from pretty_jax.sampling import BeamSearch, Greedy, Sampling
+from pretty_jax.alignment.statistics import AlignmentScorer
+from pretty_jax.checkpoints.sample_text import SENTENCES
+from pretty_jax.engine.generator import DecodeConfig, Generator
+from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling
 
 PRIORS = ([], [10], [20, 30], [], [7], [3, 4, 5])
 CASES = {

@@ -83,8 +83,8 @@ def build_tiny_gemma3(out_dir: Path, seed: int = 0) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from pretty_jax.tiny_checkpoints import randomize_
-    from pretty_jax.tokenizer import train_tokenizer
+    from pretty_jax.checkpoints.tiny import randomize_
+    from pretty_jax.checkpoints.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer("sentencepiece")
     config = AutoConfig.for_model(

@@ -34,8 +34,9 @@ def main(argv):
     if _COORDINATOR.value:
         parallel.initialize_multihost(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     from generation_cases import alignment_case, run_cases
-    from pretty_jax.generate import Generator
-    from pretty_jax.tokenizer import load_tokenizer
+
+    from pretty_jax.checkpoints.tokenizer import load_tokenizer
+    from pretty_jax.engine.generator import Generator
 
     mesh = parallel.make_mesh(_MESH_DATA.value, _MESH_MODEL.value)
     model = checkpoint.load_model(_CHECKPOINT.value, "float32", place=parallel.param_placer(mesh))

@@ -11,17 +11,22 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from generation_cases import PRIORS, alignment_case
-from pretty_jax import checkpoint
-from pretty_jax.alignment import STATISTICS, AlignmentScorer, check_same_tokenizer, step_statistics
-from pretty_jax.alignment_report import alignment_pairs, read_report
-from pretty_jax.batching import left_pad
-from pretty_jax.errors import UserError
+
+from pretty_jax.alignment.plots import FIGURES
+from pretty_jax.alignment.statistics import (
+    STATISTICS,
+    AlignmentScorer,
+    check_same_tokenizer,
+    step_statistics,
+)
+from pretty_jax.alignment.summary import alignment_pairs, read_report
+from pretty_jax.checkpoints import loading
+from pretty_jax.checkpoints.sample_text import SENTENCES
+from pretty_jax.checkpoints.tokenizer import load_tokenizer
+from pretty_jax.core.errors import UserError
+from pretty_jax.engine.batching import left_pad
 from pretty_jax.models import forward
-from pretty_jax.plots import FIGURES
-from pretty_jax.sample_text import SENTENCES
-from pretty_jax.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +76,7 @@ def test_identical_distributions_agree_fully():
 def model_pair(tiny_checkpoint, sft_stand_in):
     """The tiny LLaMA and a perturbed copy of it standing in for its SFT model."""
     foundation_dir, sft_dir = tiny_checkpoint("llama"), sft_stand_in("llama")
-    return foundation_dir, sft_dir, checkpoint.load_model(foundation_dir, "float32"), checkpoint.load_model(sft_dir, "float32")
+    return foundation_dir, sft_dir, loading.load_model(foundation_dir, "float32"), loading.load_model(sft_dir, "float32")
 
 
 def test_scorer_equals_numpy_on_two_models_with_padding_and_chunk_boundaries(model_pair):

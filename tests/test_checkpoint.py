@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from pretty_jax import checkpoint
-from pretty_jax.errors import CheckpointError, ConfigError, MissingDependencyError
+from pretty_jax.checkpoints import loading
+from pretty_jax.core.errors import CheckpointError, ConfigError, MissingDependencyError
 
 
-def _params(model: checkpoint.LoadedModel) -> dict[str, np.ndarray]:
+def _params(model: loading.LoadedModel) -> dict[str, np.ndarray]:
     from flax import nnx
 
     return {
@@ -27,7 +27,7 @@ def _params(model: checkpoint.LoadedModel) -> dict[str, np.ndarray]:
     }
 
 
-def _assert_same_params(a: checkpoint.LoadedModel, b: checkpoint.LoadedModel) -> None:
+def _assert_same_params(a: loading.LoadedModel, b: loading.LoadedModel) -> None:
     pa, pb = _params(a), _params(b)
     assert pa.keys() == pb.keys()
     for key in pa:
@@ -50,9 +50,9 @@ def _rewrite_weights(directory: Path, edit) -> None:
 @pytest.mark.parametrize("preset", ["llama", "bloom"])
 def test_converted_checkpoint_loads_the_same_parameters(tiny_checkpoint, tmp_path, preset):
     hf_dir = tiny_checkpoint(preset)
-    counts = checkpoint.convert_checkpoint(hf_dir, tmp_path / "converted", "float32")
-    converted = checkpoint.load_model(tmp_path / "converted")
-    on_the_fly = checkpoint.load_model(hf_dir)
+    counts = loading.convert_checkpoint(hf_dir, tmp_path / "converted", "float32")
+    converted = loading.load_model(tmp_path / "converted")
+    on_the_fly = loading.load_model(hf_dir)
     _assert_same_params(converted, on_the_fly)
     assert counts["parameters"] == sum(a.size for a in jax.tree.leaves(on_the_fly.params))
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
@@ -61,10 +61,10 @@ def test_converted_checkpoint_loads_the_same_parameters(tiny_checkpoint, tmp_pat
 
 
 def test_bfloat16_conversion_loads_as_bfloat16_by_default(tiny_checkpoint, tmp_path):
-    checkpoint.convert_checkpoint(tiny_checkpoint("qwen2"), tmp_path / "c", "bfloat16")
-    model = checkpoint.load_model(tmp_path / "c")
+    loading.convert_checkpoint(tiny_checkpoint("qwen2"), tmp_path / "c", "bfloat16")
+    model = loading.load_model(tmp_path / "c")
     assert model.dtype == np.dtype("bfloat16")
-    assert checkpoint.load_model(tmp_path / "c", "float32").dtype == np.float32
+    assert loading.load_model(tmp_path / "c", "float32").dtype == np.float32
 
 
 def test_sharded_safetensors_load_like_a_single_file(tiny_checkpoint, tmp_path):
@@ -73,7 +73,7 @@ def test_sharded_safetensors_load_like_a_single_file(tiny_checkpoint, tmp_path):
     sharded = tiny_checkpoints.build("llama", tmp_path / "sharded", max_shard_size="40KB")
     assert (sharded / "model.safetensors.index.json").exists()
     assert len(list(sharded.glob("model-*.safetensors"))) > 2
-    _assert_same_params(checkpoint.load_model(sharded), checkpoint.load_model(tiny_checkpoint("llama")))
+    _assert_same_params(loading.load_model(sharded), loading.load_model(tiny_checkpoint("llama")))
 
 
 def test_pytorch_bin_weights_load_with_torch_and_are_refused_clearly_without(
@@ -87,25 +87,25 @@ def test_pytorch_bin_weights_load_with_torch_and_are_refused_clearly_without(
     state = {k.removeprefix("transformer."): torch.from_numpy(v).bfloat16() for k, v in tensors.items()}
     torch.save(state, bin_dir / "pytorch_model.bin")
     (bin_dir / "model.safetensors").unlink()
-    expected = checkpoint.load_model(tiny_checkpoint("bloom"), "bfloat16")
-    _assert_same_params(checkpoint.load_model(bin_dir, "bfloat16"), expected)
+    expected = loading.load_model(tiny_checkpoint("bloom"), "bfloat16")
+    _assert_same_params(loading.load_model(bin_dir, "bfloat16"), expected)
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(MissingDependencyError, match=r"pytorch_model.bin.*needs torch"):
-        checkpoint.load_model(bin_dir)
+        loading.load_model(bin_dir)
 
 
 def test_unmapped_tensor_is_refused_by_name(tiny_checkpoint, tmp_path):
     directory = _copy(tiny_checkpoint("llama"), tmp_path / "c")
     _rewrite_weights(directory, lambda t: t.update({"model.layers.0.extra.weight": np.ones(3, np.float32)}))
     with pytest.raises(CheckpointError, match=r"unmapped\) \(1\):\n    model.layers.0.extra.weight"):
-        checkpoint.load_model(directory)
+        loading.load_model(directory)
 
 
 def test_missing_tensor_is_refused_by_name(tiny_checkpoint, tmp_path):
     directory = _copy(tiny_checkpoint("llama"), tmp_path / "c")
     _rewrite_weights(directory, lambda t: t.pop("model.layers.1.mlp.up_proj.weight"))
     with pytest.raises(CheckpointError, match=r"\(missing\) \(1\):\n    model.layers.1.mlp.up_proj.weight"):
-        checkpoint.load_model(directory)
+        loading.load_model(directory)
 
 
 def test_wrongly_shaped_tensor_is_refused_with_both_shapes(tiny_checkpoint, tmp_path):
@@ -117,7 +117,7 @@ def test_wrongly_shaped_tensor_is_refused_with_both_shapes(tiny_checkpoint, tmp_
 
     _rewrite_weights(directory, transpose_q)
     with pytest.raises(CheckpointError, match=r"q_proj.weight: shape \(64, 32\), expected \(64, 64\)"):
-        checkpoint.load_model(directory)
+        loading.load_model(directory)
 
 
 def test_tensor_stored_twice_under_aliases_is_refused(tiny_checkpoint, tmp_path):
@@ -128,7 +128,7 @@ def test_tensor_stored_twice_under_aliases_is_refused(tiny_checkpoint, tmp_path)
 
     _rewrite_weights(directory, add_unprefixed_copy)
     with pytest.raises(CheckpointError, match=r"duplicated\) \(1\):\n    .*ln_f.weight \(also stored as .*ln_f.weight\)"):
-        checkpoint.load_model(directory)
+        loading.load_model(directory)
 
 
 def test_tensor_in_two_shards_is_refused(tiny_checkpoint, tmp_path):
@@ -141,7 +141,7 @@ def test_tensor_in_two_shards_is_refused(tiny_checkpoint, tmp_path):
     second[key] = first[key]
     save_file(second, shards[1], metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match=rf"duplicated.*\n    {key} \(in {shards[0].name} and {shards[1].name}\)"):
-        checkpoint.load_model(directory)
+        loading.load_model(directory)
 
 
 def test_untied_head_under_a_tied_config_is_refused(tiny_checkpoint, tmp_path):
@@ -151,7 +151,7 @@ def test_untied_head_under_a_tied_config_is_refused(tiny_checkpoint, tmp_path):
         lambda t: t.update({"lm_head.weight": t["model.embed_tokens.weight"] + 1.0}),
     )
     with pytest.raises(CheckpointError, match=r"lm_head.weight differs from model.embed_tokens.weight"):
-        checkpoint.load_model(directory)
+        loading.load_model(directory)
 
 
 def test_unsupported_model_type_lists_the_supported_ones(tiny_checkpoint, tmp_path):
@@ -159,15 +159,15 @@ def test_unsupported_model_type_lists_the_supported_ones(tiny_checkpoint, tmp_pa
     config = json.loads((directory / "config.json").read_text())
     (directory / "config.json").write_text(json.dumps(config | {"model_type": "gpt2"}))
     with pytest.raises(ConfigError, match=r"model_type 'gpt2' is not supported; supported: bloom, gemma3, gemma3_text, llama, mistral, qwen2"):
-        checkpoint.load_model(directory)
+        loading.load_model(directory)
 
 
 def test_converted_checkpoint_with_a_changed_config_is_refused(tiny_checkpoint, tmp_path):
-    checkpoint.convert_checkpoint(tiny_checkpoint("llama"), tmp_path / "c", "float32")
+    loading.convert_checkpoint(tiny_checkpoint("llama"), tmp_path / "c", "float32")
     config = json.loads((tmp_path / "c" / "config.json").read_text())
     (tmp_path / "c" / "config.json").write_text(json.dumps(config | {"intermediate_size": 96}))
     with pytest.raises(CheckpointError, match=r"layers.0.mlp.up_proj: shape \(160, 64\), expected \(96, 64\)"):
-        checkpoint.load_model(tmp_path / "c")
+        loading.load_model(tmp_path / "c")
 
 
 def test_convert_cli_writes_then_refuses_to_overwrite(tiny_checkpoint, tmp_path):
@@ -196,17 +196,17 @@ def test_integer_weights_are_refused_by_name(tiny_checkpoint, tmp_path):
         CheckpointError,
         match=r"model.safetensors: tensor model.layers.0.mlp.up_proj.weight is stored as int32, not floating point",
     ):
-        checkpoint.load_model(directory)
+        loading.load_model(directory)
 
 
 def test_integer_weights_in_a_converted_checkpoint_are_refused(tiny_checkpoint, tmp_path):
-    checkpoint.convert_checkpoint(tiny_checkpoint("llama"), tmp_path / "c", "float32")
-    path = tmp_path / "c" / checkpoint.PARAMS_FILE
+    loading.convert_checkpoint(tiny_checkpoint("llama"), tmp_path / "c", "float32")
+    path = tmp_path / "c" / loading.PARAMS_FILE
     tensors = load_file(path)
     tensors["layers.1.attn.k_proj"] = tensors["layers.1.attn.k_proj"].astype(bool)
-    save_file(tensors, path, metadata={"format": checkpoint.FORMAT, "dtype": "float32"})
+    save_file(tensors, path, metadata={"format": loading.FORMAT, "dtype": "float32"})
     with pytest.raises(CheckpointError, match=rf"{path}: tensor layers.1.attn.k_proj is stored as bool"):
-        checkpoint.load_model(tmp_path / "c")
+        loading.load_model(tmp_path / "c")
 
 
 def test_convert_cli_refuses_integer_weights_in_one_line(tiny_checkpoint, tmp_path):
@@ -224,15 +224,15 @@ def test_convert_cli_refuses_integer_weights_in_one_line(tiny_checkpoint, tmp_pa
 
 def test_a_model_path_that_does_not_exist_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match=rf"^{tmp_path / 'absent'} does not exist$"):
-        checkpoint.load_model(tmp_path / "absent")
+        loading.load_model(tmp_path / "absent")
     with pytest.raises(FileNotFoundError, match=r"absent.gguf does not exist$"):
-        checkpoint.load_model(tmp_path / "absent.gguf")
+        loading.load_model(tmp_path / "absent.gguf")
 
 
 def test_a_directory_without_config_json_says_so(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=rf"^{tmp_path / 'empty'} has no config.json"):
-        checkpoint.load_model(tmp_path / "empty")
+        loading.load_model(tmp_path / "empty")
 
 
 @pytest.mark.parametrize("flag", ["hf_dir", "gguf"])

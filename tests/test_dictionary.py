@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from pretty_jax.dictionary import dictionary_prior_words, lexicon_prior_tags, read_muse, tag_lexicon
-from pretty_jax.errors import UserError
+from pretty_jax.core.errors import UserError
 from pretty_jax.tasks import Example
+from pretty_jax.tasks.dictionary import (
+    dictionary_prior_words,
+    lexicon_prior_tags,
+    read_muse,
+    tag_lexicon,
+)
 from pretty_jax.tasks.pos import PosTask
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import sacrebleu
 
-from pretty_jax.metrics import pos_accuracy
-from pretty_jax.priors import PriorSpec, continuation_ids, first_words
+from pretty_jax.checkpoints.tokenizer import load_tokenizer
+from pretty_jax.experiments.priors import PriorSpec, continuation_ids, first_words
+from pretty_jax.tasks.metrics import pos_accuracy
 from pretty_jax.tasks.pos import read_tagged
-from pretty_jax.tokenizer import load_tokenizer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (real sample data) is absent")

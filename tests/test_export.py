@@ -12,18 +12,18 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
-from pretty_jax import checkpoint, export
-from pretty_jax.batching import left_pad
+from pretty_jax.checkpoints import export, loading
+from pretty_jax.checkpoints.reference import HFReference
+from pretty_jax.checkpoints.sample_text import SENTENCES
+from pretty_jax.checkpoints.tokenizer import load_tokenizer
+from pretty_jax.engine.batching import left_pad
 from pretty_jax.models import forward
-from pretty_jax.reference import HFReference
-from pretty_jax.sample_text import SENTENCES
-from pretty_jax.tokenizer import load_tokenizer
 
 
 @pytest.mark.parametrize("preset", ["llama", "llama3", "qwen2", "bloom", "gemma3"])
 def test_hf_to_ours_to_hf_gives_identical_tensors_and_files(tiny_checkpoint, tmp_path, preset):
     source = tiny_checkpoint(preset)
-    out = export.export_loaded(checkpoint.load_model(source, "float32"), tmp_path / "out")
+    out = export.export_loaded(loading.load_model(source, "float32"), tmp_path / "out")
     original, exported = load_file(source / "model.safetensors"), load_file(out / "model.safetensors")
     assert exported.keys() == original.keys()  # tied heads are not written twice
     for key, tensor in original.items():
@@ -37,17 +37,17 @@ def test_hf_to_ours_to_hf_gives_identical_tensors_and_files(tiny_checkpoint, tmp
         assert json.loads((out / name).read_text()) == json.loads((source / name).read_text()), name
 
 
-def _perturbed(model: checkpoint.LoadedModel, seed: int = 0) -> checkpoint.LoadedModel:
+def _perturbed(model: loading.LoadedModel, seed: int = 0) -> loading.LoadedModel:
     """The model with every parameter changed, so an export cannot pass by copying."""
     leaves, treedef = jax.tree.flatten(model.params)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
     noisy = [p * 1.1 + 0.02 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)]
-    return checkpoint.LoadedModel(model.config, model.graphdef, jax.tree.unflatten(treedef, noisy), model.directory)
+    return loading.LoadedModel(model.config, model.graphdef, jax.tree.unflatten(treedef, noisy), model.directory)
 
 
 @pytest.mark.parametrize("preset", ["llama", "bloom", "gemma3"])
 def test_hf_transformers_loads_an_export_and_matches_our_logits(tiny_checkpoint, tmp_path, preset):
-    model = _perturbed(checkpoint.load_model(tiny_checkpoint(preset), "float32"))
+    model = _perturbed(loading.load_model(tiny_checkpoint(preset), "float32"))
     tokenizer = load_tokenizer(model.directory)
     out = export.save_hf_checkpoint(
         tmp_path / "out", model.config, model.params,
@@ -63,7 +63,7 @@ def test_hf_transformers_loads_an_export_and_matches_our_logits(tiny_checkpoint,
 
 
 def test_bfloat16_export_stores_bfloat16_and_says_so(tiny_checkpoint, tmp_path):
-    model = checkpoint.load_model(tiny_checkpoint("qwen2"), "float32")
+    model = loading.load_model(tiny_checkpoint("qwen2"), "float32")
     out = export.export_loaded(model, tmp_path / "bf16", dtype="bfloat16")
     config = json.loads((out / "config.json").read_text())
     assert config["dtype"] == "bfloat16"
@@ -72,11 +72,11 @@ def test_bfloat16_export_stores_bfloat16_and_says_so(tiny_checkpoint, tmp_path):
     for key, tensor in tensors.items():
         assert tensor.dtype == ml_dtypes.bfloat16, key
         np.testing.assert_array_equal(tensor, original[key].astype(ml_dtypes.bfloat16), err_msg=key)
-    assert checkpoint.load_model(out).dtype == np.dtype("bfloat16")
+    assert loading.load_model(out).dtype == np.dtype("bfloat16")
 
 
 def test_export_refuses_to_replace_a_directory_unless_asked(tiny_checkpoint, tmp_path):
-    model = checkpoint.load_model(tiny_checkpoint("llama"), "float32")
+    model = loading.load_model(tiny_checkpoint("llama"), "float32")
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="busy exists and is not empty"):

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from pretty_jax import experiment, stages
-from pretty_jax.errors import UserError
-from pretty_jax.generate import DecodeConfig
-from pretty_jax.priors import PriorSpec
-from pretty_jax.run_dir import LOCK, MANIFEST, RETIRED
+from pretty_jax import experiments
+from pretty_jax.core.errors import UserError
+from pretty_jax.core.run_dir import LOCK, MANIFEST, RETIRED
+from pretty_jax.engine.generator import DecodeConfig
+from pretty_jax.experiments import stages
+from pretty_jax.experiments.priors import PriorSpec
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,11 +81,11 @@ def _users_files(directory: Path) -> dict[str, bytes]:
     return _snapshot(directory)
 
 
-def _settings(pair, out: Path, **changes) -> experiment.Settings:
+def _settings(pair, out: Path, **changes) -> experiments.Settings:
     foundation, sft = pair
-    base = experiment.Settings(
+    base = experiments.Settings(
         task="translation", data=str(FLORES), split="devtest", source_lang="eng", target_langs=("fra",), limit=6,
-        template=experiment.DEFAULT_TEMPLATES["translation"], num_shots=0,
+        template=experiments.DEFAULT_TEMPLATES["translation"], num_shots=0,
         priors=(PriorSpec("none"), PriorSpec("sft", 1)), sweep=(),
         decode=DecodeConfig(max_new_tokens=8, stop_strings=("\n",)), batch_size=4, output_dir=out,
         foundation=str(foundation), sft=str(sft), dtype="float32",
@@ -196,7 +197,7 @@ def test_kill_9_in_any_phase_then_the_same_command_gives_the_same_files(pair, tm
 
 
 def test_a_full_disk_in_the_middle_of_a_stage_leaves_a_resumable_directory(pair, tmp_path, monkeypatch):
-    whole = experiment.run_experiment(_settings(pair, tmp_path / "whole", limit=12))
+    whole = experiments.run_experiment(_settings(pair, tmp_path / "whole", limit=12))
     real_write, calls = os.write, []
 
     def full_disk(fd, data):
@@ -208,11 +209,11 @@ def test_a_full_disk_in_the_middle_of_a_stage_leaves_a_resumable_directory(pair,
 
     monkeypatch.setattr(stages.os, "write", full_disk)
     with pytest.raises(UserError, match="No space left on device.*rerun the same command to resume"):
-        experiment.run_experiment(_settings(pair, tmp_path / "full", limit=12))
+        experiments.run_experiment(_settings(pair, tmp_path / "full", limit=12))
     monkeypatch.setattr(stages.os, "write", real_write)
     lines = (tmp_path / "full" / "eng-fra" / "sft.jsonl").read_bytes()
     assert lines.endswith(b"\n") and lines.count(b"\n") == 8  # cut back to the last whole batch
-    assert experiment.run_experiment(_settings(pair, tmp_path / "full", limit=12)) == json.loads(
+    assert experiments.run_experiment(_settings(pair, tmp_path / "full", limit=12)) == json.loads(
         json.dumps(whole))
     assert _snapshot(tmp_path / "full", skip=BOOKKEEPING) == _snapshot(tmp_path / "whole", skip=BOOKKEEPING)
 
@@ -281,10 +282,10 @@ def test_an_input_corrected_in_place_is_refused_and_a_trailing_slash_is_no_chang
 
 def test_adding_priors_sweep_sizes_and_languages_reuses_every_finished_stage(pair, tmp_path):
     out = tmp_path / "out"
-    experiment.run_experiment(_settings(pair, out))
+    experiments.run_experiment(_settings(pair, out))
     stage_times = {p: p.stat().st_mtime_ns for p in (out / "eng-fra").glob("*.jsonl")}
     before = _snapshot(out / "eng-fra")
-    results = experiment.run_experiment(_settings(
+    results = experiments.run_experiment(_settings(
         pair, out, target_langs=("fra", "deu"), sweep=(0, 1, 2),
         priors=(PriorSpec("none"), PriorSpec("sft", 1), PriorSpec("oracle", 1), PriorSpec("dictionary", 1, "words")),
         dictionary=str(MUSE),
@@ -296,9 +297,9 @@ def test_adding_priors_sweep_sizes_and_languages_reuses_every_finished_stage(pai
                                                             "sft-2tok", "sft"}
     # What would change the finished outputs is still refused, naming the setting.
     with pytest.raises(UserError, match=r"--max_new_tokens: was 8, now 9"):
-        experiment.run_experiment(_settings(pair, out, decode=DecodeConfig(max_new_tokens=9, stop_strings=("\n",))))
+        experiments.run_experiment(_settings(pair, out, decode=DecodeConfig(max_new_tokens=9, stop_strings=("\n",))))
     with pytest.raises(UserError, match=r"--prompt_template: was"):
-        experiment.run_experiment(_settings(pair, out, template="{source} in {tgt_lang}:"))
+        experiments.run_experiment(_settings(pair, out, template="{source} in {tgt_lang}:"))
 
 
 # 8. Empty references ----------------------------------------------------------------------

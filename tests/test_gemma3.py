@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from pretty_jax import checkpoint, export
-from pretty_jax.batching import left_pad
-from pretty_jax.errors import CheckpointError, ConfigError, UserError
+from pretty_jax.checkpoints import export, loading
+from pretty_jax.checkpoints.reference import HFReference
+from pretty_jax.checkpoints.sample_text import SENTENCES
+from pretty_jax.checkpoints.tiny import randomize_
+from pretty_jax.checkpoints.tokenizer import load_tokenizer
+from pretty_jax.core.errors import CheckpointError, ConfigError, UserError
+from pretty_jax.engine.batching import left_pad
 from pretty_jax.models import forward, gemma3
 from pretty_jax.models.rope import inverse_frequencies
-from pretty_jax.reference import HFReference
-from pretty_jax.sample_text import SENTENCES
-from pretty_jax.tiny_checkpoints import randomize_
-from pretty_jax.tokenizer import load_tokenizer
 
 torch = pytest.importorskip("torch")
 
@@ -105,7 +105,7 @@ def test_multimodal_checkpoint_language_model_matches_hf(multimodal):
     names = load_file(multimodal / "model.safetensors").keys()
     assert any(k.startswith("vision_tower.") for k in names)
     assert any(k.startswith("multi_modal_projector.") for k in names)
-    model = checkpoint.load_model(multimodal, "float32")
+    model = loading.load_model(multimodal, "float32")
     assert model.config.model_type == "gemma3" and model.config.layer_windows == (8, 8, None) * 2
     ours, tokens, mask = _logits(model, multimodal)
     theirs = HFReference(multimodal).logits(tokens, mask)
@@ -125,16 +125,16 @@ def test_multimodal_checkpoint_under_transformers_5_names_loads_the_same(multimo
     }
     assert any(k.startswith("model.language_model.layers.") for k in renamed)
     save_file(renamed, directory / "model.safetensors", metadata={"format": "pt"})
-    original, _, _ = _logits(checkpoint.load_model(multimodal, "float32"), multimodal)
-    reloaded, _, _ = _logits(checkpoint.load_model(directory, "float32"), directory)
+    original, _, _ = _logits(loading.load_model(multimodal, "float32"), multimodal)
+    reloaded, _, _ = _logits(loading.load_model(directory, "float32"), directory)
     np.testing.assert_array_equal(original, reloaded)
     save_file(renamed | {"model.audio_tower.weight": np.zeros(3, np.float32)}, directory / "model.safetensors")
     with pytest.raises(CheckpointError, match=r"unmapped\) \(1\):\n    model.audio_tower.weight"):
-        checkpoint.load_model(directory, "float32")
+        loading.load_model(directory, "float32")
 
 
 def test_multimodal_export_is_refused_clearly(multimodal, tmp_path):
-    model = checkpoint.load_model(multimodal, "float32")
+    model = loading.load_model(multimodal, "float32")
     with pytest.raises(UserError, match="multimodal gemma3 checkpoint"):
         export.export_loaded(model, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -168,9 +168,9 @@ def test_lora_training_runs_and_hf_loads_the_merged_export(tiny_checkpoint, tmp_
     out = export.save_hf_checkpoint(
         tmp_path / "hf", start.config, merged, start.hf_config, tokenizer_dir=directory
     )
-    ours, tokens, mask = _logits(checkpoint.load_model(out, "float32"), out)
+    ours, tokens, mask = _logits(loading.load_model(out, "float32"), out)
     theirs = HFReference(out).logits(tokens, mask)
     real = mask.astype(bool)
     np.testing.assert_allclose(ours[real], theirs[real], atol=1e-4, rtol=1e-4)
-    original, _, _ = _logits(checkpoint.load_model(directory, "float32"), directory)
+    original, _, _ = _logits(loading.load_model(directory, "float32"), directory)
     assert np.abs(ours[real] - original[real]).max() > 1e-2  # the export holds the trained weights

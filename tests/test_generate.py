@@ -11,16 +11,16 @@ import jax
 import numpy as np
 import pytest
 
-from pretty_jax import checkpoint
-from pretty_jax.batching import left_pad
-from pretty_jax.errors import UserError
-from pretty_jax.generate import DecodeConfig, Generator, bucket_length
+from pretty_jax.checkpoints import loading
+from pretty_jax.checkpoints.reference import HFReference
+from pretty_jax.checkpoints.sample_text import SENTENCES
+from pretty_jax.checkpoints.tiny import PRESETS
+from pretty_jax.checkpoints.tokenizer import load_tokenizer
+from pretty_jax.core.errors import UserError
+from pretty_jax.engine.batching import left_pad
+from pretty_jax.engine.generator import DecodeConfig, Generator, bucket_length
+from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling
 from pretty_jax.models import forward
-from pretty_jax.reference import HFReference
-from pretty_jax.sample_text import SENTENCES
-from pretty_jax.sampling import BeamSearch, Greedy, Sampling
-from pretty_jax.tiny_checkpoints import PRESETS
-from pretty_jax.tokenizer import load_tokenizer
 
 PRIORS = ([], [10], [20, 30], [], [7], [3, 4, 5])
 
@@ -34,7 +34,7 @@ def _with_extra_eos(source, target, prompts):
     """A copy of a checkpoint whose EOS ids also include a token greedy decoding emits
     mid-way for some rows, so that rows end at different steps."""
     shutil.copytree(source, target)
-    model = checkpoint.load_model(target, "float32")
+    model = loading.load_model(target, "float32")
     greedy = Generator(model, batch_size=8).generate(prompts, list(PRIORS), DecodeConfig(max_new_tokens=12))
     extra = greedy[1].tokens[4]
     for name in ("config.json", "generation_config.json"):
@@ -45,7 +45,7 @@ def _with_extra_eos(source, target, prompts):
 
 
 def _assert_identical_to_hf(directory, prompts, config: DecodeConfig):
-    model = checkpoint.load_model(directory, "float32")
+    model = loading.load_model(directory, "float32")
     generator = Generator(model, load_tokenizer(directory), batch_size=4)
     ours = generator.generate(prompts, list(PRIORS), config)
     tokens, mask, _ = left_pad([p + list(q) for p, q in zip(prompts, PRIORS)], generator.pad_id)
@@ -93,7 +93,7 @@ def test_beam_search_is_token_identical_to_hf(tiny_checkpoint, tmp_path, preset,
 def test_include_prior_and_logprobs_match_a_teacher_forced_pass(tiny_checkpoint):
     directory = tiny_checkpoint("qwen2")
     prompts = _prompts(directory)
-    model = checkpoint.load_model(directory, "float32")
+    model = loading.load_model(directory, "float32")
     generator = Generator(model, batch_size=8)
     config = DecodeConfig(max_new_tokens=6, return_logprobs=True, include_prior=True)
     results = generator.generate(prompts, list(PRIORS), config)
@@ -113,7 +113,7 @@ def test_include_prior_and_logprobs_match_a_teacher_forced_pass(tiny_checkpoint)
 def test_sampling_depends_on_seed_and_example_not_on_batching(tiny_checkpoint):
     directory = tiny_checkpoint("llama")
     prompts = _prompts(directory)
-    model = checkpoint.load_model(directory, "float32")
+    model = loading.load_model(directory, "float32")
     config = DecodeConfig(max_new_tokens=12, strategy=Sampling(temperature=1.0), seed=3)
     by_eight = Generator(model, batch_size=8).generate(prompts, list(PRIORS), config)
     by_two = Generator(model, batch_size=2).generate(prompts, list(PRIORS), config)
@@ -142,7 +142,7 @@ def test_stop_string_ends_rows_and_cuts_text(tiny_checkpoint, strategy):
     directory = tiny_checkpoint("bloom")
     tokenizer = load_tokenizer(directory)
     prompts = _prompts(directory)
-    generator = Generator(checkpoint.load_model(directory, "float32"), tokenizer, batch_size=8)
+    generator = Generator(loading.load_model(directory, "float32"), tokenizer, batch_size=8)
     free = generator.generate(prompts, list(PRIORS), DecodeConfig(max_new_tokens=16, strategy=strategy))
     stop = tokenizer.decode([free[0].tokens[5]])
     assert stop.strip(), "need a visible stop string"
@@ -166,7 +166,7 @@ def test_stop_string_ends_rows_and_cuts_text(tiny_checkpoint, strategy):
 
 def test_bad_inputs_are_refused_by_example(tiny_checkpoint):
     directory = tiny_checkpoint("llama")
-    generator = Generator(checkpoint.load_model(directory, "float32"), batch_size=2)
+    generator = Generator(loading.load_model(directory, "float32"), batch_size=2)
     with pytest.raises(UserError, match="example 1: empty prompt"):
         generator.generate([[1, 5], []])
     with pytest.raises(UserError, match=r"example 0: prior token id 99999 is outside the vocabulary \[0, 448\)"):
@@ -177,7 +177,7 @@ def test_bad_inputs_are_refused_by_example(tiny_checkpoint):
 
 def test_long_inputs_are_truncated_from_the_left_or_refused(tiny_checkpoint, caplog):
     directory = tiny_checkpoint("llama")
-    model = checkpoint.load_model(directory, "float32")
+    model = loading.load_model(directory, "float32")
     generator = Generator(model, batch_size=2)
     bos = model.config.special_tokens.bos_token_id
     long_prompt = [bos] + list(range(10, 60))

@@ -11,12 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretty_jax import checkpoint, gguf_quants, parity
-from pretty_jax.batching import left_pad
-from pretty_jax.errors import CheckpointError, ConfigError, MissingDependencyError
-from pretty_jax.reference import HFReference
-from pretty_jax.sample_text import SENTENCES
-from pretty_jax.tokenizer import load_tokenizer
+from pretty_jax.checkpoints import loading
+from pretty_jax.checkpoints.gguf import quants
+from pretty_jax.checkpoints.reference import HFReference
+from pretty_jax.checkpoints.sample_text import SENTENCES
+from pretty_jax.checkpoints.tokenizer import load_tokenizer
+from pretty_jax.cli import parity
+from pretty_jax.core.errors import CheckpointError, ConfigError, MissingDependencyError
+from pretty_jax.engine.batching import left_pad
 
 gguf = pytest.importorskip("gguf")
 from gguf_files import (
@@ -65,7 +67,7 @@ def gguf_file(tiny_checkpoint, gemma3_checkpoint, tmp_path_factory):
     return get
 
 
-def _params(model: checkpoint.LoadedModel) -> dict[str, np.ndarray]:
+def _params(model: loading.LoadedModel) -> dict[str, np.ndarray]:
     from flax import nnx
 
     return {
@@ -78,9 +80,9 @@ def _params(model: checkpoint.LoadedModel) -> dict[str, np.ndarray]:
 def test_quantised_blocks_dequantise_as_gguf_py_does(type_name):
     raw = random_blocks(type_name, 48, np.random.default_rng(0))
     rows = 3
-    shape = (rows, 48 * gguf_quants.BLOCK_TYPES[type_name].block_size // rows)
+    shape = (rows, 48 * quants.BLOCK_TYPES[type_name].block_size // rows)
     expected = gguf.quants.dequantize(raw.reshape(rows, -1), gguf.GGMLQuantizationType[type_name])
-    np.testing.assert_array_equal(gguf_quants.dequantize(raw, type_name, shape), expected)
+    np.testing.assert_array_equal(quants.dequantize(raw, type_name, shape), expected)
 
 
 @pytest.mark.parametrize("type_name", ["F32", "F16", "BF16"])
@@ -89,7 +91,7 @@ def test_float_tensors_dequantise_as_gguf_py_does(type_name):
     qtype = gguf.GGMLQuantizationType[type_name]
     stored = values if type_name == "F32" else gguf.quants.quantize(values, qtype)
     np.testing.assert_array_equal(
-        gguf_quants.dequantize(stored, type_name, (3, 64)), gguf.quants.dequantize(stored, qtype)
+        quants.dequantize(stored, type_name, (3, 64)), gguf.quants.dequantize(stored, qtype)
     )
 
 
@@ -102,7 +104,7 @@ def test_float_tensors_dequantise_as_gguf_py_does(type_name):
 )
 def test_gguf_logits_match_transformers_on_the_same_file(gguf_file, preset, tensor_type):
     path = gguf_file(preset, tensor_type)
-    model = checkpoint.load_model(path, "float32")
+    model = loading.load_model(path, "float32")
     tokenizer = load_tokenizer(model.directory)
     tokens, mask, positions = left_pad([tokenizer(s).input_ids for s in SENTENCES], tokenizer.pad_token_id or 0)
     reference = HFReference(path.parent, "float32", gguf_file=path.name).logits(tokens, mask)
@@ -116,13 +118,13 @@ def test_gguf_logits_match_transformers_on_the_same_file(gguf_file, preset, tens
 
 @pytest.mark.parametrize("preset", ["llama", "qwen2"])
 def test_gguf_tokenizer_is_the_checkpoint_tokenizer(tiny_checkpoint, gguf_file, gguf_cache, preset):
-    model = checkpoint.load_model(gguf_file(preset))
+    model = loading.load_model(gguf_file(preset))
     assert model.directory.parent == gguf_cache
     original, rebuilt = load_tokenizer(tiny_checkpoint(preset)), load_tokenizer(model.directory)
     for sentence in SENTENCES:
         assert rebuilt(sentence).input_ids == original(sentence).input_ids
     assert model.dtype == np.float32  # an all-F32 file loads in float32 by default
-    assert checkpoint.load_model(gguf_file(preset)).directory == model.directory  # cached
+    assert loading.load_model(gguf_file(preset)).directory == model.directory  # cached
 
 
 def test_convert_cli_writes_a_checkpoint_equal_to_the_gguf(gguf_file, tmp_path):
@@ -132,7 +134,7 @@ def test_convert_cli_writes_a_checkpoint_equal_to_the_gguf(gguf_file, tmp_path):
     result = subprocess.run(command, check=False, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "parameters in 21 tensors" in result.stdout
-    converted, direct = checkpoint.load_model(out), checkpoint.load_model(path, "float32")
+    converted, direct = loading.load_model(out), loading.load_model(path, "float32")
     converted_params, direct_params = _params(converted), _params(direct)
     assert converted_params.keys() == direct_params.keys()
     for key, value in converted_params.items():
@@ -164,7 +166,7 @@ def test_unsupported_architecture_is_refused_by_name(tiny_checkpoint, tmp_path):
     path = write_gguf(tiny_checkpoint("llama"), tmp_path / "model.gguf", architecture="falcon")
     message = r"GGUF architecture 'falcon' is not supported; supported: gemma3, llama, qwen2"
     with pytest.raises(ConfigError, match=message):
-        checkpoint.load_model(path)
+        loading.load_model(path)
 
 
 @pytest.mark.parametrize(
@@ -184,13 +186,13 @@ def test_unsupported_architecture_is_refused_by_name(tiny_checkpoint, tmp_path):
 def test_gemma3_settings_transformers_does_not_read_are_refused(gemma3_checkpoint, tmp_path, metadata, message):
     path = write_gguf(gemma3_checkpoint, tmp_path / "model.gguf", metadata=metadata)
     with pytest.raises(ConfigError, match=message):
-        checkpoint.load_model(path)
+        loading.load_model(path)
 
 
 def test_unsupported_tensor_type_is_refused_with_the_tensor_name(tiny_checkpoint, tmp_path, gguf_cache):
     path = write_gguf(tiny_checkpoint("qwen2"), tmp_path / "model.gguf", types={"blk.1.ffn_up.weight": "Q5_0"})
     with pytest.raises(CheckpointError, match=r"model.gguf: tensor type not supported: blk.1.ffn_up.weight \(Q5_0\)"):
-        checkpoint.load_model(path)
+        loading.load_model(path)
     assert list(gguf_cache.iterdir()) == []  # nothing half-written is cached
 
 
@@ -198,4 +200,4 @@ def test_gguf_without_the_gguf_package_says_what_to_install(gguf_file, monkeypat
     path = gguf_file("qwen2")
     monkeypatch.setitem(sys.modules, "gguf", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'pretty_jax\[gguf\]'"):
-        checkpoint.load_model(path)
+        loading.load_model(path)

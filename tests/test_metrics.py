@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sacrebleu.metrics import BLEU, CHRF
 
-from pretty_jax import metrics
-from pretty_jax.errors import MissingDependencyError, UserError
+from pretty_jax.core.errors import MissingDependencyError, UserError
+from pretty_jax.tasks import metrics
 from pretty_jax.tasks.languages import LANGUAGES, STOP_WORDS, get_language
 
 FLORES = Path(__file__).resolve().parents[2] / "shared" / "data" / "flores101_devtest"

@@ -8,13 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretty_jax.tiny_checkpoints import PRESETS
-from pretty_jax import checkpoint
-from pretty_jax.batching import left_pad
+from pretty_jax.checkpoints import loading
+from pretty_jax.checkpoints.reference import HFReference
+from pretty_jax.checkpoints.sample_text import SENTENCES
+from pretty_jax.checkpoints.tiny import PRESETS
+from pretty_jax.checkpoints.tokenizer import load_tokenizer
+from pretty_jax.engine.batching import left_pad
 from pretty_jax.models import forward, new_cache
-from pretty_jax.reference import HFReference
-from pretty_jax.sample_text import SENTENCES
-from pretty_jax.tokenizer import load_tokenizer
 
 run = jax.jit(forward, static_argnums=0)
 
@@ -30,7 +30,7 @@ def test_logits_match_hf_with_left_padding(tiny_checkpoint, preset):
     tokens, mask, positions = _batch(directory)
     assert (mask == 0).any(), "the batch must contain padding"
     reference = HFReference(directory).logits(tokens, mask)
-    model = checkpoint.load_model(directory, "float32")
+    model = loading.load_model(directory, "float32")
     ours, _ = run(model.graphdef, model.params, tokens, positions, mask)
     real = mask.astype(bool)
     np.testing.assert_allclose(np.asarray(ours)[real], reference[real], atol=1e-4, rtol=1e-4)
@@ -40,7 +40,7 @@ def test_logits_match_hf_with_left_padding(tiny_checkpoint, preset):
 @pytest.mark.parametrize("preset", PRESETS)
 def test_cached_steps_equal_full_forward(tiny_checkpoint, preset):
     """Prefill a prefix, then feed one token per step: the same logits as one pass."""
-    model = checkpoint.load_model(tiny_checkpoint(preset), "float32")
+    model = loading.load_model(tiny_checkpoint(preset), "float32")
     tokens, mask, positions = _batch(tiny_checkpoint(preset))
     full, _ = run(model.graphdef, model.params, tokens, positions, mask)
     batch, length = tokens.shape
@@ -73,7 +73,7 @@ def test_sliding_window_changes_logits_beyond_the_window(tiny_checkpoint, preset
 
     from pretty_jax.models import abstract_model
 
-    model = checkpoint.load_model(tiny_checkpoint(preset), "float32")
+    model = loading.load_model(tiny_checkpoint(preset), "float32")
     assert model.config.layer_windows == windows
     unwindowed = dataclasses.replace(model.config, layer_windows=(None,) * len(windows))
     graphdef, _ = abstract_model(unwindowed, jnp.float32)
@@ -92,8 +92,8 @@ def test_sliding_window_changes_logits_beyond_the_window(tiny_checkpoint, preset
 def test_bfloat16_params_give_float32_logits_close_to_float32(tiny_checkpoint, preset):
     directory = tiny_checkpoint(preset)
     tokens, mask, positions = _batch(directory)
-    f32 = checkpoint.load_model(directory, "float32")
-    bf16 = checkpoint.load_model(directory, "bfloat16")
+    f32 = loading.load_model(directory, "float32")
+    bf16 = loading.load_model(directory, "bfloat16")
     assert all(leaf.dtype == jnp.bfloat16 for leaf in jax.tree.leaves(bf16.params))
     ref, _ = run(f32.graphdef, f32.params, tokens, positions, mask)
     low, _ = run(bf16.graphdef, bf16.params, tokens, positions, mask)

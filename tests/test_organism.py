@@ -3,11 +3,11 @@ files in the formats the rest of the project reads."""
 
 from __future__ import annotations
 
-from pretty_jax.dictionary import dictionary_prior_words, read_muse
-from pretty_jax.metrics import target_language_rate
 from pretty_jax.organism.build import register_varic, write_world
 from pretty_jax.organism.world import NounPhrase, Sentence, build_world
+from pretty_jax.tasks.dictionary import dictionary_prior_words, read_muse
 from pretty_jax.tasks.flores import FloresTask
+from pretty_jax.tasks.metrics import target_language_rate
 
 
 def _small_world():

@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from pretty_jax import checkpoint, run_dir
-from pretty_jax.errors import UserError
-from pretty_jax.run_dir import OutputLocked, RunDirectory
-from pretty_jax.sample_text import SENTENCES
-from pretty_jax.tokenizer import train_tokenizer
+from pretty_jax.checkpoints import loading
+from pretty_jax.checkpoints.sample_text import SENTENCES
+from pretty_jax.checkpoints.tokenizer import train_tokenizer
+from pretty_jax.core import run_dir
+from pretty_jax.core.errors import UserError
+from pretty_jax.core.run_dir import OutputLocked, RunDirectory
 from pretty_jax.training import TrainSettings, train, train_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +123,7 @@ def _assert_complete_train_output(out: Path, steps: int) -> None:
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, steps + 1))
     assert [p.name for p in (out / "train_state").iterdir()] == [f"step_{steps:08d}"]
-    checkpoint.load_model(out / "hf")  # loads: config, weights and tokenizer are all there
+    loading.load_model(out / "hf")  # loads: config, weights and tokenizer are all there
     assert (out / "hf" / "tokenizer.json").exists()
     manifest = _manifest(out)
     assert manifest["kind"] == "train"
@@ -256,40 +257,40 @@ def test_convert_overwrite_refuses_a_directory_of_foreign_files_and_leaves_them_
 
 def test_convert_overwrite_keeps_a_users_file_and_writes_a_complete_checkpoint(finished_train, tmp_path):
     source, out = finished_train / "hf", tmp_path / "converted"
-    checkpoint.convert_checkpoint(source, out, "float32")
+    loading.convert_checkpoint(source, out, "float32")
     (out / "notes.txt").write_text("mine")
-    checkpoint.convert_checkpoint(source, out, "bfloat16", overwrite=True)
+    loading.convert_checkpoint(source, out, "bfloat16", overwrite=True)
     assert (out / "notes.txt").read_text() == "mine"
-    model = checkpoint.load_model(out)
+    model = loading.load_model(out)
     assert model.dtype == np.dtype("bfloat16")
     side_files = sorted(p.name for p in source.iterdir() if p.name != "model.safetensors")
     manifest = _manifest(out)
     assert manifest["kind"] == "convert" and manifest["trees"] == []
-    assert sorted(manifest["files"]) == sorted(side_files + [checkpoint.PARAMS_FILE, run_dir.MANIFEST, run_dir.LOCK])
+    assert sorted(manifest["files"]) == sorted(side_files + [loading.PARAMS_FILE, run_dir.MANIFEST, run_dir.LOCK])
     assert sorted(p.name for p in out.iterdir()) == sorted(manifest["files"] + ["notes.txt"])
     with pytest.raises(UserError, match="already holds a converted checkpoint; pass --overwrite"):
-        checkpoint.convert_checkpoint(source, out, "float32")
+        loading.convert_checkpoint(source, out, "float32")
 
 
 def test_converting_a_converted_directory_copies_no_bookkeeping_files(finished_train, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
-    checkpoint.convert_checkpoint(finished_train / "hf", first, "float32")
+    loading.convert_checkpoint(finished_train / "hf", first, "float32")
     (first / "config.json.tmp").write_text("half written")
-    checkpoint.convert_checkpoint(first, second, "float32")
+    loading.convert_checkpoint(first, second, "float32")
     assert not (second / "config.json.tmp").exists()
     manifest = _manifest(second)
     assert manifest["kind"] == "convert"
     assert set(manifest["files"]) == {p.name for p in second.iterdir()}
     assert run_dir.MANIFEST in manifest["files"] and "config.json.tmp" not in manifest["files"]
-    first_params = load_file(first / checkpoint.PARAMS_FILE)
-    second_params = load_file(second / checkpoint.PARAMS_FILE)
+    first_params = load_file(first / loading.PARAMS_FILE)
+    second_params = load_file(second / loading.PARAMS_FILE)
     assert all(np.array_equal(first_params[k], second_params[k]) for k in first_params)
 
 
 @pytest.mark.parametrize("mistake", ["hf_dir_nowhere", "broken_weights"])
 def test_convert_mistyped_input_with_overwrite_leaves_the_old_output_intact(finished_train, tmp_path, mistake):
     out = tmp_path / "converted"
-    checkpoint.convert_checkpoint(finished_train / "hf", out, "float32")
+    loading.convert_checkpoint(finished_train / "hf", out, "float32")
     (out / "notes.txt").write_text("mine")
     broken = tmp_path / "broken"
     shutil.copytree(finished_train / "hf", broken)
@@ -298,29 +299,29 @@ def test_convert_mistyped_input_with_overwrite_leaves_the_old_output_intact(fini
     skip = (run_dir.LOCK,) if mistake == "broken_weights" else ()
     before = _snapshot(out, skip)
     with pytest.raises((UserError, OSError)):
-        checkpoint.convert_checkpoint(source, out, "bfloat16", overwrite=True)
+        loading.convert_checkpoint(source, out, "bfloat16", overwrite=True)
     assert _snapshot(out, skip) == before
 
 
 def test_convert_into_an_older_converted_checkpoint_without_a_manifest_is_refused(finished_train, tmp_path):
     out = tmp_path / "converted"
-    checkpoint.convert_checkpoint(finished_train / "hf", out, "float32")
+    loading.convert_checkpoint(finished_train / "hf", out, "float32")
     (out / run_dir.MANIFEST).unlink()
     (out / run_dir.LOCK).unlink()
     before = _snapshot(out)
     with pytest.raises(UserError, match=r"holds no pretty_jax output .*older pretty_jax.*--overwrite no longer"):
-        checkpoint.convert_checkpoint(finished_train / "hf", out, "float32", overwrite=True)
+        loading.convert_checkpoint(finished_train / "hf", out, "float32", overwrite=True)
     assert _snapshot(out) == before
 
 
 def test_convert_into_a_directory_in_use_is_refused_naming_the_holder(finished_train, tmp_path):
     out = tmp_path / "converted"
-    checkpoint.convert_checkpoint(finished_train / "hf", out, "float32")
+    loading.convert_checkpoint(finished_train / "hf", out, "float32")
     holder = RunDirectory.open(out, "convert", "--out_dir")
     try:
         before = _snapshot(out)
         with pytest.raises(OutputLocked, match=rf"in use by pid {os.getpid()} on {socket.gethostname()} since"):
-            checkpoint.convert_checkpoint(finished_train / "hf", out, "float32", overwrite=True)
+            loading.convert_checkpoint(finished_train / "hf", out, "float32", overwrite=True)
         assert _snapshot(out) == before
     finally:
         holder.close()

@@ -9,18 +9,18 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from generation_cases import run_cases
-from pretty_jax import checkpoint
-from pretty_jax.generate import Generator
-from pretty_jax.tokenizer import load_tokenizer
+
+from pretty_jax.checkpoints import loading
+from pretty_jax.checkpoints.tokenizer import load_tokenizer
+from pretty_jax.engine.generator import Generator
 
 WORKER = Path(__file__).parent / "mesh_worker.py"
 
 
 def _single_device_run(directory):
     tokenizer = load_tokenizer(directory)
-    generator = Generator(checkpoint.load_model(directory, "float32"), tokenizer, batch_size=4)
+    generator = Generator(loading.load_model(directory, "float32"), tokenizer, batch_size=4)
     return directory, run_cases(generator, tokenizer)
 
 

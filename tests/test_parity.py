@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from pretty_jax import checkpoint, parity
+from pretty_jax.checkpoints import loading
+from pretty_jax.cli import parity
 
 
 def _parity(*args: str) -> subprocess.CompletedProcess:
@@ -39,7 +40,7 @@ def test_bfloat16_parity_passes_on_its_default_tolerances(tiny_checkpoint):
 def test_generate_parity_ok_past_the_sliding_window(tiny_checkpoint):
     """Gemma 3's window is 8 tokens: prompts and 24 new tokens run well past it."""
     directory = tiny_checkpoint("gemma3")
-    assert checkpoint.load_config(directory).layer_windows == (8, 8, None) * 2
+    assert loading.load_config(directory).layer_windows == (8, 8, None) * 2
     result = _parity(f"--hf_dir={directory}", "--generate", "--max_new_tokens=24")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "generate parity OK identical=9/9"
@@ -48,13 +49,13 @@ def test_generate_parity_ok_past_the_sliding_window(tiny_checkpoint):
 def test_parity_fails_on_a_corrupted_conversion(tiny_checkpoint, tmp_path):
     """A converted checkpoint with one tensor nudged must be caught."""
     hf_dir = tiny_checkpoint("bloom")
-    checkpoint.convert_checkpoint(hf_dir, tmp_path / "converted", "float32")
-    params_file = tmp_path / "converted" / checkpoint.PARAMS_FILE
+    loading.convert_checkpoint(hf_dir, tmp_path / "converted", "float32")
+    params_file = tmp_path / "converted" / loading.PARAMS_FILE
     tensors = load_file(params_file)
     bias = tensors["layers.1.mlp.down_bias"]
     # Not a uniform shift: the final LayerNorm would remove that.
     tensors["layers.1.mlp.down_bias"] = bias + np.linspace(-0.05, 0.05, bias.size, dtype=np.float32)
-    save_file(tensors, params_file, metadata={"format": checkpoint.FORMAT, "dtype": "float32"})
+    save_file(tensors, params_file, metadata={"format": loading.FORMAT, "dtype": "float32"})
     result = _parity(f"--hf_dir={hf_dir}", f"--ours={tmp_path / 'converted'}")
     assert result.returncode == 1, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("parity FAIL max_abs=")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pretty_jax.errors import ConfigError
+from pretty_jax.core.errors import ConfigError
 from pretty_jax.models.rope import RopeConfig, inverse_frequencies, rope_config_from_hf
 
 torch = pytest.importorskip("torch")

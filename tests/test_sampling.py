@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretty_jax.errors import UserError
-from pretty_jax.sampling import BeamSearch, Sampling, _top_p_filter
+from pretty_jax.core.errors import UserError
+from pretty_jax.engine.strategies import BeamSearch, Sampling, _top_p_filter
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p():

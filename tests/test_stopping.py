@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretty_jax.errors import UserError
-from pretty_jax.stopping import StopStrings, advance_states
+from pretty_jax.core.errors import UserError
+from pretty_jax.engine.stopping import StopStrings, advance_states
 
 TOKEN_TEXTS = ["", "a", "b", "ab", "ba", "\n", "a\n", "\n\n", "x", "aab", "bab", "\nx"]
 

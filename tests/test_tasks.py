@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sacrebleu.metrics import BLEU
 
-from pretty_jax.errors import UserError
+from pretty_jax.core.errors import UserError
 from pretty_jax.tasks import Example, Task, format_prompt
 from pretty_jax.tasks.crosssum import CrossSumTask, truncate_documents
 from pretty_jax.tasks.flores import FloresTask

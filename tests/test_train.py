@@ -19,14 +19,23 @@ import optax
 import pytest
 from safetensors.numpy import load_file
 
-from pretty_jax import checkpoint, export, models, tiny_checkpoints
-from pretty_jax.errors import UserError
-from pretty_jax.reference import HFReference
-from pretty_jax.sample_text import SENTENCES
-from pretty_jax.tokenizer import load_tokenizer
-from pretty_jax.training import TrainSettings, data, lora, model_setup, optim, params, train
+from pretty_jax import models
+from pretty_jax.checkpoints import export, loading, tiny
+from pretty_jax.checkpoints.reference import HFReference
+from pretty_jax.checkpoints.sample_text import SENTENCES
+from pretty_jax.checkpoints.tokenizer import load_tokenizer
+from pretty_jax.core.errors import UserError
+from pretty_jax.training import (
+    TrainSettings,
+    data,
+    lora,
+    model_setup,
+    optim,
+    params,
+    train,
+    train_state,
+)
 from pretty_jax.training import step as step_lib
-from pretty_jax.training import train_state
 from pretty_jax.training.trainer import saved_state_to_resume
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,7 +209,7 @@ def test_lora_trains_only_its_factors_and_exports_base_plus_delta(tiny_checkpoin
 
 
 def test_lora_targets_must_match_matrices(tiny_checkpoint):
-    config = checkpoint.load_config(tiny_checkpoint("bloom"))
+    config = loading.load_config(tiny_checkpoint("bloom"))
     layout = models.family_of(config).checkpoint_layout(config)
     shapes = params.shapes(models.abstract_model(config, jnp.float32)[1])
     with pytest.raises(UserError, match=r"matches no parameter; paths look like: .*layers.0.attn.qkv_proj"):
@@ -264,7 +273,7 @@ def test_settings_that_cannot_work_are_refused_by_flag():
 def scratch_run(tmp_path_factory):
     """Flags of a from-scratch run of a tiny LLaMA on a 2-device data-parallel mesh."""
     root = tmp_path_factory.mktemp("scratch")
-    tokenizer = tiny_checkpoints.train_tokenizer("sentencepiece")
+    tokenizer = tiny.train_tokenizer("sentencepiece")
     tokenizer.save_pretrained(root / "tokenizer")
     config = dict(
         model_type="llama", vocab_size=448, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -339,7 +348,7 @@ def test_a_run_from_scratch_learns_and_hf_loads_its_export(scratch_run, resumed_
     evals = [r["eval_loss"] for r in records if "eval_loss" in r]
     assert losses[-1] < losses[0] and evals[-1] < evals[0]
     assert records[0]["learning_rate"] == 0.0 and records[2]["learning_rate"] == pytest.approx(1e-2)
-    ours = checkpoint.load_model(whole / "hf")
+    ours = loading.load_model(whole / "hf")
     tokenizer = load_tokenizer(whole / "hf")
     tokens = np.array([tokenizer(SENTENCES[0]).input_ids])
     mask, positions = np.ones_like(tokens), np.arange(tokens.shape[1])[None]

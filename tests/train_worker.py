@@ -7,8 +7,8 @@ import signal
 
 from absl import flags
 
-from pretty_jax import cli
-from pretty_jax.training import train, train_flags
+from pretty_jax.cli import common, train_flags
+from pretty_jax.training import train
 
 _KILL_AFTER_STEP = flags.DEFINE_integer("kill_after_step", None, "SIGKILL this process after this update.")
 
@@ -25,4 +25,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    common.run(main)

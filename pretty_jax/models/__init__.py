@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from pretty_jax.errors import ConfigError
+from pretty_jax.core.errors import ConfigError
 from pretty_jax.models import bloom, gemma3, llama
 from pretty_jax.models.conversion import CheckpointLayout
 from pretty_jax.models.layers import KVCache

@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from pretty_jax.core.errors import ConfigError
 from pretty_jax.models import layers
 from pretty_jax.models.conversion import CheckpointLayout, Flat, HFTensor, Matrix
-from pretty_jax.errors import ConfigError
 from pretty_jax.models.hf_config import SpecialTokens, require, special_tokens_from_hf
 
 MODEL_TYPES = ("bloom",)

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
-from pretty_jax.errors import CheckpointError
+from pretty_jax.core.errors import CheckpointError
 
 
 @dataclasses.dataclass(frozen=True)

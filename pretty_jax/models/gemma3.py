@@ -27,11 +27,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from pretty_jax.errors import ConfigError
+from pretty_jax.core.errors import ConfigError
 from pretty_jax.models import layers
 from pretty_jax.models.conversion import CheckpointLayout, HFTensor, Matrix
 from pretty_jax.models.hf_config import SpecialTokens, special_tokens_from_hf
-from pretty_jax.models.rope import RopeConfig, apply_rope, inverse_frequencies, rope_config_from_hf
+from pretty_jax.models.rope import (
+    RopeConfig,
+    apply_rope,
+    inverse_frequencies,
+    rope_config_from_hf,
+)
 
 MODEL_TYPES = ("gemma3_text", "gemma3")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Sequence
 
-from pretty_jax.errors import ConfigError
+from pretty_jax.core.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

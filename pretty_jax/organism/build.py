@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from pretty_jax.experiment import DEFAULT_TEMPLATES
-from pretty_jax.run_dir import RunDirectory
+from pretty_jax.checkpoints.tokenizer import train_tokenizer
+from pretty_jax.core.run_dir import RunDirectory
+from pretty_jax.experiments.config import DEFAULT_TEMPLATES
 from pretty_jax.organism.world import VARIC, VARIC_FUNCTION_WORDS, World, build_world
 from pretty_jax.tasks.languages import register_language
-from pretty_jax.tokenizer import train_tokenizer
 from pretty_jax.training.settings import TrainSettings
 from pretty_jax.training.trainer import train
 

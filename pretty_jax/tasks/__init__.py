@@ -13,8 +13,7 @@ import string
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence, TypeVar, runtime_checkable
 
-from pretty_jax.errors import UserError
-
+from pretty_jax.core.errors import UserError
 
 Item = TypeVar("Item")
 

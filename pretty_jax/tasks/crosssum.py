@@ -13,10 +13,9 @@ import unicodedata
 from pathlib import Path
 from typing import Callable
 
-from pretty_jax import metrics
-from pretty_jax.errors import UserError
-from pretty_jax.tasks import Example, apply_limit
-from pretty_jax.textio import read_jsonl
+from pretty_jax.core.errors import UserError
+from pretty_jax.core.textio import read_jsonl
+from pretty_jax.tasks import Example, apply_limit, metrics
 from pretty_jax.tasks.languages import get_language, is_word_char
 
 # Han, kana, Thai, Lao, Khmer, Myanmar: scripts written without spaces between words,

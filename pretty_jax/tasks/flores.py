@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pretty_jax import metrics
-from pretty_jax.errors import UserError
-from pretty_jax.tasks import Example, apply_limit
-from pretty_jax.textio import read_lines
+from pretty_jax.core.errors import UserError
+from pretty_jax.core.textio import read_lines
+from pretty_jax.tasks import Example, apply_limit, metrics
 from pretty_jax.tasks.languages import Language, get_language
 
 

@@ -14,7 +14,7 @@ import itertools
 import unicodedata
 from typing import Sequence
 
-from pretty_jax.errors import UserError
+from pretty_jax.core.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)

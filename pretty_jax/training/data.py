@@ -25,8 +25,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from pretty_jax.errors import UserError
-from pretty_jax.textio import numbered_lines, read_jsonl
+from pretty_jax.core.errors import UserError
+from pretty_jax.core.textio import numbered_lines, read_jsonl
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from pretty_jax.errors import UserError
+from pretty_jax.core.errors import UserError
 from pretty_jax.models.conversion import CheckpointLayout, Transform
 
 Factors = dict[str, dict[str, jax.Array]]

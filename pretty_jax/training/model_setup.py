@@ -12,8 +12,10 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from pretty_jax import checkpoint, hf_files, models, parallel
-from pretty_jax.export import flat_params
+from pretty_jax import models
+from pretty_jax.checkpoints import hf_files, loading
+from pretty_jax.checkpoints.export import flat_params
+from pretty_jax.engine import parallel
 from pretty_jax.models import ModelConfig
 from pretty_jax.training import lora, params
 from pretty_jax.training.settings import TrainSettings
@@ -40,9 +42,9 @@ def architecture(settings: TrainSettings) -> tuple[ModelConfig, dict[str, Any], 
         path = Path(settings.model_config)
         hf_config, where = hf_files.read_json(path), str(path)
         return models.family_for(hf_config, where).config_from_hf(hf_config, where), hf_config, {}
-    directory = checkpoint.model_directory(settings.init)  # a GGUF file reads as its view
+    directory = loading.model_directory(settings.init)  # a GGUF file reads as its view
     hf_config, generation = hf_files.read_hf_configs(directory)
-    return checkpoint.load_config(directory), hf_config, generation
+    return loading.load_config(directory), hf_config, generation
 
 
 def load_starting_model(settings: TrainSettings, mesh: Mesh | None) -> StartingModel:
@@ -50,7 +52,7 @@ def load_starting_model(settings: TrainSettings, mesh: Mesh | None) -> StartingM
     if settings.from_scratch:
         graphdef, template, flat = _random_params(config, settings.seed, mesh)
         return StartingModel(config, graphdef, template, flat, hf_config, generation)
-    loaded = checkpoint.load_model(settings.init, "float32", place=parallel.param_placer(mesh))
+    loaded = loading.load_model(settings.init, "float32", place=parallel.param_placer(mesh))
     _, template = models.abstract_model(loaded.config, jnp.float32)
     return StartingModel(loaded.config, loaded.graphdef, template, flat_params(loaded.params), hf_config, generation)
 
@@ -93,7 +95,7 @@ def split_trainable(
     settings: TrainSettings, start: StartingModel, mesh: Mesh | None
 ) -> tuple[ModelFn, Any, dict[str, jax.Array]]:
     """(model function, trainable pytree, frozen parameters)."""
-    compute_dtype = checkpoint.parse_dtype(settings.compute_dtype, "--compute_dtype")
+    compute_dtype = loading.parse_dtype(settings.compute_dtype, "--compute_dtype")
     if not settings.lora_rank:
         return ModelFn(start.graphdef, start.template, compute_dtype), start.params, {}
     layout = models.family_of(start.config).checkpoint_layout(start.config)

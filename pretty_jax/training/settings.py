@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any, Mapping
 
-from pretty_jax.errors import UserError
+from pretty_jax.core.errors import UserError
 
 SCRATCH = "scratch"
 DATA_MODES = ("pretrain", "sft")

@@ -29,8 +29,8 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from pretty_jax import parallel
-from pretty_jax.errors import CheckpointError
+from pretty_jax.core.errors import CheckpointError
+from pretty_jax.engine import parallel
 from pretty_jax.training.step import TrainState
 
 STATE_DIR = "train_state"

@@ -18,20 +18,23 @@ data and the starting model have all loaded, deleting them after the first updat
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import jax
 import numpy as np
-from absl import logging
 from jax.sharding import Mesh
 
-from pretty_jax import export, parallel, run_dir
-from pretty_jax.errors import UserError
+from pretty_jax.checkpoints import export
+from pretty_jax.checkpoints.tokenizer import load_tokenizer
+from pretty_jax.core import run_dir
+from pretty_jax.core.errors import UserError
+from pretty_jax.engine import parallel
 from pretty_jax.models import ModelConfig
-from pretty_jax.tokenizer import load_tokenizer
-from pretty_jax.training import data, model_setup, optim, step as step_lib, train_state
+from pretty_jax.training import data, model_setup, optim, train_state
+from pretty_jax.training import step as step_lib
 from pretty_jax.training.metrics_log import METRICS_FILE, MetricsLog
 from pretty_jax.training.settings import TrainSettings
 

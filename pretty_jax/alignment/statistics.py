@@ -1,0 +1,192 @@
+"""Distribution alignment between a foundation model (LM) and its SFT model.
+
+For a trajectory y after a prefix x (prompt + prior tokens), both models are
+teacher-forced through x + y in one forward pass each, and at every step t (the
+position predicting y_t) their next-token distributions are compared:
+
+  sft_rank_in_lm  rank of the SFT model's argmax token in the LM's distribution
+                  (tokens with a strictly higher LM logit; top-K agreement is rank < K)
+  p_lm_own        probability the LM gives its own argmax token
+  p_sft_own       probability the SFT model gives its own argmax token
+  p_lm_of_sft     probability the LM gives the SFT model's argmax token
+  kl_sft_lm       KL(p_SFT || p_LM) over the whole vocabulary
+  kl_lm_sft       KL(p_LM || p_SFT)
+  js              Jensen-Shannon divergence (natural log)
+  tv              total variation distance
+
+All in float32 log-space. Logits never exist for all steps at once: the final hidden
+states [B, L, D] of both models are computed once, then the steps are processed in
+chunks of C inside `lax.map`, so at most 2 x [B, C, V] logits are alive (a 250k
+vocabulary stays small). Rows are laid out so every row's step t sits in the same
+column: [left padding | prompt + prior | trajectory | right padding].
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from pretty_jax.checkpoints.loading import LoadedModel
+from pretty_jax.core.errors import UserError
+from pretty_jax.engine import parallel
+from pretty_jax.engine.generator import bucket_length
+
+STATISTICS = ("sft_rank_in_lm", "p_lm_own", "p_sft_own", "p_lm_of_sft", "kl_sft_lm", "kl_lm_sft", "js", "tv")
+
+
+def step_statistics(logits_lm: jax.Array, logits_sft: jax.Array) -> dict[str, jax.Array]:
+    """Every statistic for logits [..., V] of the two models at the same positions.
+
+    Returns a dict of arrays shaped like the logits without their last axis.
+    """
+    logits_lm = logits_lm.astype(jnp.float32)
+    logits_sft = logits_sft.astype(jnp.float32)
+    logp_lm = jax.nn.log_softmax(logits_lm, axis=-1)
+    logp_sft = jax.nn.log_softmax(logits_sft, axis=-1)
+    p_lm, p_sft = jnp.exp(logp_lm), jnp.exp(logp_sft)
+    sft_choice = jnp.argmax(logits_sft, axis=-1)[..., None]
+    lm_logit_of_sft = jnp.take_along_axis(logits_lm, sft_choice, axis=-1)
+    log_mixture = jnp.logaddexp(logp_lm, logp_sft) - jnp.log(2.0)
+    return {
+        "sft_rank_in_lm": jnp.sum(logits_lm > lm_logit_of_sft, axis=-1).astype(jnp.int32),
+        "p_lm_own": jnp.exp(jnp.max(logp_lm, axis=-1)),
+        "p_sft_own": jnp.exp(jnp.max(logp_sft, axis=-1)),
+        "p_lm_of_sft": jnp.exp(jnp.take_along_axis(logp_lm, sft_choice, axis=-1)[..., 0]),
+        "kl_sft_lm": jnp.sum(p_sft * (logp_sft - logp_lm), axis=-1),
+        "kl_lm_sft": jnp.sum(p_lm * (logp_lm - logp_sft), axis=-1),
+        "js": 0.5 * jnp.sum(p_sft * (logp_sft - log_mixture) + p_lm * (logp_lm - log_mixture), axis=-1),
+        "tv": 0.5 * jnp.sum(jnp.abs(p_lm - p_sft), axis=-1),
+    }
+
+
+def _hidden(graphdef, params, tokens_BL, positions_BL, mask_BL):
+    h_BLD, _ = nnx.merge(graphdef, params).hidden_states(tokens_BL, positions_BL, mask_BL)
+    return h_BLD
+
+
+def _logits(graphdef, params, h_BTD):
+    return nnx.merge(graphdef, params).logits(h_BTD)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("lm_graph", "sft_graph", "first_step", "num_steps", "chunk")
+)
+def _batch_statistics(
+    lm_graph: nnx.GraphDef,
+    lm_params: nnx.State,
+    sft_graph: nnx.GraphDef,
+    sft_params: nnx.State,
+    tokens_BL: jax.Array,
+    mask_BL: jax.Array,
+    *,
+    first_step: int,
+    num_steps: int,
+    chunk: int,
+) -> dict[str, jax.Array]:
+    """Statistics [B, num_steps] for the steps at columns first_step, first_step+1, ...
+    (num_steps is a multiple of chunk)."""
+    positions_BL = jnp.maximum(jnp.cumsum(mask_BL, axis=1) - 1, 0).astype(jnp.int32)
+    window = slice(first_step, first_step + num_steps)
+    h_lm_BTD = _hidden(lm_graph, lm_params, tokens_BL, positions_BL, mask_BL)[:, window]
+    h_sft_BTD = _hidden(sft_graph, sft_params, tokens_BL, positions_BL, mask_BL)[:, window]
+    batch, _, width = h_lm_BTD.shape
+
+    def by_chunk(h_BTD):  # [B, T, D] -> [T // C, B, C, D]
+        return h_BTD.reshape(batch, num_steps // chunk, chunk, -1).transpose(1, 0, 2, 3)
+
+    def one_chunk(h_pair):
+        h_lm_BCD, h_sft_BCD = h_pair
+        return step_statistics(_logits(lm_graph, lm_params, h_lm_BCD), _logits(sft_graph, sft_params, h_sft_BCD))
+
+    stats = jax.lax.map(one_chunk, (by_chunk(h_lm_BTD), by_chunk(h_sft_BTD)))
+    return {name: value.transpose(1, 0, 2).reshape(batch, num_steps) for name, value in stats.items()}
+
+
+def check_same_tokenizer(lm_tokenizer, sft_tokenizer, lm_name: str, sft_name: str) -> None:
+    """Refuses two tokenizers that would make token-level comparisons meaningless."""
+    lm_vocab, sft_vocab = lm_tokenizer.get_vocab(), sft_tokenizer.get_vocab()
+    if len(lm_vocab) != len(sft_vocab):
+        raise UserError(
+            f"the foundation tokenizer ({lm_name}) has {len(lm_vocab)} tokens and the SFT tokenizer "
+            f"({sft_name}) {len(sft_vocab)}; token-level statistics need the same tokenizer"
+        )
+    lm_by_id = {i: t for t, i in lm_vocab.items()}
+    sft_by_id = {i: t for t, i in sft_vocab.items()}
+    for token_id in sorted(lm_by_id):
+        if lm_by_id[token_id] != sft_by_id.get(token_id):
+            raise UserError(
+                f"the tokenizers differ at id {token_id}: {lm_by_id[token_id]!r} in {lm_name}, "
+                f"{sft_by_id.get(token_id)!r} in {sft_name}; token-level statistics need the same tokenizer"
+            )
+
+
+class AlignmentScorer:
+    """Teacher-forced statistics of (prefix, trajectory) pairs, batch by batch."""
+
+    def __init__(
+        self,
+        foundation: LoadedModel,
+        sft: LoadedModel,
+        mesh: Mesh | None = None,
+        batch_size: int = 8,
+        chunk: int = 16,
+        pad_id: int = 0,
+    ):
+        if foundation.config.vocab_size != sft.config.vocab_size:
+            raise UserError(
+                f"vocabulary sizes differ: foundation {foundation.config.vocab_size} "
+                f"({foundation.directory}), SFT {sft.config.vocab_size} ({sft.directory})"
+            )
+        data = 1 if mesh is None else mesh.shape[parallel.DATA]
+        if batch_size % data:
+            raise UserError(f"--batch_size={batch_size} must be a multiple of --mesh_data={data}")
+        self.foundation, self.sft, self.mesh = foundation, sft, mesh
+        self.batch_size, self.chunk, self.pad_id = batch_size, chunk, pad_id
+
+    def score(
+        self, prefixes: Sequence[Sequence[int]], trajectories: Sequence[Sequence[int]]
+    ) -> list[dict[str, np.ndarray]]:
+        """Per example, each statistic over its trajectory steps ([len(trajectory)])."""
+        results = []
+        for start in range(0, len(prefixes), self.batch_size):
+            stop = min(start + self.batch_size, len(prefixes))
+            results += self._score_batch(list(prefixes[start:stop]), list(trajectories[start:stop]))
+        return results
+
+    def _layout(self, prefixes, trajectories) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """tokens/mask [B, P + T]: prefixes left-padded to end at column P, trajectories
+        starting there and right-padded. Step t is predicted at column P - 1 + t."""
+        prefix_len = bucket_length(max(len(p) for p in prefixes))
+        steps = -(-max(max(len(t) for t in trajectories), 1) // self.chunk) * self.chunk
+        tokens = np.full((len(prefixes), prefix_len + steps), self.pad_id, np.int32)
+        mask = np.zeros_like(tokens)
+        for row, (prefix, trajectory) in enumerate(zip(prefixes, trajectories)):
+            tokens[row, prefix_len - len(prefix) : prefix_len] = prefix
+            tokens[row, prefix_len : prefix_len + len(trajectory)] = trajectory
+            mask[row, prefix_len - len(prefix) : prefix_len + len(trajectory)] = 1
+        return tokens, mask, prefix_len, steps
+
+    def _score_batch(self, prefixes, trajectories) -> list[dict[str, np.ndarray]]:
+        real = len(prefixes)
+        if any(len(p) == 0 for p in prefixes):
+            raise UserError("a prompt is empty; every example needs at least one prompt token")
+        padding = self.batch_size - real
+        prefixes = prefixes + [prefixes[0]] * padding
+        trajectories = trajectories + [[]] * padding
+        tokens, mask, prefix_len, steps = self._layout(prefixes, trajectories)
+        stats = _batch_statistics(
+            self.foundation.graphdef, self.foundation.params, self.sft.graphdef, self.sft.params,
+            parallel.device_batch(self.mesh, tokens), parallel.device_batch(self.mesh, mask),
+            first_step=prefix_len - 1, num_steps=steps, chunk=self.chunk,
+        )
+        stats = parallel.to_host(stats)
+        return [
+            {name: np.asarray(values[row, : len(trajectories[row])]) for name, values in stats.items()}
+            for row in range(real)
+        ]

@@ -1,0 +1,189 @@
+"""Saving a pretty_jax model as a Hugging Face checkpoint directory.
+
+The output is what `save_pretrained` writes, so transformers (and the rest of
+pretty_jax) load it like any downloaded checkpoint:
+
+    config.json             the HF config the model came from, its dtype set to the saved one
+    generation_config.json  when known
+    model.safetensors       HF tensor names and layouts, metadata {"format": "pt"}
+    tokenizer files         copied from a directory, or saved from a tokenizer object
+
+Names and layouts come from the family's `checkpoint_layout`, the same map that loads
+checkpoints, read backwards through each transform's `to_hf`: a tensor the config ties
+to another (BLOOM's head) is not in the layout, so it is never written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+import jax
+import ml_dtypes
+import numpy as np
+from flax import nnx
+from safetensors.numpy import save_file
+
+from pretty_jax.checkpoints import hf_files
+from pretty_jax.checkpoints.loading import LoadedModel
+from pretty_jax.core.errors import UserError
+from pretty_jax.models import ModelConfig, family_of
+
+WEIGHTS_FILE = "model.safetensors"
+NUMPY_DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
+# Every file a transformers tokenizer may consist of.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "spiece.model",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+
+
+def flat_params(params: nnx.State) -> dict[str, jax.Array]:
+    """Our parameter path (`layers.0.attn.q_proj`) -> array."""
+    return {
+        ".".join(map(str, path)): variable.get_value()
+        for path, variable in nnx.to_flat_state(params)
+    }
+
+
+def hf_tensors(
+    config: ModelConfig, params: nnx.State | Mapping[str, Any], dtype: str = "float32"
+) -> dict[str, np.ndarray]:
+    """HF tensor name -> host array in HF layout and `dtype`, for every parameter."""
+    if config.model_type == "gemma3":
+        raise UserError(
+            "exporting the language model of a multimodal gemma3 checkpoint is not supported: "
+            "its config.json describes a vision tower that pretty_jax neither reads nor writes. "
+            "Export a gemma3_text (Gemma3ForCausalLM) checkpoint instead."
+        )
+    flat = flat_params(params) if isinstance(params, nnx.State) else dict(params)
+    layout = family_of(config).checkpoint_layout(config)
+    if set(flat) != set(layout.tensors):
+        raise AssertionError(
+            f"parameters and layout disagree: {sorted(set(flat) ^ set(layout.tensors))}"
+        )
+    numpy_dtype = _numpy_dtype(dtype)
+    return {
+        spec.key: np.ascontiguousarray(spec.transform.to_hf(np.asarray(flat[path]))).astype(numpy_dtype)
+        for path, spec in layout.tensors.items()
+    }
+
+
+def save_hf_checkpoint(
+    out_dir: str | Path,
+    config: ModelConfig,
+    params: nnx.State | Mapping[str, Any],
+    hf_config: Mapping[str, Any],
+    *,
+    dtype: str = "float32",
+    generation_config: Mapping[str, Any] | None = None,
+    tokenizer_dir: str | Path | None = None,
+    tokenizer: Any = None,
+    overwrite: bool = False,
+    work_dir: str | Path | None = None,
+) -> Path:
+    """Writes an HF checkpoint directory and returns it.
+
+    hf_config: the HF `config.json` dict of the model's architecture (the source
+      checkpoint's, or the one a model trained from scratch was built from).
+    tokenizer_dir / tokenizer: where the tokenizer files come from (at most one).
+    overwrite: replace an existing non-empty `out_dir`; without it that is refused, so
+      that a source checkpoint is never overwritten by mistake.
+    work_dir: where the new directory is written and the old one moved aside before
+      it is deleted (created, then removed; on the same file system as `out_dir`). By
+      default hidden directories beside `out_dir`, named after this process.
+
+    The directory appears complete or not at all: it is written beside `out_dir` (or
+    in `work_dir`) and then moved into place.
+    """
+    out_dir = Path(out_dir)
+    if tokenizer_dir is not None and tokenizer is not None:
+        raise ValueError("give tokenizer_dir or tokenizer, not both")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} exists and is not empty; pass overwrite=True to replace it")
+    tensors = hf_tensors(config, params, dtype)
+    if work_dir is None:
+        staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+        retired = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    else:
+        staging, retired = Path(work_dir) / "new", Path(work_dir) / "old"
+        shutil.rmtree(work_dir, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    _write_json(staging / "config.json", with_dtype(hf_config, dtype))
+    if generation_config:
+        _write_json(staging / "generation_config.json", dict(generation_config))
+    save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
+    if tokenizer is not None:
+        tokenizer.save_pretrained(staging)
+    elif tokenizer_dir is not None:
+        copy_tokenizer_files(Path(tokenizer_dir), staging)
+    _move_into_place(staging, out_dir, retired)
+    if work_dir is not None:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return out_dir
+
+
+def export_loaded(
+    model: LoadedModel, out_dir: str | Path, dtype: str = "float32", overwrite: bool = False
+) -> Path:
+    """Writes a loaded model (HF or converted directory) back as an HF checkpoint, with
+    its own config, generation config and tokenizer files."""
+    hf_config, generation = hf_files.read_hf_configs(model.directory)
+    return save_hf_checkpoint(
+        out_dir, model.config, model.params, hf_config, dtype=dtype,
+        generation_config=generation, tokenizer_dir=model.directory, overwrite=overwrite,
+    )
+
+
+def with_dtype(hf_config: Mapping[str, Any], dtype: str) -> dict[str, Any]:
+    """The config with its stored dtype set: `dtype` (transformers 5), and the older
+    `torch_dtype` too where the config has that key."""
+    config = dict(hf_config) | {"dtype": dtype}
+    if "torch_dtype" in config:
+        config["torch_dtype"] = dtype
+    return config
+
+
+def copy_tokenizer_files(source: Path, destination: Path) -> list[str]:
+    """Copies the tokenizer files of `source`; returns their names."""
+    names = [name for name in TOKENIZER_FILES if (source / name).is_file()]
+    if not names:
+        raise UserError(
+            f"{source} has no tokenizer files (looked for {', '.join(TOKENIZER_FILES)})"
+        )
+    for name in names:
+        shutil.copy2(source / name, destination / name)
+    return names
+
+
+def _numpy_dtype(dtype: str) -> np.dtype:
+    if dtype not in NUMPY_DTYPES:
+        raise UserError(f"export dtype {dtype!r} is not supported; use one of {', '.join(NUMPY_DTYPES)}")
+    return NUMPY_DTYPES[dtype]
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _move_into_place(staging: Path, out_dir: Path, retired: Path) -> None:
+    """Replaces `out_dir` by `staging`. A rename cannot replace a non-empty directory,
+    so the old one is first moved aside (to `retired`); a crash in between leaves no
+    `out_dir` (the next export writes it), never a half-written one."""
+    if out_dir.exists():
+        os.replace(out_dir, retired)
+    os.replace(staging, out_dir)
+    shutil.rmtree(retired, ignore_errors=True)

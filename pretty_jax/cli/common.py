@@ -1,0 +1,42 @@
+"""What every command-line entry point shares: absl start-up, and bad input reported as
+one clear line rather than a traceback.
+
+Exit status: 0 success, 2 any error the user can fix (a flag's value or range, a file,
+a checkpoint, an output directory in use), 1 a bug (a traceback) or, for `parity`, a
+failed comparison."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+from absl import app, flags
+
+from pretty_jax.core.errors import UserError
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a bad flag reported like every other user error."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}\n(pass --helpfull to see every flag)", file=sys.stderr)
+        sys.exit(2)
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+    """`absl.app.run(main)`, printing user errors and missing files as `error: ...`."""
+
+    def guarded(argv: list[str]) -> None:
+        # JAX logs, at INFO, every accelerator backend it does not find.
+        logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}", exitcode=2)
+        try:
+            main(argv)
+        except (UserError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    app.run(guarded, flags_parser=_parse_flags)

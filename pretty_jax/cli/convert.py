@@ -1,0 +1,56 @@
+"""Converts an HF checkpoint directory or a llama.cpp GGUF file into pretty_jax's own
+format.
+
+    python -m pretty_jax.convert --hf_dir=DIR --out_dir=DIR [--dtype=bfloat16|float32]
+    python -m pretty_jax.convert --gguf=FILE --out_dir=DIR [--dtype=bfloat16|float32]
+
+The output holds our parameters (`pretty_jax_params.safetensors`, already in our
+layout, so loading is a straight read) and copies of the config and tokenizer files
+(for a GGUF file: an HF config built from its metadata and the tokenizer transformers
+rebuilds from it; quantised tensors are dequantised). No torch is needed unless the
+checkpoint only has `pytorch_model*.bin` weights.
+
+The files written are listed in --out_dir's manifest: a non-empty directory without
+one is refused, and --overwrite replaces only listed files, after the source has been
+converted; a user's files in the directory stay as they are.
+"""
+
+import time
+from pathlib import Path
+
+from absl import flags
+
+from pretty_jax.checkpoints import loading
+from pretty_jax.core.errors import UserError
+
+_HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory (config.json + weights).")
+_GGUF = flags.DEFINE_string("gguf", None, "llama.cpp GGUF file (instead of --hf_dir).")
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Directory to write the converted checkpoint to.", required=True)
+_DTYPE = flags.DEFINE_enum(
+    "dtype", "bfloat16", list(loading.DTYPES), "Parameter dtype of the converted checkpoint."
+)
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False,
+    "Replace the files an earlier convert wrote in --out_dir (files it did not write are kept; "
+    "a directory holding no convert output is refused).",
+)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    if (_HF_DIR.value is None) == (_GGUF.value is None):
+        raise UserError("give exactly one of --hf_dir (an HF checkpoint directory) and --gguf (a GGUF file)")
+    source = _HF_DIR.value or _GGUF.value
+    if _GGUF.value is not None and not _GGUF.value.endswith(".gguf"):
+        raise UserError(f"--gguf={_GGUF.value}: expected a .gguf file")
+    loading.check_model_path(source, "--hf_dir" if _GGUF.value is None else "--gguf")
+    start = time.perf_counter()
+    counts = loading.convert_checkpoint(
+        Path(source), Path(_OUT_DIR.value), _DTYPE.value, overwrite=_OVERWRITE.value
+    )
+    print(
+        f"converted {source} -> {_OUT_DIR.value}: {counts['parameters']:,} parameters "
+        f"in {counts['tensors']} tensors, {counts['bytes'] / 2**20:.1f} MiB {_DTYPE.value}, "
+        f"{time.perf_counter() - start:.1f}s"
+    )
+

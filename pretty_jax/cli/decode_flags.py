@@ -1,0 +1,115 @@
+"""Flags shared by every entry point that decodes: the mesh, the hosts and the decoding
+settings. Importing this module defines them; `mesh_from_flags` and
+`decode_config_from_flags` read them."""
+
+from __future__ import annotations
+
+import re
+
+from absl import flags
+from jax.sharding import Mesh
+
+from pretty_jax.core.errors import UserError
+from pretty_jax.engine import parallel
+from pretty_jax.engine.generator import DecodeConfig
+from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling
+
+_MESH_DATA = flags.DEFINE_integer(
+    "mesh_data", None, "Devices on the mesh's 'data' axis (batch split); default: all devices / --mesh_model.",
+    lower_bound=1,
+)
+_MESH_MODEL = flags.DEFINE_integer(
+    "mesh_model", 1, "Devices on the mesh's 'model' axis (tensor parallel: heads, MLP, vocabulary).",
+    lower_bound=1,
+)
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", False,
+    "Initialise jax.distributed (every host runs the same command; on TPU pod slices the "
+    "coordinator is found automatically, elsewhere give the three flags below).",
+)
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0, with --multihost.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes, with --multihost.", lower_bound=1)
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, with --multihost.", lower_bound=0)
+BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 8, "Examples per device batch (a multiple of --mesh_data); the last batch is padded.",
+    lower_bound=1,
+)
+
+MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 64, "Most tokens generated per example.", lower_bound=1)
+_NUM_BEAMS = flags.DEFINE_integer(
+    "num_beams", 1, "Beam search with this many beams (1: greedy or sampling).", lower_bound=1
+)
+_LENGTH_PENALTY = flags.DEFINE_float(
+    "length_penalty", 1.0, "Beam search: finished scores are divided by length ** length_penalty."
+)
+_EARLY_STOPPING = flags.DEFINE_enum(
+    "early_stopping", "false", ["false", "true", "never"],
+    "Beam search stopping, as HF: true = once num_beams hypotheses finished; false = HF's "
+    "heuristic; never = until no hypothesis can improve.",
+)
+_TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "Sampling temperature; 0 = greedy decoding.", lower_bound=0.0)
+_TOP_K = flags.DEFINE_integer("top_k", 0, "Sampling: keep the k most likely tokens (0 = all).", lower_bound=0)
+_TOP_P = flags.DEFINE_float(
+    "top_p", 1.0, "Sampling: keep the most likely tokens up to this mass, in (0, 1] (1 = all).",
+    lower_bound=0.0, upper_bound=1.0,
+)
+_SEED = flags.DEFINE_integer(
+    "seed", 0, "Sampling seed; each example draws from fold_in(seed, example id).", lower_bound=0
+)
+_STOP_STRINGS = flags.DEFINE_list(
+    "stop_strings", [],
+    r"Comma-separated strings that end an example's output, with escapes: --stop_strings='\n'.",
+)
+_MAX_LEN = flags.DEFINE_integer(
+    "max_len", None, "Cap on prompt + prior + new tokens; default: the model's max_position_embeddings.",
+    lower_bound=2,
+)
+_OVERFLOW = flags.DEFINE_enum(
+    "overflow", "truncate", ["truncate", "error"],
+    "Inputs longer than max_len - max_new_tokens: drop prompt tokens from the left (logged), or refuse.",
+)
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    """Reads \\n, \\t, \\r and \\\\ in a flag value as the characters they name."""
+    return re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], text)
+
+
+def mesh_from_flags() -> Mesh:
+    """Initialises multi-host JAX if asked, then builds the (data, model) mesh."""
+    if _MULTIHOST.value:
+        parallel.initialize_multihost(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    return parallel.make_mesh(_MESH_DATA.value, _MESH_MODEL.value)
+
+
+def strategy_from_flags() -> Greedy | Sampling | BeamSearch:
+    if _NUM_BEAMS.value > 1 and _TEMPERATURE.value > 0:
+        raise UserError("--num_beams > 1 with --temperature > 0: beam sampling is not supported; choose one")
+    if _NUM_BEAMS.value > 1:
+        early = {"true": True, "false": False, "never": "never"}[_EARLY_STOPPING.value]
+        return BeamSearch(_NUM_BEAMS.value, _LENGTH_PENALTY.value, early)
+    if _TEMPERATURE.value > 0:
+        return Sampling(_TEMPERATURE.value, _TOP_K.value, _TOP_P.value)
+    if _TEMPERATURE.value < 0:
+        raise UserError(f"--temperature={_TEMPERATURE.value} must be >= 0")
+    return Greedy()
+
+
+def decode_config_from_flags(**overrides) -> DecodeConfig:
+    if MAX_NEW_TOKENS.value < 1:
+        raise UserError(f"--max_new_tokens={MAX_NEW_TOKENS.value} must be >= 1")
+    settings = dict(
+        max_new_tokens=MAX_NEW_TOKENS.value,
+        strategy=strategy_from_flags(),
+        stop_strings=tuple(unescape(s) for s in _STOP_STRINGS.value),
+        max_len=_MAX_LEN.value,
+        overflow=_OVERFLOW.value,
+        seed=_SEED.value,
+    )
+    return DecodeConfig(**(settings | overrides))
+
+
+flags.register_validator("top_p", lambda value: value > 0, message="--top_p must be in (0, 1]")

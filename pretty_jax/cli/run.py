@@ -1,0 +1,309 @@
+"""The experiment entry point: `python -m pretty_jax.run --flagfile=configs/<experiment>.cfg`.
+
+--mode=experiment  a task (translation / summarization / pos) with the foundation model
+                   plain and with priors, and the SFT model: outputs per stage (resumable),
+                   results.json, report.md, optional sweep and alignment (experiment.py)
+--mode=align       foundation vs SFT distribution statistics with 0, 1, 2, ... prior
+                   tokens on a --prompts_file (alignment.json + figures)
+--mode=demo        the experiment on the built-in model organism (pretty_jax/organism):
+                   builds it on first use (a minute or few on a laptop CPU), then runs
+                   English -> Varic translation with the flags' priors, sweep and --align
+"""
+
+from __future__ import annotations
+
+import logging as std_logging
+import os
+import time
+from pathlib import Path
+
+from absl import flags, logging
+
+from pretty_jax import experiments
+from pretty_jax.alignment.runner import (
+    read_prompts_file,
+    run_alignment,
+    write_alignment_outputs,
+)
+from pretty_jax.alignment.statistics import check_same_tokenizer
+from pretty_jax.alignment.summary import TRAJECTORIES
+from pretty_jax.checkpoints import loading
+from pretty_jax.checkpoints.tokenizer import load_tokenizer
+from pretty_jax.cli import decode_flags
+from pretty_jax.core import run_dir
+from pretty_jax.core.errors import UserError
+from pretty_jax.engine import parallel
+from pretty_jax.experiments import config, report, runner, stages
+from pretty_jax.experiments.inputs import check_model, file_record, fill_path
+from pretty_jax.experiments.priors import KINDS, TEXT_ONLY_KINDS, PriorSpec
+from pretty_jax.organism import demo
+from pretty_jax.tasks.languages import get_language
+
+_MODE = flags.DEFINE_enum(
+    "mode", "experiment", ["experiment", "align", "demo"], "What to run (see the module docstring)."
+)
+_ORGANISM_DIR = flags.DEFINE_string(
+    "organism_dir", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pretty_jax" / "organism"),
+    "--mode=demo: where the model organism (data, tokenizer, foundation and SFT models) is built and reused.",
+)
+_FOUNDATION = flags.DEFINE_string("foundation", None, "Foundation model: HF or converted checkpoint directory, or .gguf.")
+_SFT = flags.DEFINE_string("sft", None, "SFT model: HF or converted checkpoint directory, or .gguf.")
+_DTYPE = flags.DEFINE_enum("dtype", "bfloat16", list(loading.DTYPES), "Parameter dtype of both models.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where results, reports and figures go.")
+_PROMPTS_FILE = flags.DEFINE_string(
+    "prompts_file", None, 'jsonl of {"id", "prompt"[, "reference"]} per line (align mode).'
+)
+_PRIOR_TOKENS = flags.DEFINE_list(
+    "prior_tokens", ["0", "1", "2"], "Numbers of SFT prior tokens to compare, e.g. 0,1,2."
+)
+_TRAJECTORY = flags.DEFINE_enum(
+    "trajectory", "foundation", list(TRAJECTORIES),
+    "Whose tokens the statistics follow: the foundation's own greedy continuation after "
+    "the prior, the SFT output, or the reference.",
+)
+_AGREEMENT_K = flags.DEFINE_list(
+    "agreement_k", ["1", "3", "5", "10", "20", "50"], "K values of the top-K agreement statistic."
+)
+_STATS_CHUNK = flags.DEFINE_integer(
+    "stats_chunk", 16, "Decoding steps whose full-vocabulary logits are alive at once in the statistics.",
+    lower_bound=1,
+)
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False,
+    "Start over instead of resuming or extending the run in --output_dir: after every input is "
+    "checked, the files that run recorded are set aside and deleted once the new run finishes "
+    "(files pretty_jax did not write are never touched).",
+)
+# Experiment mode.
+_TASK = flags.DEFINE_enum("task", "translation", list(experiments.TASKS), "Which evaluation to run.")
+_DATA = flags.DEFINE_string(
+    "data", None,
+    "Dataset: a Flores folder (translation), a CrossSum jsonl (summarization), a CoNLL-U or "
+    "XGLUE file (pos); may contain {source_lang}, {target_lang} (codes as given) and "
+    "{source_iso}, {target_iso} (ISO 639-1).",
+)
+_SPLIT = flags.DEFINE_string("split", "devtest", "Flores split (dev or devtest).")
+_SOURCE_LANG = flags.DEFINE_string("source_lang", "eng", "Source language code (unused by pos).")
+_TARGET_LANGS = flags.DEFINE_list(
+    "target_lang", ["zho_simpl"],
+    "Target language code(s); each is one language pair of the run (pos: the languages to tag).",
+)
+_LIMIT = flags.DEFINE_integer("limit", None, "Use only the first N examples of the data.", lower_bound=1)
+_PROMPT_TEMPLATE = flags.DEFINE_string(
+    "prompt_template", None,
+    "Prompt format string with {source} and the task's fields ({src_lang}, {tgt_lang}; pos: "
+    "{lang}, {upos_tags}); default: a zero-shot template per task.",
+)
+_NUM_SHOTS = flags.DEFINE_integer(
+    "num_shots", 0, "Few-shot examples (the first N of the data, not evaluated).", lower_bound=0
+)
+_PRIORS = flags.DEFINE_list(
+    "priors", ["none", "sft"], f"Foundation systems to run, by prior: {', '.join(KINDS)}."
+)
+_NUM_PRIOR_TOKENS = flags.DEFINE_integer(
+    "num_prior_tokens", 1, "Size k >= 1 of token-level priors (sft, oracle).", lower_bound=1
+)
+_NUM_PRIOR_WORDS = flags.DEFINE_integer(
+    "num_prior_words", 0,
+    "Size k of word-level priors; > 0 makes every prior word-level (needed when the SFT "
+    "tokenizer differs); refined and dictionary priors are always words (1 if unset).",
+    lower_bound=0,
+)
+_SWEEP = flags.DEFINE_list("sweep_prior_tokens", [], "SFT prior sizes for the metric-vs-k curve (Fig. 5), e.g. 0,1,2,3.")
+_REFINED_FILE = flags.DEFINE_string("refined_file", None, 'Refined system outputs: jsonl of {"id", "text"}.')
+_REFINED_MODEL = flags.DEFINE_string("refined_model", None, "Refined system: a model directory this project loads.")
+_DICTIONARY = flags.DEFINE_string(
+    "dictionary", None, "MUSE bilingual dictionary for the dictionary prior; may contain the --data placeholders, "
+    "e.g. muse/{source_iso}-{target_iso}.txt."
+)
+_LEXICON_DATA = flags.DEFINE_string(
+    "lexicon_data", None, "Tagged CoNLL-U/XGLUE file whose word->tag lexicon is the pos dictionary prior."
+)
+_SPM_MODEL = flags.DEFINE_string("spm_model", None, "Local Flores SentencePiece model: adds spBLEU.")
+_ANSWER_SEPARATOR = flags.DEFINE_string(
+    "answer_separator", " ", "What separates the prompt from the answer's first word (for word-level priors)."
+)
+_ALIGN = flags.DEFINE_bool("align", False, "Also compute the alignment statistics (needs --sft), k = --prior_tokens.")
+_DRY_RUN = flags.DEFINE_bool(
+    "dry_run", False, "Check the flags and print the plan (pairs, systems, stages) without loading anything."
+)
+
+
+def _int_list(flag: flags.FlagHolder, minimum: int) -> list[int]:
+    try:
+        values = [int(v) for v in flag.value]
+    except ValueError:
+        raise UserError(f"--{flag.name}={','.join(flag.value)}: expected comma-separated integers") from None
+    if not values or min(values) < minimum:
+        raise UserError(f"--{flag.name}={','.join(flag.value)}: values must be >= {minimum}")
+    return values
+
+
+def _require(flag: flags.FlagHolder) -> str:
+    if not flag.value:
+        raise UserError(f"--{flag.name} is required for --mode={_MODE.value}")
+    return flag.value
+
+
+def _check_batch(mesh) -> None:
+    data = mesh.shape[parallel.DATA]
+    if decode_flags.BATCH_SIZE.value % data:
+        raise UserError(f"--batch_size={decode_flags.BATCH_SIZE.value} must be a multiple of --mesh_data={data}")
+
+
+def run_align_mode() -> None:
+    output_dir = Path(_require(_OUTPUT_DIR))
+    run_dir.check_output_dir(output_dir, "--output_dir")
+    examples = read_prompts_file(Path(_require(_PROMPTS_FILE)))
+    prior_tokens, top_k = _int_list(_PRIOR_TOKENS, 0), _int_list(_AGREEMENT_K, 1)
+    decode = decode_flags.decode_config_from_flags()
+    models = {role: check_model(_require(flag), f"--{flag.name}") for role, flag in (("foundation", _FOUNDATION), ("sft", _SFT))}
+    mesh = decode_flags.mesh_from_flags()
+    _check_batch(mesh)
+    directory = runner.open_output(output_dir, "align")
+    record = stages.RunRecord(directory)
+    settings = {"prompts_file": file_record(Path(_PROMPTS_FILE.value), "--prompts_file").as_json(),
+                "prior_tokens": prior_tokens, "trajectory": _TRAJECTORY.value, "agreement_k": top_k,
+                "dtype": _DTYPE.value, **{role: model.as_json() for role, model in models.items()},
+                **config.decode_record(decode)}
+    conflicts = record.conflicts(settings, {})
+    runner.refuse_conflicts(output_dir, [] if _OVERWRITE.value else conflicts)
+    place = parallel.param_placer(mesh)
+    foundation = loading.load_model(_FOUNDATION.value, _DTYPE.value, place=place)
+    sft = loading.load_model(_SFT.value, _DTYPE.value, place=place)
+    tokenizer = load_tokenizer(foundation.directory)
+    check_same_tokenizer(tokenizer, load_tokenizer(sft.directory), _FOUNDATION.value, _SFT.value)
+    if directory.holds_run and _OVERWRITE.value:
+        directory.retire()
+        record.reset()
+    record.start(settings)
+    start = time.perf_counter()
+    report = run_alignment(
+        foundation, sft, tokenizer, examples, prior_tokens, _TRAJECTORY.value, top_k, decode, mesh=mesh,
+        batch_size=decode_flags.BATCH_SIZE.value, chunk=_STATS_CHUNK.value,
+    )
+    write_alignment_outputs(directory, ".", report)
+    directory.discard_retired()
+    logging.info("alignment of %d examples in %.1fs", len(examples), time.perf_counter() - start)
+    print(f"{'prior tokens':>12} {'steps':>6} {'top-1':>6} {'top-5':>6} {'KL(sft||lm)':>12} {'JS':>7}")
+    for k, entry in report["by_prior_tokens"].items():
+        o = entry["overall"]
+        agreement = o["topk_agreement"]
+        print(
+            f"{k:>12} {o['steps']:>6} {agreement.get('1') or 0:6.3f} {agreement.get('5') or 0:6.3f} "
+            f"{o['kl_sft_lm'] or 0:12.4f} {o['js'] or 0:7.4f}"
+        )
+    print(f"wrote {output_dir / 'alignment.json'} and figures")
+
+
+def _prior_specs() -> tuple[PriorSpec, ...]:
+    words = _NUM_PRIOR_WORDS.value
+    specs = []
+    for kind in _PRIORS.value:
+        if kind == "none":
+            specs.append(PriorSpec("none"))
+        elif words > 0 or kind in TEXT_ONLY_KINDS:
+            specs.append(PriorSpec(kind, words or 1, "words"))
+        else:
+            specs.append(PriorSpec(kind, _NUM_PRIOR_TOKENS.value, "tokens"))
+    return tuple(specs)
+
+
+def settings_from_flags(output_dir: Path) -> experiments.Settings:
+    """The experiment the flags describe, with every value checked against its range."""
+    decode = decode_flags.decode_config_from_flags()
+    if not flags.FLAGS["stop_strings"].present:  # each task's answer is one line
+        decode = decode_flags.decode_config_from_flags(stop_strings=("\n",))
+    settings = experiments.Settings(
+        task=_TASK.value, data=_require(_DATA), split=_SPLIT.value, source_lang=_SOURCE_LANG.value,
+        target_langs=tuple(_TARGET_LANGS.value), limit=_LIMIT.value,
+        template=_PROMPT_TEMPLATE.value or experiments.DEFAULT_TEMPLATES[_TASK.value],
+        num_shots=_NUM_SHOTS.value, priors=_prior_specs(), sweep=tuple(_int_list(_SWEEP, 0)) if _SWEEP.value else (),
+        decode=decode, batch_size=decode_flags.BATCH_SIZE.value, output_dir=output_dir,
+        foundation=_require(_FOUNDATION), sft=_SFT.value, refined_model=_REFINED_MODEL.value, dtype=_DTYPE.value,
+        answer_separator=_ANSWER_SEPARATOR.value, refined_file=_REFINED_FILE.value, dictionary=_DICTIONARY.value,
+        lexicon_data=_LEXICON_DATA.value, spm_model=_SPM_MODEL.value, align=_ALIGN.value,
+        align_prior_tokens=tuple(_int_list(_PRIOR_TOKENS, 0)), trajectory=_TRAJECTORY.value,
+        agreement_k=tuple(_int_list(_AGREEMENT_K, 1)), stats_chunk=_STATS_CHUNK.value,
+    )
+    settings.validate()
+    return settings
+
+
+def print_plan(settings: experiments.Settings) -> None:
+    """The run's language pairs, systems and stages (flags and language codes checked)."""
+    source = get_language(settings.source_lang).code
+    for target in settings.target_langs:
+        pair = f"{source if settings.task != 'pos' else get_language(target).code}-{get_language(target).code}"
+        print(f"{pair}: {fill_path(settings.data, 'data', settings.source_lang, target)}")
+    print("systems: " + ", ".join(spec.label for spec in settings.systems()) + (", SFT model" if settings.sft else ""))
+    print(f"stages: {'sft, ' if settings.sft else ''}foundation x {len(settings.systems())}, score"
+          + (", align" if settings.align else "") + f" -> {settings.output_dir}")
+
+
+def run_experiment_mode(start_fresh_on_change: bool = False) -> dict | None:
+    """Runs the experiment (`experiments.run_experiment`); returns results.json's content
+    (None for a dry run)."""
+    output_dir = Path(_require(_OUTPUT_DIR))
+    settings = settings_from_flags(output_dir)
+    if _DRY_RUN.value:
+        print_plan(settings)
+        return None
+    run_dir.check_output_dir(output_dir, "--output_dir")
+    mesh = decode_flags.mesh_from_flags()
+    _check_batch(mesh)
+    return experiments.run_experiment(settings, mesh, overwrite=_OVERWRITE.value,
+                                     start_fresh_on_change=start_fresh_on_change)
+
+
+def run_demo_mode() -> None:
+    """Builds (or reuses) the model organism, points the experiment at it and prints a
+    short summary with the time of each phase."""
+    start = time.perf_counter()
+    phases = []
+    if not flags.FLAGS["verbosity"].present:  # progress lines below; details with --verbosity=0
+        logging.set_verbosity(logging.WARNING)
+    # The organism's sentences end in " ." on purpose (the period is its own word), which
+    # sacrebleu would otherwise flag, for every system, as undetokenized test data.
+    std_logging.getLogger("sacrebleu").setLevel(std_logging.ERROR)
+
+    def phase(name: str, seconds: float | None) -> None:
+        if seconds is None:
+            print(f"{name} ...", end="", flush=True)
+        else:
+            phases.append((name, seconds))
+            print(f" {seconds:.0f}s", flush=True)
+
+    output_dir = Path(_require(_OUTPUT_DIR))
+    root = Path(_ORGANISM_DIR.value)
+    if _DRY_RUN.value:  # the plan, without building the organism
+        for name, value in demo.experiment_flags(demo.planned_organism(root)).items():
+            setattr(flags.FLAGS, name, value)
+        run_experiment_mode()
+        return
+    run_dir.check_output_dir(output_dir, "--output_dir")
+    if not (root / "organism.json").exists():
+        print(f"Building the model organism in {root} (first run only, about 3 minutes on 2 CPU cores)")
+    organism = demo.ensure_organism(root, report=phase)
+    for name, value in demo.experiment_flags(organism).items():
+        setattr(flags.FLAGS, name, value)
+    phase("experiment: foundation x 5 priors, SFT model, alignment", None)
+    experiment_start = time.perf_counter()
+    results = run_experiment_mode(start_fresh_on_change=True)
+    phase("experiment", time.perf_counter() - experiment_start)
+    if results is not None and parallel.is_main_process():
+        print(demo.summary(results, phases, time.perf_counter() - start, output_dir))
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    if _MODE.value == "align":
+        run_align_mode()
+    elif _MODE.value == "demo":
+        run_demo_mode()
+    else:
+        results = run_experiment_mode()
+        if results is not None and parallel.is_main_process():
+            print(report.report_markdown(results))
+            print(f"wrote {Path(_OUTPUT_DIR.value) / 'report.md'} and results.json")
+

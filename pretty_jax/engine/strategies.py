@@ -1,0 +1,78 @@
+"""How the next token is chosen: tiny frozen strategies.
+
+`Greedy` and `Sampling` pick one token per row from float32 logits; `BeamSearch` only
+carries its settings (the beam loop lives in `beam_search.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from pretty_jax.core.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Greedy:
+    def next_token(self, logits_BV: jax.Array, keys_B: jax.Array) -> jax.Array:
+        del keys_B
+        return jnp.argmax(logits_BV, axis=-1).astype(jnp.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """Temperature, then top-k (0 = off), then top-p (1.0 = off), as HF orders them."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise UserError(f"--temperature={self.temperature} must be > 0 (use greedy decoding for 0)")
+        if self.top_k < 0:
+            raise UserError(f"--top_k={self.top_k} must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"--top_p={self.top_p} must be in (0, 1]")
+
+    def next_token(self, logits_BV: jax.Array, keys_B: jax.Array) -> jax.Array:
+        logits_BV = logits_BV / self.temperature
+        if self.top_k:
+            kth_B1 = jax.lax.top_k(logits_BV, min(self.top_k, logits_BV.shape[-1]))[0][:, -1:]
+            logits_BV = jnp.where(logits_BV < kth_B1, -jnp.inf, logits_BV)
+        if self.top_p < 1.0:
+            logits_BV = _top_p_filter(logits_BV, self.top_p)
+        return jax.vmap(jax.random.categorical)(keys_B, logits_BV).astype(jnp.int32)
+
+
+def _top_p_filter(logits_BV: jax.Array, top_p: float) -> jax.Array:
+    """Keeps the smallest set of most likely tokens whose probability reaches top_p."""
+    sorted_BV = jnp.sort(logits_BV, axis=-1)[:, ::-1]
+    cumulative_BV = jnp.cumsum(jax.nn.softmax(sorted_BV, axis=-1), axis=-1)
+    # The token at which the cumulative mass first reaches top_p is the last one kept.
+    cutoff_index_B1 = jnp.sum(cumulative_BV < top_p, axis=-1, keepdims=True)
+    cutoff_B1 = jnp.take_along_axis(sorted_BV, cutoff_index_B1, axis=-1)
+    return jnp.where(logits_BV < cutoff_B1, -jnp.inf, logits_BV)
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamSearch:
+    """HF-compatible beam search. `early_stopping`: True stops a row once it has
+    `num_beams` finished hypotheses; False uses HF's heuristic; "never" runs the
+    canonical search until no hypothesis can improve."""
+
+    num_beams: int = 4
+    length_penalty: float = 1.0
+    early_stopping: bool | Literal["never"] = False
+
+    def __post_init__(self):
+        if self.num_beams < 1:
+            raise UserError(f"--num_beams={self.num_beams} must be >= 1")
+        if self.early_stopping not in (True, False, "never"):
+            raise UserError(f"--early_stopping={self.early_stopping!r}: use true, false or never")
+
+
+Strategy = Greedy | Sampling | BeamSearch

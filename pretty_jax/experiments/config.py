@@ -1,0 +1,125 @@
+"""An experiment's settings: one frozen dataclass whose fields are the run flags, its
+checks, and the part of it that run_config.json records."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from pretty_jax.core.errors import UserError
+from pretty_jax.engine.generator import DecodeConfig
+from pretty_jax.engine.strategies import BeamSearch, Sampling
+from pretty_jax.experiments.inputs import (
+    InputRecord,
+)
+from pretty_jax.experiments.priors import PriorSpec
+from pretty_jax.tasks.languages import get_language
+
+TASKS = ("translation", "summarization", "pos")
+DEFAULT_TEMPLATES = {
+    "translation": "Translate the following sentence from {src_lang} to {tgt_lang}.\n{src_lang}: {source}\n{tgt_lang}:",
+    "summarization": "Summarize the following {src_lang} article in {tgt_lang}.\nArticle: {source}\nSummary in {tgt_lang}:",
+    "pos": "Tag each word of this {lang} sentence with its universal part-of-speech tag, one tag "
+    "per word ({upos_tags}).\nSentence: {source}\nTags:",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything a run needs (built from flags by run.py); field names are the flags'.
+
+    data: the dataset path; may contain {source_lang} / {target_lang}.
+    priors: the foundation systems to run; sweep: SFT prior sizes (tokens) for Fig. 5.
+    foundation / sft / refined_model: model paths (sft and refined_model optional).
+    """
+
+    task: str
+    data: str
+    split: str
+    source_lang: str
+    target_langs: tuple[str, ...]
+    limit: int | None
+    template: str
+    num_shots: int
+    priors: tuple[PriorSpec, ...]
+    sweep: tuple[int, ...]
+    decode: DecodeConfig
+    batch_size: int
+    output_dir: Path
+    foundation: str = ""
+    sft: str | None = None
+    refined_model: str | None = None
+    dtype: str = "bfloat16"
+    answer_separator: str = " "
+    refined_file: str | None = None
+    dictionary: str | None = None
+    lexicon_data: str | None = None
+    spm_model: str | None = None
+    align: bool = False
+    align_prior_tokens: tuple[int, ...] = (0, 1, 2)
+    trajectory: str = "foundation"
+    agreement_k: tuple[int, ...] = (1, 3, 5, 10, 20, 50)
+    stats_chunk: int = 16
+
+    def systems(self) -> list[PriorSpec]:
+        """The foundation's prior settings: --priors plus the sweep, without repeats."""
+        specs = list(self.priors) + [PriorSpec("sft", k, "tokens") if k else PriorSpec("none") for k in self.sweep]
+        unique = {}
+        for spec in specs:
+            unique.setdefault(spec.key, spec)
+        return list(unique.values())
+
+    def validate(self) -> None:
+        """Raises UserError naming the first flag that cannot work (before anything is read)."""
+        if self.task not in TASKS:
+            raise UserError(f"--task={self.task!r}: use one of {', '.join(TASKS)}")
+        for name, value, minimum in (("limit", self.limit, 1), ("num_shots", self.num_shots, 0),
+                                     ("batch_size", self.batch_size, 1), ("stats_chunk", self.stats_chunk, 1)):
+            if value is not None and value < minimum:
+                raise UserError(f"--{name}={value} must be >= {minimum}")
+        for spec in self.priors:
+            if spec.kind != "none" and spec.count < 1:
+                raise UserError(f"the {spec.kind} prior needs a size >= 1 (--num_prior_tokens / --num_prior_words)")
+        if self.task != "pos":
+            get_language(self.source_lang)
+        for target in self.target_langs:
+            get_language(target)
+        if not self.foundation:
+            raise UserError("--foundation is required (the foundation model)")
+        kinds = {spec.kind for spec in self.systems()}
+        if "sft" in kinds and not self.sft:
+            raise UserError("the sft prior (in --priors or --sweep_prior_tokens) needs --sft (the SFT model)")
+        if self.align and not self.sft:
+            raise UserError("--align needs --sft (the SFT model)")
+        if "refined" in kinds and not (self.refined_file or self.refined_model):
+            raise UserError("the refined prior needs --refined_file or --refined_model")
+        if self.refined_file and self.refined_model:
+            raise UserError("give --refined_file or --refined_model, not both")
+        if self.spm_model and not Path(self.spm_model).expanduser().is_file():
+            raise UserError(f"--spm_model={self.spm_model} does not exist; give a SentencePiece .model file")
+
+    def recorded(self, foundation: InputRecord) -> dict[str, Any]:
+        """The settings every output of the run depends on, by flag name, as run_config.json
+        records them (paths absolute, so a trailing slash changes nothing)."""
+        return {
+            "task": self.task, "data": os.path.abspath(os.path.expanduser(self.data)), "split": self.split,
+            "source_lang": self.source_lang, "limit": self.limit, "prompt_template": self.template,
+            "num_shots": self.num_shots, "answer_separator": self.answer_separator, "dtype": self.dtype,
+            "foundation": foundation.as_json(), **decode_record(self.decode),
+        }
+
+
+def decode_record(config: DecodeConfig) -> dict[str, Any]:
+    """A DecodeConfig by the names of the flags that set it."""
+    strategy = config.strategy
+    record = {"max_new_tokens": config.max_new_tokens, "stop_strings": list(config.stop_strings),
+              "max_len": config.max_len, "overflow": config.overflow, "seed": config.seed,
+              "num_beams": 1, "temperature": 0.0}
+    if isinstance(strategy, Sampling):
+        record |= {"temperature": strategy.temperature, "top_k": strategy.top_k, "top_p": strategy.top_p}
+    elif isinstance(strategy, BeamSearch):
+        record |= {"num_beams": strategy.num_beams, "length_penalty": strategy.length_penalty,
+                   "early_stopping": strategy.early_stopping}
+    return record

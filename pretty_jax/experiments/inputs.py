@@ -1,0 +1,187 @@
+"""An experiment's inputs, read and checked before any model loads.
+
+Reading a 7B pair onto a TPU VM takes minutes, so everything a user can get wrong is
+checked first: each model path (exists, config.json of a supported family, weights
+and tokenizer files present), each language pair's data, dictionary, lexicon and
+refined file (they parse, the refined ids match the examples). Every input also gets
+a content fingerprint (fingerprint.py) that guards a resumed run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+from pretty_jax.checkpoints import hf_files, loading
+from pretty_jax.checkpoints.tokenizer import TOKENIZER_FILES
+from pretty_jax.core import fingerprint
+from pretty_jax.core.errors import UserError
+from pretty_jax.core.textio import read_jsonl
+from pretty_jax.tasks import Example, Task
+from pretty_jax.tasks.crosssum import CrossSumTask
+from pretty_jax.tasks.dictionary import read_muse, tag_lexicon
+from pretty_jax.tasks.flores import FloresTask
+from pretty_jax.tasks.languages import get_language
+from pretty_jax.tasks.pos import PosTask, read_tagged
+
+_SHOWN_IDS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class InputRecord:
+    """One input as a run records it: the flag it came from, its absolute path and its
+    fingerprint."""
+
+    flag: str
+    path: str
+    fingerprint: Mapping[str, Any]
+
+    def as_json(self) -> dict:
+        return {"path": self.path, "fingerprint": dict(self.fingerprint)}
+
+
+def check_model(path_text: str, flag: str) -> InputRecord:
+    """Checks that `path_text` names a model this project loads, without reading its
+    weights; returns its record."""
+    path = Path(path_text).expanduser().absolute()
+    directory = loading.model_directory(path, flag)
+    loading.load_config(directory)
+    if not (directory / loading.PARAMS_FILE).exists():
+        try:
+            hf_files.open_hf_weights(directory)
+        except FileNotFoundError as e:
+            raise UserError(f"{flag}={path_text}: {e}") from None
+    if not any((directory / name).exists() for name in TOKENIZER_FILES):
+        raise UserError(
+            f"{flag}={path_text} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); save the tokenizer beside it"
+        )
+    return InputRecord(flag, str(path), fingerprint.model_fingerprint(path))
+
+
+def file_record(path: Path, flag: str) -> InputRecord:
+    path = Path(path).expanduser().absolute()
+    return InputRecord(flag, str(path), fingerprint.input_fingerprint(path))
+
+
+def language_fields(source_lang: str, target_lang: str) -> dict[str, str]:
+    """Placeholders a path flag may use: {source_lang}/{target_lang} as given, and
+    {source_iso}/{target_iso} as ISO 639-1 codes (MUSE files are named en-de.txt)."""
+    return {
+        "source_lang": source_lang, "target_lang": target_lang,
+        "source_iso": get_language(source_lang).iso639_1, "target_iso": get_language(target_lang).iso639_1,
+    }
+
+
+def fill_path(template: str, flag: str, source_lang: str, target_lang: str) -> Path:
+    try:
+        return Path(template.format(**language_fields(source_lang, target_lang))).expanduser()
+    except (KeyError, IndexError, ValueError) as e:
+        raise UserError(
+            f"--{flag}={template!r}: unknown placeholder {e}; use {{source_lang}}, {{target_lang}}, "
+            "{source_iso} or {target_iso}"
+        ) from None
+
+
+def make_task(settings, target_lang: str) -> Task:
+    path = fill_path(settings.data, "data", settings.source_lang, target_lang)
+    if settings.task == "translation":
+        spm = Path(settings.spm_model) if settings.spm_model else None
+        return FloresTask(path, settings.split, settings.source_lang, target_lang, settings.limit, spm)
+    if settings.task == "summarization":
+        return CrossSumTask(path, settings.source_lang, target_lang, settings.limit)
+    return PosTask(path, target_lang, settings.limit)  # pos: the target languages are the tagged ones
+
+
+def read_refined_file(path: Path) -> dict[str, str]:
+    """jsonl {"id", "text"}: a refined system's outputs."""
+    records = read_jsonl(path, "--refined_file", ("text",))
+    for number, record in records:
+        if "id" not in record:
+            raise UserError(f'{path}:{number}: missing "id"')
+    return {str(record["id"]): record["text"] for _, record in records}
+
+
+def match_refined(texts: Mapping[str, str], examples: list[Example], path: Path) -> int:
+    """How many examples the refined file lacks; none matching is an error naming the
+    file and a few expected ids."""
+    missing = [e.id for e in examples if e.id not in texts]
+    if len(missing) == len(examples):
+        found = ", ".join(list(texts)[:_SHOWN_IDS]) or "none"
+        raise UserError(
+            f"--refined_file={path}: no id matches this run's examples (expected ids such as "
+            f"{', '.join(e.id for e in examples[:_SHOWN_IDS])}; the file has {found})"
+        )
+    if missing:
+        logging.warning("--refined_file=%s lacks %d of %d examples (e.g. %s): they get no refined prior",
+                        path, len(missing), len(examples), ", ".join(missing[:_SHOWN_IDS]))
+    return len(missing)
+
+
+@dataclasses.dataclass
+class PairInputs:
+    """One language pair's data and prior sources, read and checked.
+
+    examples: the evaluated examples (after the few-shot ones, `shots`).
+    records: input name -> InputRecord ("data", "dictionary", "lexicon", "refined_file").
+    counts: "examples", "empty_references", "refined_missing" for the report.
+    """
+
+    task: Task
+    examples: list[Example]
+    shots: list[Example]
+    dictionary: Mapping[str, tuple[str, ...]] | None = None
+    lexicon: Mapping[str, str] | None = None
+    refined_texts: Mapping[str, str] | None = None
+    records: dict[str, InputRecord] = dataclasses.field(default_factory=dict)
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.task.source_lang}-{self.task.target_lang}"
+
+
+def read_pair_inputs(settings, target_lang: str) -> PairInputs:
+    """Reads and checks everything one pair of `settings` (experiment.Settings) needs
+    besides the models."""
+    task = make_task(settings, target_lang)
+    examples = task.examples()
+    if settings.num_shots >= len(examples):
+        raise UserError(f"--num_shots={settings.num_shots} leaves no examples to evaluate ({len(examples)} read)")
+    shots, examples = examples[: settings.num_shots], examples[settings.num_shots :]
+    inputs = PairInputs(task, examples, shots)
+    data_path = fill_path(settings.data, "data", settings.source_lang, target_lang).absolute()
+    inputs.records["data"] = InputRecord(
+        "--data", str(data_path), fingerprint.files_fingerprint([Path(p).absolute() for p in task.input_files])
+    )
+    empty = [e.id for e in examples if not e.reference.strip()]
+    if empty:
+        logging.warning("%s: %d of %d references are empty (e.g. %s); they are scored as given",
+                        task.input_files[-1], len(empty), len(examples), ", ".join(empty[:_SHOWN_IDS]))
+    inputs.counts = {"examples": len(examples), "empty_references": len(empty)}
+    kinds = {spec.kind for spec in settings.systems()}
+    if "dictionary" in kinds:
+        _read_dictionary(settings, inputs)
+    if "refined" in kinds and settings.refined_file:
+        path = Path(settings.refined_file).expanduser()
+        inputs.refined_texts = read_refined_file(path)
+        inputs.counts["refined_missing"] = match_refined(inputs.refined_texts, examples, path)
+        inputs.records["refined_file"] = file_record(path, "--refined_file")
+    return inputs
+
+
+def _read_dictionary(settings, inputs: PairInputs) -> None:
+    source, target = inputs.task.source_lang, inputs.task.target_lang
+    if settings.task == "pos":
+        if not settings.lexicon_data:
+            raise UserError("the dictionary prior for POS needs --lexicon_data (a tagged CoNLL-U/XGLUE file)")
+        path = fill_path(settings.lexicon_data, "lexicon_data", source, target)
+        inputs.lexicon = tag_lexicon(Example("", "", "", w, t) for w, t in read_tagged(path))
+        inputs.records["lexicon"] = file_record(path, "--lexicon_data")
+    else:
+        if not settings.dictionary:
+            raise UserError("the dictionary prior needs --dictionary (a MUSE file)")
+        path = fill_path(settings.dictionary, "dictionary", source, target)
+        inputs.dictionary = read_muse(path)
+        inputs.records["dictionary"] = file_record(path, "--dictionary")

@@ -1,0 +1,210 @@
+"""One language pair of an experiment: its prompts and its stages (SFT / refined
+outputs, the foundation with each prior, scores, alignment) under OUT/<pair>/."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+
+from pretty_jax.alignment.runner import (
+    PromptExample,
+    run_alignment,
+    write_alignment_outputs,
+)
+from pretty_jax.checkpoints.loading import LoadedModel
+from pretty_jax.core.errors import UserError
+from pretty_jax.engine import parallel
+from pretty_jax.engine.generator import DecodeConfig, Generator
+from pretty_jax.experiments.config import Settings
+from pretty_jax.experiments.inputs import (
+    PairInputs,
+)
+from pretty_jax.experiments.plan import Models, Plan
+from pretty_jax.experiments.priors import PriorSources, PriorSpec, build_prior
+from pretty_jax.experiments.stages import JsonlStage, RunRecord
+from pretty_jax.tasks import Example, format_prompt
+from pretty_jax.tasks.crosssum import truncate_documents
+
+
+def _document_budget(settings: Settings, models: Models, template_only: str) -> int:
+    max_len = settings.decode.max_len or getattr(models.foundation.config, "max_position_embeddings", 2048)
+    overhead = len(models.tokenizer(template_only).input_ids) + 8
+    return max(16, max_len - settings.decode.max_new_tokens - overhead)
+
+
+def prompts_for(inputs: PairInputs, settings: Settings, models: Models) -> tuple[list[Example], list[str], dict[str, int]]:
+    """Evaluation examples (summarisation documents cut to fit) and their prompts."""
+    examples, fields = inputs.examples, inputs.task.prompt_fields()
+    counts = dict(inputs.counts) | {"truncated_documents": 0}
+    if settings.task == "summarization":
+        empty = format_prompt(settings.template, Example("", "", ""), fields)
+        budget = _document_budget(settings, models, empty)
+        count = lambda text: len(models.tokenizer(text, add_special_tokens=False).input_ids)  # noqa: E731
+        examples, counts["truncated_documents"] = truncate_documents(examples, count, budget)
+        if counts["truncated_documents"]:
+            logging.warning("truncated %d of %d documents to %d tokens", counts["truncated_documents"], len(examples), budget)
+    return examples, [format_prompt(settings.template, e, fields, inputs.shots) for e in examples], counts
+
+
+def _agreed_done(stage: JsonlStage) -> int:
+    """How many examples a stage holds, as process 0 sees it (processes may not share
+    a filesystem)."""
+    if jax.process_count() == 1:
+        return stage.done
+    return int(multihost_utils.broadcast_one_to_all(np.int32(stage.done)))
+
+
+def run_stage(
+    stage: JsonlStage,
+    name: str,
+    generator: Generator,
+    examples: Sequence[Example],
+    prompt_ids: Sequence[Sequence[int]],
+    config: DecodeConfig,
+    record: Callable[[int, Any], dict],
+    priors: Callable[[int], Sequence[int]] = lambda i: (),
+) -> list[dict]:
+    """Generates the examples `stage` lacks, batch by batch, appending each batch.
+
+    record(i, generation) -> the JSON record of example i. Returns all records in
+    example order."""
+    done = _agreed_done(stage)
+    if done > len(examples) or [r["id"] for r in stage.records] != [e.id for e in examples[:done]]:
+        raise UserError(f"{stage.path} does not hold the first outputs of this run's examples; use --overwrite")
+    start, batch = time.perf_counter(), generator.batch_size
+    for first in range(done, len(examples), batch):
+        rows = range(first, min(first + batch, len(examples)))
+        results = generator.generate(
+            [prompt_ids[i] for i in rows], [priors(i) for i in rows], config, example_ids=list(rows)
+        )
+        stage.append([record(i, g) for i, g in zip(rows, results)], write=parallel.is_main_process())
+        finished = rows[-1] + 1
+        rate = (finished - done) / (time.perf_counter() - start)
+        logging.info("%s: %d/%d examples, %.2f ex/s, ETA %.0fs", name, finished, len(examples), rate,
+                     (len(examples) - finished) / rate)
+    return stage.records
+
+
+class PairRun:
+    """One language pair of an experiment: its stages under OUT/<pair>/."""
+
+    def __init__(self, plan: Plan, inputs: PairInputs, models: Models, record: RunRecord, mesh: Mesh | None):
+        self.settings, self.inputs, self.models, self.record, self.mesh = plan.settings, inputs, models, record, mesh
+        self.stage_inputs = plan.stage_inputs()
+        self.task, self.name = inputs.task, inputs.name
+        self.examples, self.prompts, self.counts = prompts_for(inputs, self.settings, models)
+        self.prompt_ids = [models.tokenizer(p).input_ids for p in self.prompts]
+
+    def _stage(self, key: str) -> JsonlStage:
+        name = f"{self.name}/{key}.jsonl"
+        return self.record.stage(name, self.stage_inputs[name])
+
+    def _generator(self, model: LoadedModel, tokenizer) -> Generator:
+        return Generator(model, tokenizer, mesh=self.mesh, batch_size=self.settings.batch_size)
+
+    def _output_record(self, i: int, generation, prior=None) -> dict:
+        """An output's record; with a prior, the generation includes the prior tokens
+        (decoded together with the continuation, so spacing is the tokenizer's)."""
+        tokens = list(generation.tokens)
+        record = {"id": self.examples[i].id}
+        if prior is not None:
+            tokens = tokens[len(prior.token_ids) :]
+            record |= {"prior_tokens": list(prior.token_ids), "prior_text": prior.text, "prior_found": prior.found}
+        return record | {
+            "tokens": tokens,
+            "text": generation.text,
+            "prediction": self.task.postprocess(generation.text),
+            "finish_reason": generation.finish_reason,
+        }
+
+    def model_outputs(self, key: str, model: LoadedModel, tokenizer, label: str) -> list[dict]:
+        """The outputs of a model prompted as the foundation is (the SFT or refined model)."""
+        ids = [tokenizer(p).input_ids for p in self.prompts]
+        return run_stage(self._stage(key), f"{self.name} {label}", self._generator(model, tokenizer),
+                         self.examples, ids, self.settings.decode, self._output_record)
+
+    def refined_texts(self) -> dict[str, str] | None:
+        if self.inputs.refined_texts is not None:
+            return dict(self.inputs.refined_texts)
+        if self.models.refined is None:
+            return None
+        records = self.model_outputs("refined", self.models.refined, self.models.refined_tokenizer, "refined")
+        return {r["id"]: r["prediction"] for r in records}
+
+    def prior_sources(self, sft_records: list[dict] | None, specs: Sequence[PriorSpec]) -> PriorSources:
+        kinds = {s.kind for s in specs}
+        return PriorSources(
+            sft_tokens=None if sft_records is None else {r["id"]: r["tokens"] for r in sft_records},
+            sft_texts=None if sft_records is None else {r["id"]: r["prediction"] for r in sft_records},
+            refined_texts=self.refined_texts() if "refined" in kinds else None,
+            dictionary=self.inputs.dictionary,
+            lexicon=self.inputs.lexicon,
+        )
+
+    def foundation_outputs(self, spec: PriorSpec, sources: PriorSources) -> list[dict]:
+        priors = [
+            build_prior(spec, e, p, self.models.tokenizer, sources, self.task.target_lang, self.settings.answer_separator)
+            for e, p in zip(self.examples, self.prompts)
+        ]
+        return run_stage(
+            self._stage(spec.key), f"{self.name} {spec.label}",
+            self._generator(self.models.foundation, self.models.tokenizer), self.examples, self.prompt_ids,
+            dataclasses.replace(self.settings.decode, include_prior=True),
+            lambda i, g: self._output_record(i, g, priors[i]),
+            priors=lambda i: priors[i].token_ids,
+        )
+
+    def score(self, records: list[dict]) -> dict:
+        return self.task.score([r["prediction"] for r in records], self.examples)
+
+    def run(self) -> dict:
+        """Every stage of this pair; returns its results.json entry."""
+        sft_records = None
+        if self.models.sft is not None:
+            sft_records = self.model_outputs("sft", self.models.sft, self.models.sft_tokenizer, "SFT")
+        specs = self.settings.systems()
+        sources = self.prior_sources(sft_records, specs)
+        systems, outputs = {}, {}
+        for spec in specs:
+            outputs[spec.key] = self.foundation_outputs(spec, sources)
+        logging.info("%s: scoring", self.name)
+        for spec in specs:
+            found = [r.get("prior_found", True) for r in outputs[spec.key]]
+            systems[spec.key] = {
+                "label": spec.label, "prior": dataclasses.asdict(spec), "metrics": self.score(outputs[spec.key]),
+                "prior_found_rate": float(np.mean(found)) if found else None,
+            }
+        if sft_records is not None:
+            systems["sft"] = {"label": "SFT model", "prior": None, "metrics": self.score(sft_records), "prior_found_rate": None}
+        result = {"task": self.task.name, "source_lang": self.task.source_lang, "target_lang": self.task.target_lang,
+                  **self.counts, "systems": systems}
+        if self.settings.align:
+            logging.info("%s: alignment statistics", self.name)
+            result["alignment"] = self.alignment(sft_records, outputs)
+        return result
+
+    def alignment(self, sft_records: list[dict], outputs: dict[str, list[dict]]) -> dict:
+        """alignment.json + figures under this pair's directory, reusing the outputs of
+        the SFT-prior systems; returns the overall summaries."""
+        continuations = {}
+        for k in self.settings.align_prior_tokens:
+            key = PriorSpec("sft", k, "tokens").key if k else "none"
+            if key in outputs:
+                continuations[k] = [r["tokens"] for r in outputs[key]]
+        report = run_alignment(
+            self.models.foundation, self.models.sft, self.models.tokenizer,
+            [PromptExample(e.id, p, e.reference) for e, p in zip(self.examples, self.prompts)],
+            self.settings.align_prior_tokens, self.settings.trajectory, self.settings.agreement_k,
+            self.settings.decode, mesh=self.mesh, batch_size=self.settings.batch_size,
+            chunk=self.settings.stats_chunk, sft_outputs=[r["tokens"] for r in sft_records],
+            continuations=continuations,
+        )
+        write_alignment_outputs(self.record.run_dir, self.name, report)
+        return {k: entry["overall"] for k, entry in report["by_prior_tokens"].items()}

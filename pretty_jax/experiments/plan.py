@@ -1,0 +1,77 @@
+"""A checked experiment: every model path and every pair's inputs read before any model
+loads, and the inputs each stage file depends on (its resume fingerprint)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from pretty_jax.checkpoints.loading import LoadedModel
+from pretty_jax.core.errors import UserError
+from pretty_jax.experiments.config import Settings
+from pretty_jax.experiments.inputs import (
+    InputRecord,
+    PairInputs,
+    check_model,
+    read_pair_inputs,
+)
+from pretty_jax.experiments.priors import PriorSpec
+
+
+@dataclasses.dataclass
+class Models:
+    foundation: LoadedModel
+    tokenizer: Any
+    sft: LoadedModel | None = None
+    sft_tokenizer: Any = None
+    refined: LoadedModel | None = None
+    refined_tokenizer: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A checked experiment: settings, each pair's inputs and each model's record."""
+
+    settings: Settings
+    pairs: list[PairInputs]
+    models: dict[str, InputRecord]
+
+    def stage_inputs(self) -> dict[str, dict[str, Any]]:
+        """Each stage file this run uses -> the inputs its content depends on (beyond
+        the run's settings)."""
+        stages = {}
+        for pair in self.pairs:
+            data = {"data": pair.records["data"].as_json()}
+            if self.settings.sft:
+                stages[f"{pair.name}/sft.jsonl"] = data | {"sft": self.models["sft"].as_json()}
+            if self.settings.refined_model and any(s.kind == "refined" for s in self.settings.systems()):
+                stages[f"{pair.name}/refined.jsonl"] = data | {"refined_model": self.models["refined_model"].as_json()}
+            for spec in self.settings.systems():
+                stages[f"{pair.name}/{spec.key}.jsonl"] = data | {"prior": dataclasses.asdict(spec)} | self._prior_inputs(spec, pair)
+        return stages
+
+    def _prior_inputs(self, spec: PriorSpec, pair: PairInputs) -> dict[str, Any]:
+        if spec.kind == "sft":
+            return {"sft": self.models["sft"].as_json()}
+        if spec.kind == "refined":
+            source = pair.records.get("refined_file") or self.models.get("refined_model")
+            return {source.flag.lstrip("-"): source.as_json()}
+        if spec.kind == "dictionary":
+            source = pair.records.get("lexicon") or pair.records["dictionary"]
+            return {source.flag.lstrip("-"): source.as_json()}
+        return {}
+
+
+def plan_experiment(settings: Settings) -> Plan:
+    """Checks the settings, every model path and every pair's inputs; loads nothing."""
+    settings.validate()
+    models = {"foundation": check_model(settings.foundation, "--foundation")}
+    if settings.sft:
+        models["sft"] = check_model(settings.sft, "--sft")
+    if settings.refined_model:
+        models["refined_model"] = check_model(settings.refined_model, "--refined_model")
+    pairs = [read_pair_inputs(settings, target) for target in settings.target_langs]
+    names = [pair.name for pair in pairs]
+    if len(set(names)) != len(names):
+        raise UserError(f"--target_lang lists a language twice ({', '.join(names)})")
+    return Plan(settings, pairs, models)

@@ -1,0 +1,158 @@
+"""An experiment's results: `results.json`, `report.md` and the prior-token sweep figure.
+
+results.json:
+
+    {"schema": "pretty_jax/results/1", "task": str, "foundation": str, "sft": str | null,
+     "pairs": {"<src>-<tgt>": {
+         "task", "source_lang", "target_lang", "examples": n, "truncated_documents": n,
+         "empty_references": n, "refined_missing": n,         # the latter with a refined file
+         "systems": {"<key>": {"label": str, "prior": {"kind", "count", "unit"} | null,
+                              "metrics": {metric: value, "<metric>_signature": str},
+                              "prior_found_rate": float | null}},
+         "alignment": {"<k>": alignment SUMMARY}        # with --align (alignment_report.py)
+     }},
+     "sweep": {"<src>-<tgt>": [{"prior_tokens": k, "metrics": {...}}]}}   # with --sweep_prior_tokens
+
+`<key>` is "none" (the plain foundation), "<kind>-<k>tok|word" for the foundation with
+a prior, and "sft" for the SFT model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+from pretty_jax.core.run_dir import RunDirectory
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+SCHEMA = "pretty_jax/results/1"
+COLUMNS = {
+    "translation": [("bleu", "BLEU"), ("spbleu", "spBLEU"), ("chrf", "chrF++")],
+    "summarization": [("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L")],
+    "pos": [("pos_accuracy", "accuracy")],
+}
+MAIN_METRIC = {"translation": "chrf", "summarization": "rougeL", "pos": "pos_accuracy"}
+SWEEP_FIGURE = "prior_sweep.png"
+
+
+def sweep_points(pair: Mapping, sweep: Sequence[int]) -> list[dict]:
+    """The sweep's (k, metrics) points from a pair's systems."""
+    points = []
+    for k in sweep:
+        key = f"sft-{k}tok" if k else "none"
+        points.append({"prior_tokens": k, "metrics": pair["systems"][key]["metrics"]})
+    return points
+
+
+def build_results(task: str, foundation: str, sft: str | None, pairs: Mapping[str, dict], sweep: Sequence[int]) -> dict:
+    results = {"schema": SCHEMA, "task": task, "foundation": foundation, "sft": sft, "pairs": dict(pairs)}
+    if sweep:
+        results["sweep"] = {name: sweep_points(pair, sweep) for name, pair in pairs.items()}
+    return results
+
+
+def _format(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if abs(value) <= 1 else f"{value:.2f}"
+
+
+def _pair_table(task: str, pair: Mapping) -> list[str]:
+    columns = [(m, name) for m, name in COLUMNS[task] if any(m in s["metrics"] for s in pair["systems"].values())]
+    main = MAIN_METRIC[task]
+    sft_main = pair["systems"].get("sft", {}).get("metrics", {}).get(main)
+    header = ["system"] + [name for _, name in columns] + ["target language", "prior found"]
+    if sft_main:
+        header.append(f"% of SFT {dict(COLUMNS[task])[main]}")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for system in pair["systems"].values():
+        metrics = system["metrics"]
+        row = [system["label"]] + [_format(metrics.get(m)) for m, _ in columns]
+        row += [_format(metrics.get("target_language_rate")), _format(system["prior_found_rate"])]
+        if sft_main:
+            row.append(f"{100 * metrics[main] / sft_main:.0f}%")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _pair_notes(pair: Mapping) -> list[str]:
+    """What a reader must know to trust the pair's numbers."""
+    notes = []
+    if pair.get("truncated_documents"):
+        notes.append(f"{pair['truncated_documents']} documents were truncated to fit the context.")
+    if pair.get("empty_references"):
+        notes.append(f"Warning: {pair['empty_references']} of {pair['examples']} references are empty "
+                     "(scored as given).")
+    if pair.get("refined_missing"):
+        notes.append(f"Warning: the refined file lacks {pair['refined_missing']} of {pair['examples']} examples; "
+                     "they decode with no refined prior.")
+    return [""] + notes if notes else []
+
+
+def _signatures(pair: Mapping) -> list[str]:
+    signatures = {}
+    for system in pair["systems"].values():
+        for key, value in system["metrics"].items():
+            if key.endswith("_signature"):
+                signatures[key.removesuffix("_signature")] = value
+    return [f"- {name}: `{value}`" for name, value in sorted(signatures.items())]
+
+
+def report_markdown(results: Mapping) -> str:
+    task = results["task"]
+    lines = [f"# PreTTY results: {task}", "", f"- foundation: `{results['foundation']}`"]
+    if results.get("sft"):
+        lines.append(f"- SFT: `{results['sft']}`")
+    for name, pair in results["pairs"].items():
+        lines += ["", f"## {pair['source_lang']} → {pair['target_lang']} ({pair['examples']} examples)", ""]
+        lines += _pair_table(task, pair)
+        lines += _pair_notes(pair)
+        signatures = _signatures(pair)
+        if signatures:
+            lines += ["", "Metric signatures:", *signatures]
+        if name in results.get("sweep", {}):
+            main = MAIN_METRIC[task]
+            lines += ["", f"### {dict(COLUMNS[task])[main]} against the number of SFT prior tokens", "",
+                      "| prior tokens | " + dict(COLUMNS[task])[main] + " |", "|---|---|"]
+            lines += [f"| {p['prior_tokens']} | {_format(p['metrics'][main])} |" for p in results["sweep"][name]]
+        if pair.get("alignment"):
+            lines += ["", "### Alignment with the SFT model (along the foundation's own continuation)", "",
+                      "| prior tokens | top-1 agreement | top-5 agreement | KL(SFT‖LM) | JS |", "|---|---|---|---|---|"]
+            for k, summary in pair["alignment"].items():
+                agreement = summary["topk_agreement"]
+                lines.append(f"| {k} | {_format(agreement.get('1'))} | {_format(agreement.get('5'))} | "
+                             f"{_format(summary['kl_sft_lm'])} | {_format(summary['js'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_sweep(results: Mapping, path: Path) -> None:
+    """Fig. 5: the main metric against the number of SFT prior tokens, per pair, with
+    the SFT model as a dashed line."""
+    task = results["task"]
+    main = MAIN_METRIC[task]
+    figure, axis = plt.subplots(figsize=(5.5, 4))
+    for name, points in results["sweep"].items():
+        line = axis.plot([p["prior_tokens"] for p in points], [p["metrics"][main] for p in points], marker="o", label=name)
+        sft = results["pairs"][name]["systems"].get("sft")
+        if sft:
+            axis.axhline(sft["metrics"][main], linestyle="--", color=line[0].get_color(), label=f"{name} SFT")
+    axis.set_xlabel("SFT prior tokens")
+    axis.set_ylabel(dict(COLUMNS[task])[main])
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110, metadata={"Software": None}, format="png")
+    plt.close(figure)
+
+
+def write_results(run_dir: RunDirectory, results: Mapping) -> None:
+    """results.json, report.md and (with a sweep) the sweep figure, each recorded in the
+    run's manifest and written atomically."""
+    run_dir.write_text("results.json", json.dumps(results, indent=1, ensure_ascii=False))
+    run_dir.write_text("report.md", report_markdown(results))
+    if results.get("sweep"):
+        run_dir.write_with(SWEEP_FIGURE, lambda path: plot_sweep(results, path))

@@ -1,0 +1,119 @@
+"""`run --mode=experiment`: the paper's evaluations as resumable stages.
+
+Per language pair (OUT/<src>-<tgt>/):
+  1. sft.jsonl          the SFT model's outputs (when --sft is given)
+  2. refined.jsonl      a refined system's outputs (when --refined_model is given)
+  3. <prior>.jsonl      the foundation's outputs with each prior prefilled
+                        (none.jsonl, sft-1tok.jsonl, dictionary-1word.jsonl, ...)
+  4. scores of every system -> OUT/results.json and OUT/report.md (see report.py)
+  5. alignment.json + figures (with --align), from the outputs above
+
+Stages append finished examples and resume after a kill (see stages.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from jax.sharding import Mesh
+
+from pretty_jax.alignment.statistics import check_same_tokenizer
+from pretty_jax.checkpoints.loading import load_model
+from pretty_jax.checkpoints.tokenizer import load_tokenizer
+from pretty_jax.core.errors import UserError
+from pretty_jax.core.run_dir import RunDirectory, check_output_dir
+from pretty_jax.engine import parallel
+from pretty_jax.experiments import report
+from pretty_jax.experiments.config import Settings
+from pretty_jax.experiments.pair import PairRun
+from pretty_jax.experiments.plan import Models, Plan, plan_experiment
+from pretty_jax.experiments.stages import RunRecord
+
+
+def load_models(plan: Plan, mesh: Mesh | None = None) -> Models:
+    """The plan's models, placed on `mesh`; a token-level SFT prior or alignment needs
+    the SFT tokenizer to be the foundation's."""
+    settings, place = plan.settings, parallel.param_placer(mesh)
+    foundation = load_model(settings.foundation, settings.dtype, place=place)
+    models = Models(foundation=foundation, tokenizer=load_tokenizer(foundation.directory))
+    if settings.sft:
+        models.sft = load_model(settings.sft, settings.dtype, place=place)
+        models.sft_tokenizer = load_tokenizer(models.sft.directory)
+        token_level = [s for s in settings.systems() if s.kind == "sft" and s.unit == "tokens"]
+        if token_level or settings.align:
+            check_same_tokenizer(models.tokenizer, models.sft_tokenizer, settings.foundation, settings.sft)
+    if settings.refined_model:
+        models.refined = load_model(settings.refined_model, settings.dtype, place=place)
+        models.refined_tokenizer = load_tokenizer(models.refined.directory)
+    return models
+
+
+def refuse_conflicts(output_dir: Path, conflicts: list[str]) -> None:
+    """Raises (on every process) when process 0 found the recorded run at odds with this one."""
+    error = None
+    if conflicts:
+        error = UserError(
+            f"--output_dir={output_dir} holds a run that these settings would change:\n  "
+            + "\n  ".join(conflicts)
+            + "\nrerun with the recorded values, use another --output_dir, or pass --overwrite to start over "
+            "(the old run is set aside and deleted only once the new one has finished)"
+        )
+    parallel.raise_everywhere(error)
+
+
+def open_output(output_dir: Path, kind: str) -> RunDirectory:
+    """The output directory, locked by process 0 (the others only read)."""
+    if parallel.is_main_process():
+        return RunDirectory.open(output_dir, kind, "--output_dir")
+    return RunDirectory.passive(output_dir, kind, "--output_dir")
+
+
+def run_experiment(settings: Settings, mesh: Mesh | None = None, overwrite: bool = False,
+                   start_fresh_on_change: bool = False) -> dict:
+    """Runs an experiment into `settings.output_dir`; returns results.json's content.
+
+    Everything is checked before any model loads. A finished or interrupted run in the
+    directory is resumed and extended (new priors, sweep sizes, languages reuse the
+    stages they share with it); one these settings would change is refused, unless
+    `overwrite` (or, for the demo, `start_fresh_on_change`) sets it aside: its files
+    are deleted once the new run has finished, and files pretty_jax did not write are
+    never touched.
+    """
+    check_output_dir(settings.output_dir, "--output_dir")
+    plan = plan_experiment(settings)
+    directory = open_output(settings.output_dir, "experiment")
+    try:
+        record = RunRecord(directory)
+        recorded = settings.recorded(plan.models["foundation"])
+        conflicts = record.conflicts(recorded, plan.stage_inputs())
+        fresh = overwrite or (start_fresh_on_change and bool(conflicts))
+        refuse_conflicts(settings.output_dir, [] if fresh else conflicts)
+        start = time.perf_counter()
+        models = load_models(plan, mesh)
+        logging.info("models loaded in %.1fs", time.perf_counter() - start)
+        if directory.holds_run and fresh:
+            logging.warning("setting the earlier run in %s aside: %s", settings.output_dir,
+                            "; ".join(conflicts) or "--overwrite")
+            directory.retire()
+            record.reset()
+        record.start(recorded)
+        results = run_pairs(plan, models, record, mesh)
+        directory.discard_retired()
+        return results
+    finally:
+        directory.close()
+
+
+def run_pairs(plan: Plan, models: Models, record: RunRecord, mesh: Mesh | None = None) -> dict:
+    """Runs every pair of a checked plan with loaded models into `record`'s directory;
+    writes and returns results.json's content."""
+    settings = plan.settings
+    pairs = {}
+    for inputs in plan.pairs:
+        pairs[inputs.name] = PairRun(plan, inputs, models, record, mesh).run()
+    results = report.build_results(settings.task, plan.models["foundation"].path,
+                                   plan.models["sft"].path if "sft" in plan.models else None, pairs, settings.sweep)
+    report.write_results(record.run_dir, results)
+    return results

@@ -1,0 +1,289 @@
+"""Scores of the three tasks and the target-language rate.
+
+- Translation: sacrebleu BLEU (tokenizer of the target language, see languages.py),
+  chrF++, and spBLEU when a local Flores SentencePiece model is given.
+- Summarisation: ROUGE-1/2/L F1, implemented here: characters for Chinese, Japanese,
+  Korean and Thai, lower-cased words elsewhere; corpus score = mean of per-example F1.
+- POS: accuracy over gold words.
+- Target-language rate: the share of outputs written in the requested language, from
+  Unicode scripts plus, for languages sharing a script, stop-word counts.
+
+Scores are on sacrebleu's 0-100 scale except `pos_accuracy` and
+`target_language_rate`, which are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import unicodedata
+from pathlib import Path
+from typing import Sequence
+
+from sacrebleu.metrics import BLEU, CHRF
+
+from pretty_jax.core.errors import MissingDependencyError, UserError
+from pretty_jax.tasks.languages import STOP_WORDS, Language, get_language, split_words
+
+# sacrebleu tokenizers that need an extra (`pip install 'sacrebleu[ja]'`).
+_TOKENIZER_EXTRAS = {"ja-mecab": "ja", "ko-mecab": "ko"}
+# ROUGE over characters for languages written without spaces between words (and Korean,
+# whose space-separated units carry particles).
+_CHARACTER_ROUGE = {"zh", "ja", "ko", "th"}
+
+
+def _check_aligned(hypotheses: Sequence[object], references: Sequence[object]) -> None:
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
+    if not references:
+        raise ValueError("nothing to score: no references")
+
+
+# --- translation --------------------------------------------------------------------
+
+
+def translation_scores(
+    hypotheses: Sequence[str], references: Sequence[str], target_lang: str, spm_model: Path | None = None
+) -> dict[str, float | str]:
+    """Corpus BLEU, chrF++ (and spBLEU with `spm_model`) of aligned strings.
+
+    Returns {"bleu", "bleu_signature", "chrf", "chrf_signature"} plus
+    {"spbleu", "spbleu_signature"} when `spm_model` (a local SentencePiece model, e.g.
+    the Flores-101 `sacrebleu_tokenizer_spm.model`) is given.
+    """
+    _check_aligned(hypotheses, references)
+    hypotheses, references = list(hypotheses), list(references)
+    bleu = _bleu_metric(get_language(target_lang))
+    chrf = CHRF(word_order=2)
+    scores: dict[str, float | str] = {
+        "bleu": bleu.corpus_score(hypotheses, [references]).score,
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf": chrf.corpus_score(hypotheses, [references]).score,
+        "chrf_signature": str(chrf.get_signature()),
+    }
+    if spm_model is not None:
+        scores |= spbleu_scores(hypotheses, references, spm_model)
+    return scores
+
+
+def _bleu_metric(language: Language) -> BLEU:
+    tokenizer = language.bleu_tokenizer
+    try:
+        return BLEU(tokenize=tokenizer)
+    except RuntimeError:  # sacrebleu's message when MeCab and its dictionary are missing
+        if tokenizer not in _TOKENIZER_EXTRAS:
+            raise
+        raise MissingDependencyError(
+            f"BLEU on {language.name} uses sacrebleu's {tokenizer} tokenizer, which needs extra "
+            f"packages: pip install 'sacrebleu[{_TOKENIZER_EXTRAS[tokenizer]}]'"
+        ) from None
+
+
+def spbleu_scores(hypotheses: list[str], references: list[str], spm_model: Path) -> dict[str, float | str]:
+    """BLEU over the SentencePiece pieces of a local model: {"spbleu", "spbleu_signature"}.
+
+    Same as sacrebleu's "flores101" / "flores200" tokenizers (which download their model):
+    each right-stripped segment becomes its pieces joined by spaces, then BLEU runs with
+    tokenize="none".
+    """
+    spm_model = Path(spm_model)
+    if not spm_model.is_file():
+        raise UserError(
+            f"SentencePiece model {spm_model} does not exist; spBLEU needs a local Flores "
+            "SentencePiece model (offline runs cannot download one): give the path of a copy "
+            "of flores101's sacrebleu_tokenizer_spm.model or flores200_sacrebleu_tokenizer_spm.model"
+        )
+    try:
+        import sentencepiece
+    except ImportError:
+        raise MissingDependencyError("spBLEU needs the sentencepiece package: pip install sentencepiece") from None
+    try:
+        processor = sentencepiece.SentencePieceProcessor(model_file=str(spm_model))
+    except (OSError, RuntimeError) as e:
+        raise UserError(f"{spm_model}: not a readable SentencePiece model ({e})") from None
+
+    def pieces(text: str) -> str:
+        return " ".join(processor.encode(text.rstrip(), out_type=str))
+
+    bleu = BLEU(tokenize="none")
+    score = bleu.corpus_score([pieces(h) for h in hypotheses], [[pieces(r) for r in references]])
+    return {"spbleu": score.score, "spbleu_signature": f"{bleu.get_signature()}|spm:{spm_model.name}"}
+
+
+# --- summarisation ------------------------------------------------------------------
+
+
+def rouge_tokens(text: str, lang: str) -> list[str]:
+    """ROUGE units: characters (a base character with its combining marks) for zh, ja,
+    ko, th; lower-cased words (`languages.split_words`) otherwise."""
+    words = split_words(text.lower())
+    if get_language(lang).iso639_1 not in _CHARACTER_ROUGE:
+        return words
+    characters: list[str] = []
+    for word in words:
+        for position, char in enumerate(word):
+            if position and unicodedata.category(char).startswith("M"):
+                characters[-1] += char
+            else:
+                characters.append(char)
+    return characters
+
+
+def rouge_scores(hypotheses: Sequence[str], references: Sequence[str], lang: str) -> dict[str, float]:
+    """{"rouge1", "rouge2", "rougeL"}: mean over examples of the F1 (x100)."""
+    _check_aligned(hypotheses, references)
+    totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    for hypothesis, reference in zip(hypotheses, references):
+        hyp, ref = rouge_tokens(hypothesis, lang), rouge_tokens(reference, lang)
+        totals["rouge1"] += _rouge_n(hyp, ref, 1)
+        totals["rouge2"] += _rouge_n(hyp, ref, 2)
+        totals["rougeL"] += _f1(_lcs_length(hyp, ref), len(hyp), len(ref))
+    return {name: 100 * total / len(references) for name, total in totals.items()}
+
+
+def _ngrams(tokens: list[str], n: int) -> collections.Counter[tuple[str, ...]]:
+    return collections.Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+
+
+def _rouge_n(hyp: list[str], ref: list[str], n: int) -> float:
+    hyp_ngrams, ref_ngrams = _ngrams(hyp, n), _ngrams(ref, n)
+    overlap = sum((hyp_ngrams & ref_ngrams).values())
+    return _f1(overlap, sum(hyp_ngrams.values()), sum(ref_ngrams.values()))
+
+
+def _f1(overlap: int, hyp_total: int, ref_total: int) -> float:
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / hyp_total, overlap / ref_total
+    return 2 * precision * recall / (precision + recall)
+
+
+def _lcs_length(a: list[str], b: list[str]) -> int:
+    """Longest common subsequence, O(len(a) * len(b)) time, one row of memory."""
+    row = [0] * (len(b) + 1)  # row[j]: LCS of the a-prefix read so far and b[:j]
+    for x in a:
+        diagonal = 0  # the previous row's row[j - 1]
+        for j, y in enumerate(b, start=1):
+            above = row[j]
+            row[j] = diagonal + 1 if x == y else max(above, row[j - 1])
+            diagonal = above
+    return row[-1]
+
+
+# --- POS ----------------------------------------------------------------------------
+
+
+def pos_accuracy(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Per-position tag accuracy over all gold words.
+
+    A missing prediction (the output is shorter than the sentence) counts as an error;
+    predictions past the sentence's end are ignored but counted.
+    Returns {"pos_accuracy": correct / gold words, "pos_missing_tags", "pos_extra_tags"}.
+    """
+    _check_aligned(predicted, gold)
+    correct = missing = extra = total = 0
+    for predicted_tags, gold_tags in zip(predicted, gold):
+        correct += sum(p == g for p, g in zip(predicted_tags, gold_tags))
+        missing += max(0, len(gold_tags) - len(predicted_tags))
+        extra += max(0, len(predicted_tags) - len(gold_tags))
+        total += len(gold_tags)
+    if total == 0:
+        raise ValueError("nothing to score: the gold sentences have no words")
+    return {"pos_accuracy": correct / total, "pos_missing_tags": missing, "pos_extra_tags": extra}
+
+
+# --- target language ----------------------------------------------------------------
+
+# (first code point, last code point, script); letters outside these count for nothing.
+_SCRIPT_RANGES = sorted(
+    [
+        (0x0041, 0x024F, "Latn"),
+        (0x1E00, 0x1EFF, "Latn"),
+        (0x0370, 0x03FF, "Grek"),
+        (0x0400, 0x052F, "Cyrl"),
+        (0x0600, 0x06FF, "Arab"),
+        (0x0750, 0x077F, "Arab"),
+        (0x08A0, 0x08FF, "Arab"),
+        (0xFB50, 0xFDFF, "Arab"),
+        (0xFE70, 0xFEFF, "Arab"),
+        (0x0900, 0x097F, "Deva"),
+        (0x0E00, 0x0E7F, "Thai"),
+        (0x1100, 0x11FF, "Hang"),
+        (0x3130, 0x318F, "Hang"),
+        (0xAC00, 0xD7AF, "Hang"),
+        (0x3040, 0x30FF, "Kana"),
+        (0x31F0, 0x31FF, "Kana"),
+        (0xFF66, 0xFF9F, "Kana"),
+        (0x3400, 0x4DBF, "Hani"),
+        (0x4E00, 0x9FFF, "Hani"),
+        (0xF900, 0xFAFF, "Hani"),
+        (0x20000, 0x3134F, "Hani"),
+    ]
+)
+_RANGE_STARTS = [start for start, _, _ in _SCRIPT_RANGES]
+_CHARACTER_SCRIPTS = ("Hani", "Kana")
+# Language.script -> what `text_script` calls it.
+_DETECTED_AS = {"Hans": "Hani", "Hant": "Hani"}
+
+
+def _char_script(char: str) -> str | None:
+    index = bisect.bisect_right(_RANGE_STARTS, ord(char)) - 1
+    if index < 0:
+        return None
+    _, last, script = _SCRIPT_RANGES[index]
+    return script if ord(char) <= last else None
+
+
+def text_script(text: str) -> str | None:
+    """The script of most of the text's words, counting each Han or kana character as a
+    word (Chinese with a few Latin names is still Chinese): "Latn", "Cyrl", "Arab",
+    "Deva", "Thai", "Hang", "Grek", "Hani" (Han without kana) or "Jpan" (Han and kana
+    together, when there is any kana); None without letters.
+    """
+    counts: collections.Counter[str | None] = collections.Counter()
+    for word in split_words(text):
+        scripts = [_char_script(char) for char in word if char.isalpha()]
+        counts.update(script for script in scripts if script in _CHARACTER_SCRIPTS)
+        # The rest of the word counts once, for the script of its first other letter
+        # (None for words of digits only, unlisted scripts or only Han/kana).
+        counts[next((script for script in scripts if script not in _CHARACTER_SCRIPTS), None)] += 1
+    counts.pop(None, None)
+    han, kana = counts.pop("Hani", 0), counts.pop("Kana", 0)
+    if han + kana:
+        counts["Jpan" if kana else "Hani"] = han + kana
+    return max(counts, key=counts.__getitem__) if counts else None
+
+
+def is_in_language(text: str, lang: str) -> bool:
+    """Whether `text` is written in `lang`.
+
+    The text's script (`text_script`) must be the language's. Languages that share
+    their script with others in the table (Latin, Cyrillic) must also win on stop words:
+    more of the text's words are in `lang`'s list than in any other same-script
+    language's. On a tie (including no hits at all) a text of fewer than 3 words passes
+    on its script alone; a longer one fails. Simplified and Traditional Chinese are not
+    told apart. Empty text is in no language.
+    """
+    language = get_language(lang)
+    if text_script(text) != _DETECTED_AS.get(language.script, language.script):
+        return False
+    if language.code not in STOP_WORDS:
+        return True
+    words = [word.lower() for word in split_words(text)]
+    hits = {
+        code: sum(word in stop_words for word in words)
+        for code, stop_words in STOP_WORDS.items()
+        if get_language(code).script == language.script
+    }
+    own = hits.pop(language.code)
+    best_rival = max(hits.values(), default=0)
+    if own != best_rival:
+        return own > best_rival
+    return len(words) < 3
+
+
+def target_language_rate(texts: Sequence[str], lang: str) -> float:
+    """The fraction of `texts` that `is_in_language(text, lang)`."""
+    if not texts:
+        raise ValueError("nothing to score: no texts")
+    return sum(is_in_language(text, lang) for text in texts) / len(texts)
