@@ -13,19 +13,30 @@ alignment/, tasks/, experiments/, training/, organism/ (the demo), cli/ (every f
 core/ (errors, readers, output directories).
 """
 
+import importlib
 import os
 
 # transformers advises, on import, that PyTorch is missing; pretty_jax only needs its
 # tokenizers and configs (torch is for the parity reference alone).
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-from pretty_jax.alignment.statistics import AlignmentScorer  # noqa: E402
-from pretty_jax.checkpoints.loading import load_model  # noqa: E402
-from pretty_jax.engine.generator import DecodeConfig, Generator  # noqa: E402
-from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling  # noqa: E402
-from pretty_jax.experiments import Settings, run_experiment  # noqa: E402
+# The API is imported on first use, so that `import pretty_jax.core.errors` (or an
+# entry module) does not load JAX, transformers and every folder.
+_API = {
+    "AlignmentScorer": "pretty_jax.alignment.statistics",
+    "BeamSearch": "pretty_jax.engine.strategies",
+    "DecodeConfig": "pretty_jax.engine.generator",
+    "Generator": "pretty_jax.engine.generator",
+    "Greedy": "pretty_jax.engine.strategies",
+    "Sampling": "pretty_jax.engine.strategies",
+    "Settings": "pretty_jax.experiments.config",
+    "load_model": "pretty_jax.checkpoints.loading",
+    "run_experiment": "pretty_jax.experiments.runner",
+}
+__all__ = sorted(_API)
 
-__all__ = [
-    "AlignmentScorer", "BeamSearch", "DecodeConfig", "Generator", "Greedy", "Sampling", "Settings", "load_model",
-    "run_experiment",
-]
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'pretty_jax' has no attribute {name!r}")
+    return getattr(importlib.import_module(_API[name]), name)

@@ -4,6 +4,7 @@ import is covered by that target's deps, every dep names something that exists."
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 import sys
 import tomllib
@@ -13,23 +14,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ("py_library", "py_binary", "py_test")
-# Import name -> PyPI distribution name, for third-party packages.
-DISTRIBUTIONS = {
-    "absl": "absl-py",
-    "flax": "flax",
-    "gguf": "gguf",
-    "jax": "jax",
-    "matplotlib": "matplotlib",
-    "ml_dtypes": "ml_dtypes",
-    "numpy": "numpy",
-    "optax": "optax",
-    "pytest": "pytest",
-    "sacrebleu": "sacrebleu",
-    "safetensors": "safetensors",
-    "tokenizers": "tokenizers",
-    "torch": "torch",
-    "transformers": "transformers",
-}
+
+def _writer():
+    spec = importlib.util.spec_from_file_location("write_build", ROOT / "scripts" / "write_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+WRITER = _writer()
+DISTRIBUTIONS = WRITER.DISTRIBUTIONS
+
+
+def test_build_is_what_the_tree_gives():
+    assert (ROOT / "BUILD").read_text() == WRITER.render(), "BUILD is out of date: run python scripts/write_build.py"
 
 
 def _targets() -> dict[str, dict]:
@@ -74,33 +72,8 @@ def _owner_of(targets: dict[str, dict]) -> dict[str, str]:
     return owner
 
 
-def _optional_imports(tree: ast.AST) -> set[ast.AST]:
-    """Import statements guarded by `try: ... except ImportError` (optional packages)."""
-    guarded = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Try) and any(
-            getattr(handler.type, "id", None) in ("ImportError", "ModuleNotFoundError")
-            for handler in node.handlers
-        ):
-            guarded |= {n for statement in node.body for n in ast.walk(statement)}
-    return guarded
-
-
 def _imports(path: Path) -> set[str]:
-    """Absolute module names a file needs (`from a import b` gives a.b and a); imports
-    of optional packages, guarded by `except ImportError`, do not count."""
-    names = set()
-    tree = ast.parse(path.read_text(), filename=str(path))
-    optional = _optional_imports(tree)
-    for node in ast.walk(tree):
-        if node in optional:
-            continue
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            names.add(node.module)
-            names |= {f"{node.module}.{alias.name}" for alias in node.names}
-    return names
+    return WRITER.imports(path)
 
 
 def _module_file(module: str) -> str | None:

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import sacrebleu
 
-from pretty_jax.checkpoints.tokenizer import load_tokenizer
-from pretty_jax.experiments.priors import PriorSpec, continuation_ids, first_words
+from pretty_jax.checkpoints.tokenizer import continuation_ids, load_tokenizer
+from pretty_jax.experiments.priors import PriorSpec, first_words
 from pretty_jax.tasks.metrics import pos_accuracy
 from pretty_jax.tasks.pos import read_tagged
 

@@ -19,11 +19,11 @@ from jax.sharding import Mesh
 from pretty_jax.alignment import plots, summary
 from pretty_jax.alignment.statistics import AlignmentScorer
 from pretty_jax.checkpoints.loading import LoadedModel
+from pretty_jax.checkpoints.tokenizer import continuation_ids
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.run_dir import RunDirectory
 from pretty_jax.core.textio import read_jsonl
 from pretty_jax.engine.generator import DecodeConfig, Generator
-from pretty_jax.experiments.priors import continuation_ids
 
 
 @dataclasses.dataclass(frozen=True)

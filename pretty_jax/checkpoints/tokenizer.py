@@ -25,6 +25,17 @@ def load_tokenizer(directory: Path):
     return AutoTokenizer.from_pretrained(directory, local_files_only=True)
 
 
+def continuation_ids(tokenizer, prompt: str, text: str, separator: str = " ") -> list[int]:
+    """Token ids of `text` as it continues `prompt` after `separator`."""
+    base = tokenizer(prompt, add_special_tokens=False).input_ids
+    joint = tokenizer(prompt + separator + text, add_special_tokens=False).input_ids
+    if joint[: len(base)] == base:
+        return joint[len(base) :]
+    # The prompt's last token merged with the continuation's first: keep the prompt's
+    # tokens and tokenise the continuation on its own.
+    return tokenizer(separator + text, add_special_tokens=False).input_ids
+
+
 SPECIAL_TOKENS = {
     "sentencepiece": dict(unk_token="<unk>", bos_token="<s>", eos_token="</s>"),
     "bytelevel": dict(unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"),

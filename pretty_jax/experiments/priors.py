@@ -23,6 +23,7 @@ import dataclasses
 import re
 from typing import Mapping, Sequence
 
+from pretty_jax.checkpoints.tokenizer import continuation_ids
 from pretty_jax.core.errors import UserError
 from pretty_jax.tasks import Example
 from pretty_jax.tasks.dictionary import dictionary_prior_words, lexicon_prior_tags
@@ -71,17 +72,6 @@ class Prior:
     token_ids: tuple[int, ...]
     text: str
     found: bool
-
-
-def continuation_ids(tokenizer, prompt: str, text: str, separator: str = " ") -> list[int]:
-    """Token ids of `text` as it continues `prompt` after `separator`."""
-    base = tokenizer(prompt, add_special_tokens=False).input_ids
-    joint = tokenizer(prompt + separator + text, add_special_tokens=False).input_ids
-    if joint[: len(base)] == base:
-        return joint[len(base) :]
-    # The prompt's last token merged with the continuation's first: keep the prompt's
-    # tokens and tokenise the continuation on its own.
-    return tokenizer(separator + text, add_special_tokens=False).input_ids
 
 
 def first_words(text: str, count: int, lang: str) -> str:
