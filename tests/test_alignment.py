@@ -152,7 +152,7 @@ def test_align_run_writes_json_and_figures_that_replot_identically(model_pair, t
     result = subprocess.run(
         [sys.executable, "-m", "pretty_jax.run", "--mode=align", f"--foundation={foundation_dir}",
          f"--sft={sft_dir}", f"--prompts_file={prompts}", f"--output_dir={out}", "--dtype=float32",
-         "--max_new_tokens=12", "--prior_tokens=0,1,2", "--batch_size=4"],
+         "--max_new_tokens=12", "--align_prior_token_counts=0,1,2", "--batch_size=4"],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]

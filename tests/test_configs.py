@@ -23,3 +23,14 @@ def test_config_dry_runs(config):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "systems: foundation" in result.stdout and "stages:" in result.stdout
+
+
+def test_the_spellings_before_the_renames_still_work_with_a_warning():
+    result = subprocess.run(
+        [sys.executable, "-m", "pretty_jax.run", f"--flagfile={CONFIGS[0]}", "--dry_run", "--num_prior_tokens=2",
+         "--priors=none,sft"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "foundation + sft prior (2 tokens)" in result.stdout
+    assert "--num_prior_tokens is deprecated: it is now --prior_token_count" in result.stderr

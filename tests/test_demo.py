@@ -37,7 +37,7 @@ def test_demo_shows_the_prior_knowledge_effect(tmp_path):
     # A second run reuses the organism.
     again = subprocess.run(
         [sys.executable, "-m", "pretty_jax.run", f"--flagfile={CONFIG}", f"--organism_dir={tmp_path / 'organism'}",
-         f"--output_dir={out}", "--priors=none", "--sweep_prior_tokens=", "--noalign"],
+         f"--output_dir={out}", "--priors=none", "--sweep_prior_token_counts=", "--noalign"],
         capture_output=True, text=True, timeout=900,
     )
     assert again.returncode == 0, again.stderr[-4000:]

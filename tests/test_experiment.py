@@ -51,7 +51,7 @@ def test_translation_with_every_prior_scores_like_sacrebleu(pair, tiny_checkpoin
     _run(f"--data={DATA / 'flores101_devtest'}", "--source_lang=eng", "--target_lang=deu", "--limit=6",
          f"--foundation={foundation}", f"--sft={sft}", "--priors=none,sft,refined,dictionary,oracle",
          f"--refined_file={refined}", f"--dictionary={DATA / 'muse' / '{source_iso}-{target_iso}.txt'}",
-         "--sweep_prior_tokens=0,1,2", "--max_new_tokens=12", "--batch_size=4", f"--output_dir={out}")
+         "--sweep_prior_token_counts=0,1,2", "--max_new_tokens=12", "--batch_size=4", f"--output_dir={out}")
     results = json.loads((out / "results.json").read_text())
     systems = results["pairs"]["eng-deu"]["systems"]
     assert set(systems) == {"none", "sft-1tok", "refined-1word", "dictionary-1word", "oracle-1tok", "sft-2tok", "sft"}
@@ -104,7 +104,7 @@ def test_pos_with_lexicon_prior_and_summarization(pair, tmp_path):
     foundation, sft = pair
     out = tmp_path / "pos"
     _run("--task=pos", f"--data={DATA / 'ud' / 'fr_gsd-ud-dev.conllu'}", "--target_lang=fra", "--limit=5",
-         f"--foundation={foundation}", "--priors=none,dictionary,oracle", "--num_prior_words=2",
+         f"--foundation={foundation}", "--priors=none,dictionary,oracle", "--prior_word_count=2",
          f"--lexicon_data={DATA / 'ud' / 'fr_gsd-ud-dev.conllu'}", "--max_new_tokens=16", "--batch_size=4",
          f"--output_dir={out}")
     systems = json.loads((out / "results.json").read_text())["pairs"]["fra-fra"]["systems"]
@@ -140,7 +140,7 @@ def test_differing_tokenizers_need_word_priors(pair, tiny_checkpoint, tmp_path):
              f"--sft={tiny_checkpoint('bloom')}", "--max_new_tokens=8", "--batch_size=4"]
     refused = _run(*flags, f"--output_dir={tmp_path / 'a'}", check=False)
     assert refused.returncode == 2 and "the tokenizers differ at id" in refused.stderr
-    _run(*flags, "--num_prior_words=1", f"--output_dir={tmp_path / 'b'}")
+    _run(*flags, "--prior_word_count=1", f"--output_dir={tmp_path / 'b'}")
     for record in _records(tmp_path / "b" / "eng-fra" / "sft-1word.jsonl"):
         assert record["text"].startswith(record["prior_text"])
 

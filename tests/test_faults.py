@@ -165,7 +165,7 @@ def test_a_second_run_into_the_same_directory_is_refused_while_the_first_finishe
 
 # Kill -9 and a full disk --------------------------------------------------------------
 
-KILL_FLAGS = ("--target_lang=fra,deu", "--limit=12", "--align", "--prior_tokens=0,1", "--max_new_tokens=12")
+KILL_FLAGS = ("--target_lang=fra,deu", "--limit=12", "--align", "--align_prior_token_counts=0,1", "--max_new_tokens=12")
 
 
 @pytest.fixture(scope="module")
@@ -222,9 +222,9 @@ def test_a_full_disk_in_the_middle_of_a_stage_leaves_a_resumable_directory(pair,
 
 
 @pytest.mark.parametrize("flag", [
-    "--num_prior_tokens=-1", "--num_prior_tokens=0", "--num_prior_words=-1", "--num_shots=-1", "--limit=0",
+    "--prior_token_count=-1", "--prior_token_count=0", "--prior_word_count=-1", "--num_shots=-1", "--limit=0",
     "--max_new_tokens=0", "--batch_size=0", "--temperature=-1", "--top_p=0", "--top_k=-2", "--max_len=1",
-    "--sweep_prior_tokens=-1", "--prior_tokens=-1", "--agreement_k=0", "--stats_chunk=0", "--seed=-1",
+    "--sweep_prior_token_counts=-1", "--align_prior_token_counts=-1", "--agreement_k=0", "--stats_chunk=0", "--seed=-1",
 ])
 def test_a_number_out_of_range_is_refused_naming_its_flag(pair, tmp_path, flag):
     stderr = _refused(*_flags(pair, f"--output_dir={tmp_path / 'out'}", "--priors=none,sft,oracle", flag))
@@ -341,6 +341,6 @@ def test_align_mode_owns_its_directory_by_the_same_rules(pair, tmp_path):
     assert _snapshot(tmp_path / "mine") == before
     out = tmp_path / "out"
     _ok(*flags, f"--output_dir={out}")
-    assert "--prior_tokens: was [0, 1, 2], now [0, 2]" in _refused(*flags, f"--output_dir={out}", "--prior_tokens=0,2")
-    _ok(*flags, f"--output_dir={out}", "--prior_tokens=0,2", "--overwrite")
+    assert "--align_prior_token_counts: was [0, 1, 2], now [0, 2]" in _refused(*flags, f"--output_dir={out}", "--align_prior_token_counts=0,2")
+    _ok(*flags, f"--output_dir={out}", "--align_prior_token_counts=0,2", "--overwrite")
     assert list(json.loads((out / "alignment.json").read_text())["by_prior_tokens"]) == ["0", "2"]

@@ -7,7 +7,7 @@ import signal
 
 from absl import flags
 
-from pretty_jax.cli import common, train_flags
+from pretty_jax.cli import common, mesh_flags, train_flags
 from pretty_jax.training import train
 
 _KILL_AFTER_STEP = flags.DEFINE_integer("kill_after_step", None, "SIGKILL this process after this update.")
@@ -21,7 +21,7 @@ def main(argv: list[str]) -> None:
         if step == _KILL_AFTER_STEP.value:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    train(train_flags.settings_from_flags(), train_flags.mesh_from_flags(), on_step=on_step)
+    train(train_flags.settings_from_flags(), mesh_flags.mesh_from_flags(), on_step=on_step)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ failed comparison."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Callable
 
@@ -25,6 +26,22 @@ def _parse_flags(argv: list[str]) -> list[str]:
         sys.exit(2)
 
 
+# Library settings whose flag has another name.
+_FLAG_OF_SETTING = {"target_langs": "target_lang", "template": "prompt_template", "sweep": "sweep_prior_token_counts",
+                    "align_prior_tokens": "align_prior_token_counts"}
+
+
+def flag_message(message: str) -> str:
+    """A library error as the CLI user reads it: a leading setting name (`limit=0 ...`,
+    `sft is required ...`) becomes its flag (`--limit=0 ...`)."""
+    match = re.match(r"([a-z][a-z0-9_]*)(?=[= :])", message)
+    if match:
+        name = _FLAG_OF_SETTING.get(match.group(1), match.group(1))
+        if name in flags.FLAGS:
+            return f"--{name}" + message[match.end():]
+    return message
+
+
 def run(main: Callable[[list[str]], None]) -> None:
     """`absl.app.run(main)`, printing user errors and missing files as `error: ...`."""
 
@@ -36,7 +53,7 @@ def run(main: Callable[[list[str]], None]) -> None:
         try:
             main(argv)
         except (UserError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {flag_message(str(e))}", file=sys.stderr)
             sys.exit(2)
 
     app.run(guarded, flags_parser=_parse_flags)

@@ -1,35 +1,17 @@
-"""Flags shared by every entry point that decodes: the mesh, the hosts and the decoding
-settings. Importing this module defines them; `mesh_from_flags` and
-`decode_config_from_flags` read them."""
+"""Flags shared by every entry point that decodes: the batch and the decoding settings
+(the mesh and hosts are mesh_flags.py's). Importing this module defines them;
+`decode_config_from_flags` reads them."""
 
 from __future__ import annotations
 
 import re
 
 from absl import flags
-from jax.sharding import Mesh
 
 from pretty_jax.core.errors import UserError
-from pretty_jax.engine import parallel
 from pretty_jax.engine.generator import DecodeConfig
 from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling
 
-_MESH_DATA = flags.DEFINE_integer(
-    "mesh_data", None, "Devices on the mesh's 'data' axis (batch split); default: all devices / --mesh_model.",
-    lower_bound=1,
-)
-_MESH_MODEL = flags.DEFINE_integer(
-    "mesh_model", 1, "Devices on the mesh's 'model' axis (tensor parallel: heads, MLP, vocabulary).",
-    lower_bound=1,
-)
-_MULTIHOST = flags.DEFINE_bool(
-    "multihost", False,
-    "Initialise jax.distributed (every host runs the same command; on TPU pod slices the "
-    "coordinator is found automatically, elsewhere give the three flags below).",
-)
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0, with --multihost.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes, with --multihost.", lower_bound=1)
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, with --multihost.", lower_bound=0)
 BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", 8, "Examples per device batch (a multiple of --mesh_data); the last batch is padded.",
     lower_bound=1,
@@ -76,13 +58,6 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 def unescape(text: str) -> str:
     """Reads \\n, \\t, \\r and \\\\ in a flag value as the characters they name."""
     return re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], text)
-
-
-def mesh_from_flags() -> Mesh:
-    """Initialises multi-host JAX if asked, then builds the (data, model) mesh."""
-    if _MULTIHOST.value:
-        parallel.initialize_multihost(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    return parallel.make_mesh(_MESH_DATA.value, _MESH_MODEL.value)
 
 
 def strategy_from_flags() -> Greedy | Sampling | BeamSearch:

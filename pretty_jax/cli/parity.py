@@ -36,7 +36,7 @@ from pretty_jax.checkpoints import loading
 from pretty_jax.checkpoints.reference import HFReference
 from pretty_jax.checkpoints.sample_text import SENTENCES
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
-from pretty_jax.cli import decode_flags
+from pretty_jax.cli import decode_flags, mesh_flags
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.textio import numbered_lines
 from pretty_jax.engine import parallel
@@ -225,7 +225,7 @@ def check_generation(tokenizer, reference: HFReference, prompts: list[str], ids:
     config = decode_flags.decode_config_from_flags()
     if config.stop_strings or isinstance(config.strategy, Sampling):
         raise UserError("--generate compares greedy or beam search without stop strings")
-    mesh = decode_flags.mesh_from_flags()
+    mesh = mesh_flags.mesh_from_flags()
     model = loading.load_model(_ours(), _DTYPE.value, place=parallel.param_placer(mesh))
     generator = Generator(model, tokenizer, mesh=mesh, batch_size=decode_flags.BATCH_SIZE.value)
     ours = generator.generate(ids, config=config)

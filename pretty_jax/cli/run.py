@@ -29,7 +29,7 @@ from pretty_jax.alignment.statistics import check_same_tokenizer
 from pretty_jax.alignment.summary import TRAJECTORIES
 from pretty_jax.checkpoints import loading
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
-from pretty_jax.cli import decode_flags
+from pretty_jax.cli import decode_flags, mesh_flags
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
@@ -53,8 +53,9 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where results, reports an
 _PROMPTS_FILE = flags.DEFINE_string(
     "prompts_file", None, 'jsonl of {"id", "prompt"[, "reference"]} per line (align mode).'
 )
-_PRIOR_TOKENS = flags.DEFINE_list(
-    "prior_tokens", ["0", "1", "2"], "Numbers of SFT prior tokens to compare, e.g. 0,1,2."
+_ALIGN_PRIOR_TOKEN_COUNTS = flags.DEFINE_list(
+    "align_prior_token_counts", ["0", "1", "2"],
+    "Alignment statistics: the numbers k of SFT prior tokens to compare, e.g. 0,1,2.",
 )
 _TRAJECTORY = flags.DEFINE_enum(
     "trajectory", "foundation", list(TRAJECTORIES),
@@ -100,16 +101,25 @@ _NUM_SHOTS = flags.DEFINE_integer(
 _PRIORS = flags.DEFINE_list(
     "priors", ["none", "sft"], f"Foundation systems to run, by prior: {', '.join(KINDS)}."
 )
-_NUM_PRIOR_TOKENS = flags.DEFINE_integer(
-    "num_prior_tokens", 1, "Size k >= 1 of token-level priors (sft, oracle).", lower_bound=1
+_PRIOR_TOKEN_COUNT = flags.DEFINE_integer(
+    "prior_token_count", 1, "Size k >= 1 of token-level priors (sft, oracle).", lower_bound=1
 )
-_NUM_PRIOR_WORDS = flags.DEFINE_integer(
-    "num_prior_words", 0,
+_PRIOR_WORD_COUNT = flags.DEFINE_integer(
+    "prior_word_count", 0,
     "Size k of word-level priors; > 0 makes every prior word-level (needed when the SFT "
     "tokenizer differs); refined and dictionary priors are always words (1 if unset).",
     lower_bound=0,
 )
-_SWEEP = flags.DEFINE_list("sweep_prior_tokens", [], "SFT prior sizes for the metric-vs-k curve (Fig. 5), e.g. 0,1,2,3.")
+_SWEEP = flags.DEFINE_list(
+    "sweep_prior_token_counts", [], "SFT prior sizes k for the metric-vs-k curve (Fig. 5), e.g. 0,1,2,3."
+)
+# The spellings before the renames: still accepted, with a warning (see _warn_deprecated).
+DEPRECATED_FLAGS = {
+    "prior_tokens": "align_prior_token_counts", "num_prior_tokens": "prior_token_count",
+    "num_prior_words": "prior_word_count", "sweep_prior_tokens": "sweep_prior_token_counts",
+}
+for _old, _new in DEPRECATED_FLAGS.items():
+    flags.DEFINE_alias(_old, _new)
 _REFINED_FILE = flags.DEFINE_string("refined_file", None, 'Refined system outputs: jsonl of {"id", "text"}.')
 _REFINED_MODEL = flags.DEFINE_string("refined_model", None, "Refined system: a model directory this project loads.")
 _DICTIONARY = flags.DEFINE_string(
@@ -123,7 +133,9 @@ _SPM_MODEL = flags.DEFINE_string("spm_model", None, "Local Flores SentencePiece 
 _ANSWER_SEPARATOR = flags.DEFINE_string(
     "answer_separator", " ", "What separates the prompt from the answer's first word (for word-level priors)."
 )
-_ALIGN = flags.DEFINE_bool("align", False, "Also compute the alignment statistics (needs --sft), k = --prior_tokens.")
+_ALIGN = flags.DEFINE_bool(
+    "align", False, "Also compute the alignment statistics (needs --sft), k = --align_prior_token_counts."
+)
 _DRY_RUN = flags.DEFINE_bool(
     "dry_run", False, "Check the flags and print the plan (pairs, systems, stages) without loading anything."
 )
@@ -155,15 +167,15 @@ def run_align_mode() -> None:
     output_dir = Path(_require(_OUTPUT_DIR))
     run_dir.check_output_dir(output_dir, "--output_dir")
     examples = read_prompts_file(Path(_require(_PROMPTS_FILE)))
-    prior_tokens, top_k = _int_list(_PRIOR_TOKENS, 0), _int_list(_AGREEMENT_K, 1)
+    prior_tokens, top_k = _int_list(_ALIGN_PRIOR_TOKEN_COUNTS, 0), _int_list(_AGREEMENT_K, 1)
     decode = decode_flags.decode_config_from_flags()
     models = {role: check_model(_require(flag), f"--{flag.name}") for role, flag in (("foundation", _FOUNDATION), ("sft", _SFT))}
-    mesh = decode_flags.mesh_from_flags()
+    mesh = mesh_flags.mesh_from_flags()
     _check_batch(mesh)
     directory = runner.open_output(output_dir, "align")
     record = stages.RunRecord(directory)
     settings = {"prompts_file": file_record(Path(_PROMPTS_FILE.value), "--prompts_file").as_json(),
-                "prior_tokens": prior_tokens, "trajectory": _TRAJECTORY.value, "agreement_k": top_k,
+                "align_prior_token_counts": prior_tokens, "trajectory": _TRAJECTORY.value, "agreement_k": top_k,
                 "dtype": _DTYPE.value, **{role: model.as_json() for role, model in models.items()},
                 **config.decode_record(decode)}
     conflicts = record.conflicts(settings, {})
@@ -197,7 +209,7 @@ def run_align_mode() -> None:
 
 
 def _prior_specs() -> tuple[PriorSpec, ...]:
-    words = _NUM_PRIOR_WORDS.value
+    words = _PRIOR_WORD_COUNT.value
     specs = []
     for kind in _PRIORS.value:
         if kind == "none":
@@ -205,27 +217,33 @@ def _prior_specs() -> tuple[PriorSpec, ...]:
         elif words > 0 or kind in TEXT_ONLY_KINDS:
             specs.append(PriorSpec(kind, words or 1, "words"))
         else:
-            specs.append(PriorSpec(kind, _NUM_PRIOR_TOKENS.value, "tokens"))
+            specs.append(PriorSpec(kind, _PRIOR_TOKEN_COUNT.value, "tokens"))
     return tuple(specs)
 
 
-def settings_from_flags(output_dir: Path) -> experiments.Settings:
-    """The experiment the flags describe, with every value checked against its range."""
+def settings_from_flags(output_dir: Path, **fixed) -> experiments.Settings:
+    """The experiment the flags describe, with every value checked against its range;
+    `fixed` settings (the demo's organism) take the place of their flags."""
     decode = decode_flags.decode_config_from_flags()
     if not flags.FLAGS["stop_strings"].present:  # each task's answer is one line
         decode = decode_flags.decode_config_from_flags(stop_strings=("\n",))
-    settings = experiments.Settings(
-        task=_TASK.value, data=_require(_DATA), split=_SPLIT.value, source_lang=_SOURCE_LANG.value,
+    task = fixed.get("task", _TASK.value)
+    values = dict(
+        task=task, data=_DATA.value, split=_SPLIT.value, source_lang=_SOURCE_LANG.value,
         target_langs=tuple(_TARGET_LANGS.value), limit=_LIMIT.value,
-        template=_PROMPT_TEMPLATE.value or experiments.DEFAULT_TEMPLATES[_TASK.value],
+        template=_PROMPT_TEMPLATE.value or experiments.DEFAULT_TEMPLATES[task],
         num_shots=_NUM_SHOTS.value, priors=_prior_specs(), sweep=tuple(_int_list(_SWEEP, 0)) if _SWEEP.value else (),
         decode=decode, batch_size=decode_flags.BATCH_SIZE.value, output_dir=output_dir,
-        foundation=_require(_FOUNDATION), sft=_SFT.value, refined_model=_REFINED_MODEL.value, dtype=_DTYPE.value,
+        foundation=_FOUNDATION.value, sft=_SFT.value, refined_model=_REFINED_MODEL.value, dtype=_DTYPE.value,
         answer_separator=_ANSWER_SEPARATOR.value, refined_file=_REFINED_FILE.value, dictionary=_DICTIONARY.value,
         lexicon_data=_LEXICON_DATA.value, spm_model=_SPM_MODEL.value, align=_ALIGN.value,
-        align_prior_tokens=tuple(_int_list(_PRIOR_TOKENS, 0)), trajectory=_TRAJECTORY.value,
+        align_prior_tokens=tuple(_int_list(_ALIGN_PRIOR_TOKEN_COUNTS, 0)), trajectory=_TRAJECTORY.value,
         agreement_k=tuple(_int_list(_AGREEMENT_K, 1)), stats_chunk=_STATS_CHUNK.value,
-    )
+    ) | fixed
+    for name in ("data", "foundation"):
+        if not values[name]:
+            raise UserError(f"--{name} is required for --mode={_MODE.value}")
+    settings = experiments.Settings(**values)
     settings.validate()
     return settings
 
@@ -241,19 +259,17 @@ def print_plan(settings: experiments.Settings) -> None:
           + (", align" if settings.align else "") + f" -> {settings.output_dir}")
 
 
-def run_experiment_mode(start_fresh_on_change: bool = False) -> dict | None:
+def run_experiment_mode(settings: experiments.Settings, start_fresh_on_change: bool = False) -> dict | None:
     """Runs the experiment (`experiments.run_experiment`); returns results.json's content
     (None for a dry run)."""
-    output_dir = Path(_require(_OUTPUT_DIR))
-    settings = settings_from_flags(output_dir)
     if _DRY_RUN.value:
         print_plan(settings)
         return None
-    run_dir.check_output_dir(output_dir, "--output_dir")
-    mesh = decode_flags.mesh_from_flags()
+    run_dir.check_output_dir(settings.output_dir, "--output_dir")
+    mesh = mesh_flags.mesh_from_flags()
     _check_batch(mesh)
     return experiments.run_experiment(settings, mesh, overwrite=_OVERWRITE.value,
-                                     start_fresh_on_change=start_fresh_on_change)
+                                      start_fresh_on_change=start_fresh_on_change)
 
 
 def run_demo_mode() -> None:
@@ -277,32 +293,36 @@ def run_demo_mode() -> None:
     output_dir = Path(_require(_OUTPUT_DIR))
     root = Path(_ORGANISM_DIR.value)
     if _DRY_RUN.value:  # the plan, without building the organism
-        for name, value in demo.experiment_flags(demo.planned_organism(root)).items():
-            setattr(flags.FLAGS, name, value)
-        run_experiment_mode()
+        run_experiment_mode(settings_from_flags(output_dir, **demo.experiment_settings(demo.planned_organism(root))))
         return
     run_dir.check_output_dir(output_dir, "--output_dir")
     if not (root / "organism.json").exists():
         print(f"Building the model organism in {root} (first run only, about 3 minutes on 2 CPU cores)")
-    organism = demo.ensure_organism(root, report=phase)
-    for name, value in demo.experiment_flags(organism).items():
-        setattr(flags.FLAGS, name, value)
+    settings = settings_from_flags(output_dir, **demo.experiment_settings(demo.planned_organism(root)))
+    demo.ensure_organism(root, report=phase)  # builds what `settings` points at, or reuses it
     phase("experiment: foundation x 5 priors, SFT model, alignment", None)
     experiment_start = time.perf_counter()
-    results = run_experiment_mode(start_fresh_on_change=True)
+    results = run_experiment_mode(settings, start_fresh_on_change=True)
     phase("experiment", time.perf_counter() - experiment_start)
     if results is not None and parallel.is_main_process():
         print(demo.summary(results, phases, time.perf_counter() - start, output_dir))
 
 
+def _warn_deprecated() -> None:
+    for old, new in DEPRECATED_FLAGS.items():
+        if flags.FLAGS[old].present:
+            logging.warning("--%s is deprecated: it is now --%s (the old spelling still works)", old, new)
+
+
 def main(argv: list[str]) -> None:
     del argv
+    _warn_deprecated()
     if _MODE.value == "align":
         run_align_mode()
     elif _MODE.value == "demo":
         run_demo_mode()
     else:
-        results = run_experiment_mode()
+        results = run_experiment_mode(settings_from_flags(Path(_require(_OUTPUT_DIR))))
         if results is not None and parallel.is_main_process():
             print(report.report_markdown(results))
             print(f"wrote {Path(_OUTPUT_DIR.value) / 'report.md'} and results.json")

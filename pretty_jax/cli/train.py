@@ -7,16 +7,16 @@ saved state: running the same command again resumes from it) and OUTPUT_DIR/hf/ 
 trained model as an HF checkpoint), listed in OUTPUT_DIR's manifest: a non-empty
 OUTPUT_DIR without one is refused, --overwrite replaces only what it lists, and a
 second command on the same OUTPUT_DIR fails at once naming the first. The flags
-(`training/train_flags.py`) map one to one onto `TrainSettings`;
+(`cli/train_flags.py`) map one to one onto `TrainSettings`;
 `pretty_jax.training.train` does the work.
 """
 
-from pretty_jax.cli import train_flags
+from pretty_jax.cli import mesh_flags, train_flags
 from pretty_jax.training import train
 
 
 def main(argv: list[str]) -> None:
     del argv
-    hf_dir = train(train_flags.settings_from_flags(), train_flags.mesh_from_flags())
+    hf_dir = train(train_flags.settings_from_flags(), mesh_flags.mesh_from_flags())
     print(f"trained model: {hf_dir}")
 

@@ -2,16 +2,14 @@
 field's name, plus the mesh. Importing this module defines them; `settings_from_flags`
 and `mesh_from_flags` read them.
 
-The mesh flags are defined here rather than taken from `decode_flags`, whose
-`--batch_size` and `--seed` mean decoding settings (absl refuses a flag defined twice).
+The mesh flags are mesh_flags.py's (the mesh is not a setting of the run: a resumed
+run may use other devices).
 """
 
 import dataclasses
 
 from absl import flags
-from jax.sharding import Mesh
 
-from pretty_jax.engine import parallel
 from pretty_jax.training.settings import (
     COMPUTE_DTYPES,
     DATA_MODES,
@@ -97,21 +95,8 @@ flags.DEFINE_bool(
     "Start over (e.g. after a run with other settings): replace the outputs an earlier run "
     "wrote in --output_dir, as its manifest lists them; files it did not write are kept.",
 )
-# The mesh: not a setting of the run (a resumed run may use other devices).
-_MESH_DATA = flags.DEFINE_integer(
-    "mesh_data", None, "Devices on the mesh's 'data' axis (batch split); default: all devices / --mesh_model."
-)
-_MESH_MODEL = flags.DEFINE_integer(
-    "mesh_model", 1, "Devices on the mesh's 'model' axis (tensor parallel: heads, MLP, vocabulary)."
-)
-
-
 def settings_from_flags() -> TrainSettings:
     """The `TrainSettings` the flags describe (every field has a flag of its name)."""
     values = {field.name: flags.FLAGS[field.name].value for field in dataclasses.fields(TrainSettings)}
     values["lora_targets"] = tuple(values["lora_targets"])
     return TrainSettings(**values)
-
-
-def mesh_from_flags() -> Mesh:
-    return parallel.make_mesh(_MESH_DATA.value, _MESH_MODEL.value)

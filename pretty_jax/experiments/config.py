@@ -72,33 +72,34 @@ class Settings:
         return list(unique.values())
 
     def validate(self) -> None:
-        """Raises UserError naming the first flag that cannot work (before anything is read)."""
+        """Raises UserError naming the first setting that cannot work, by its field name
+        (the CLI shows it as the flag), before anything is read."""
         if self.task not in TASKS:
-            raise UserError(f"--task={self.task!r}: use one of {', '.join(TASKS)}")
+            raise UserError(f"task={self.task!r}: use one of {', '.join(TASKS)}")
         for name, value, minimum in (("limit", self.limit, 1), ("num_shots", self.num_shots, 0),
                                      ("batch_size", self.batch_size, 1), ("stats_chunk", self.stats_chunk, 1)):
             if value is not None and value < minimum:
-                raise UserError(f"--{name}={value} must be >= {minimum}")
+                raise UserError(f"{name}={value} must be >= {minimum}")
         for spec in self.priors:
             if spec.kind != "none" and spec.count < 1:
-                raise UserError(f"the {spec.kind} prior needs a size >= 1 (--num_prior_tokens / --num_prior_words)")
+                raise UserError(f"priors: the {spec.kind} prior needs a size >= 1, not {spec.count}")
         if self.task != "pos":
             get_language(self.source_lang)
         for target in self.target_langs:
             get_language(target)
         if not self.foundation:
-            raise UserError("--foundation is required (the foundation model)")
+            raise UserError("foundation is required (the foundation model)")
         kinds = {spec.kind for spec in self.systems()}
         if "sft" in kinds and not self.sft:
-            raise UserError("the sft prior (in --priors or --sweep_prior_tokens) needs --sft (the SFT model)")
+            raise UserError("sft is required by the sft prior (in priors or the sweep): the SFT model")
         if self.align and not self.sft:
-            raise UserError("--align needs --sft (the SFT model)")
+            raise UserError("sft is required by align: the SFT model")
         if "refined" in kinds and not (self.refined_file or self.refined_model):
-            raise UserError("the refined prior needs --refined_file or --refined_model")
+            raise UserError("refined_file or refined_model is required by the refined prior")
         if self.refined_file and self.refined_model:
-            raise UserError("give --refined_file or --refined_model, not both")
+            raise UserError("refined_file and refined_model: give one, not both")
         if self.spm_model and not Path(self.spm_model).expanduser().is_file():
-            raise UserError(f"--spm_model={self.spm_model} does not exist; give a SentencePiece .model file")
+            raise UserError(f"spm_model={self.spm_model} does not exist; give a SentencePiece .model file")
 
     def recorded(self, foundation: InputRecord) -> dict[str, Any]:
         """The settings every output of the run depends on, by flag name, as run_config.json

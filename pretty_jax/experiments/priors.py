@@ -47,7 +47,7 @@ class PriorSpec:
         if self.kind not in KINDS:
             raise UserError(f"--priors: unknown prior {self.kind!r}; use {', '.join(KINDS)}")
         if self.kind in TEXT_ONLY_KINDS and self.unit != "words":
-            raise UserError(f"the {self.kind} prior is text: give its size with --num_prior_words")
+            raise UserError(f"the {self.kind} prior is text: give its size in words (unit=\"words\")")
 
     @property
     def key(self) -> str:

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from pretty_jax.organism.build import Organism, ensure_organism, register_varic
 
-__all__ = ["ensure_organism", "experiment_flags", "planned_organism", "summary"]
+__all__ = ["ensure_organism", "experiment_settings", "planned_organism", "summary"]
 
 PAIR = "eng-vrc"
 
@@ -25,14 +25,15 @@ def planned_organism(root: Path) -> Organism:
     return Organism(root)
 
 
-def experiment_flags(organism: Organism) -> dict[str, object]:
-    """The experiment flags that point at the organism (set over the flagfile's)."""
+def experiment_settings(organism: Organism) -> dict[str, object]:
+    """The `experiments.Settings` fields that point the experiment at the organism
+    (they take the place of the flagfile's)."""
     return {
         "task": "translation",
         "data": str(organism.flores),
         "split": "test",
         "source_lang": "eng",
-        "target_lang": ["vrc"],
+        "target_langs": ("vrc",),
         "foundation": str(organism.foundation),
         "sft": str(organism.sft),
         "dictionary": str(organism.dictionary),
