@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from pretty_jax.checkpoints import tiny
+from pretty_jax.checkpoints.sample_text import SENTENCES
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +47,18 @@ def sft_stand_in(tiny_checkpoint, tmp_path_factory):
         return built[preset]
 
     return get
+
+
+def write_scratch_inputs(root: Path, repeats: int = 1, **sizes) -> None:
+    """What a from-scratch training run of a tiny LLaMA reads, written into `root`: a
+    trained tokenizer (tokenizer/), an HF config (config.json, `sizes` override its
+    dimensions) and the built-in sentences as a corpus (corpus.txt, `repeats` times)."""
+    tokenizer = tiny.train_tokenizer("sentencepiece")
+    tokenizer.save_pretrained(root / "tokenizer")
+    config = dict(
+        model_type="llama", vocab_size=448, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    ) | sizes
+    (root / "config.json").write_text(json.dumps(config))
+    (root / "corpus.txt").write_text("\n".join(SENTENCES * repeats), encoding="utf-8")

@@ -76,14 +76,6 @@ def _imports(path: Path) -> set[str]:
     return WRITER.imports(path)
 
 
-def _module_file(module: str) -> str | None:
-    base = Path(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if (ROOT / candidate).exists():
-            return candidate.as_posix()
-    return None
-
-
 def _closure(targets: dict[str, dict], name: str) -> set[str]:
     seen, todo = set(), [name]
     while todo:
@@ -144,7 +136,7 @@ def test_imports_are_covered_by_deps(src):
         top = module.split(".")[0]
         local_test_module = (ROOT / "tests" / f"{top}.py").exists()
         if top == "pretty_jax" or local_test_module:
-            file = f"tests/{top}.py" if local_test_module else _module_file(module)
+            file = f"tests/{top}.py" if local_test_module else WRITER.module_file(module)
             if file is not None:
                 assert owner[file] in reachable, f"{src} imports {module}; add :{owner[file]} to {name}'s deps"
         elif top in sys.stdlib_module_names:

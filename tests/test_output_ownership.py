@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_scratch_inputs
 from safetensors.numpy import load_file
 
 from pretty_jax.checkpoints import loading
-from pretty_jax.checkpoints.sample_text import SENTENCES
-from pretty_jax.checkpoints.tokenizer import train_tokenizer
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.run_dir import OutputLocked, RunDirectory
@@ -62,15 +61,8 @@ def _manifest(root: Path) -> dict:
 def inputs(tmp_path_factory):
     """A from-scratch run's inputs: tokenizer, HF config and corpus of a tiny LLaMA."""
     root = tmp_path_factory.mktemp("inputs")
-    tokenizer = train_tokenizer("sentencepiece")
-    tokenizer.save_pretrained(root / "tokenizer")
-    config = dict(
-        model_type="llama", vocab_size=448, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
-    (root / "config.json").write_text(json.dumps(config))
-    (root / "corpus.txt").write_text("\n".join(SENTENCES), encoding="utf-8")
+    write_scratch_inputs(root, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=1, max_position_embeddings=32)
     return root
 
 

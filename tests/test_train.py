@@ -17,10 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import write_scratch_inputs
 from safetensors.numpy import load_file
 
 from pretty_jax import models
-from pretty_jax.checkpoints import export, loading, tiny
+from pretty_jax.checkpoints import export, loading
 from pretty_jax.checkpoints.reference import HFReference
 from pretty_jax.checkpoints.sample_text import SENTENCES
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
@@ -273,15 +274,7 @@ def test_settings_that_cannot_work_are_refused_by_flag():
 def scratch_run(tmp_path_factory):
     """Flags of a from-scratch run of a tiny LLaMA on a 2-device data-parallel mesh."""
     root = tmp_path_factory.mktemp("scratch")
-    tokenizer = tiny.train_tokenizer("sentencepiece")
-    tokenizer.save_pretrained(root / "tokenizer")
-    config = dict(
-        model_type="llama", vocab_size=448, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
-    (root / "config.json").write_text(json.dumps(config))
-    (root / "corpus.txt").write_text("\n".join(SENTENCES * 3), encoding="utf-8")
+    write_scratch_inputs(root, repeats=3)
     _write_jsonl(root / "eval.jsonl", [{"text": s} for s in SENTENCES[:4]])
     flag_values = dict(
         init="scratch", model_config=root / "config.json", tokenizer=root / "tokenizer",
