@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 
 from pretty_jax.core.errors import ConfigError
-from pretty_jax.models import layers
+from pretty_jax.models import hf_layouts, layers
 from pretty_jax.models.conversion import CheckpointLayout, Flat, HFTensor, Matrix
 from pretty_jax.models.hf_config import SpecialTokens, require, special_tokens_from_hf
 
@@ -156,20 +156,38 @@ class Bloom(layers.CausalLM):
     """A BLOOM causal LM (call interface: `layers.CausalLM`)."""
 
     def __init__(self, cfg: BloomConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
-        self.config = cfg
-        self.embed = layers.param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), dtype)
-        self.embed_norm = layers.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, dtype=dtype, rngs=rngs)
-        self.layers = nnx.List([Block(cfg, dtype=dtype, rngs=rngs) for _ in range(cfg.num_layers)])
-        self.final_norm = layers.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, dtype=dtype, rngs=rngs)
-        self.lm_head = layers.output_head(
-            rngs, cfg.vocab_size, cfg.hidden_size, cfg.tie_word_embeddings, dtype
+        layer_norm = lambda: layers.LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, dtype=dtype, rngs=rngs)
+        super().__init__(
+            cfg,
+            blocks=lambda: [Block(cfg, dtype=dtype, rngs=rngs) for _ in range(cfg.num_layers)],
+            final_norm=layer_norm,
+            dtype=dtype,
+            rngs=rngs,
         )
+        self.embed_norm = layer_norm()
 
-    def hidden_states(self, tokens_BT, positions_BT, attention_mask_BT, cache=None):
-        """Final-normed hidden states [B, T, D] and the updated cache."""
-        x_BTD = self.embed_norm(jnp.take(self.embed[...], tokens_BT, axis=0))
-        x_BTD, cache = layers.run_blocks(self.layers, x_BTD, positions_BT, attention_mask_BT, cache)
-        return self.final_norm(x_BTD), cache
+    def embed_tokens(self, tokens_BT: jax.Array) -> jax.Array:
+        """The LayerNormed input embeddings [B, T, D]."""
+        return self.embed_norm(super().embed_tokens(tokens_BT))
+
+
+def _block_tensors(ours: str, hf: str) -> dict[str, HFTensor]:
+    """One `BloomBlock`'s tensors: LayerNorms, the fused QKV projection and the MLP,
+    each with its bias."""
+    return {
+        f"{ours}.attn_norm.scale": HFTensor(f"{hf}.input_layernorm.weight"),
+        f"{ours}.attn_norm.bias": HFTensor(f"{hf}.input_layernorm.bias"),
+        f"{ours}.mlp_norm.scale": HFTensor(f"{hf}.post_attention_layernorm.weight"),
+        f"{ours}.mlp_norm.bias": HFTensor(f"{hf}.post_attention_layernorm.bias"),
+        f"{ours}.attn.qkv_proj": HFTensor(f"{hf}.self_attention.query_key_value.weight", Matrix(3)),
+        f"{ours}.attn.qkv_bias": HFTensor(f"{hf}.self_attention.query_key_value.bias", Flat()),
+        f"{ours}.attn.o_proj": HFTensor(f"{hf}.self_attention.dense.weight", Matrix(1)),
+        f"{ours}.attn.o_bias": HFTensor(f"{hf}.self_attention.dense.bias"),
+        f"{ours}.mlp.up_proj": HFTensor(f"{hf}.mlp.dense_h_to_4h.weight", Matrix(1)),
+        f"{ours}.mlp.up_bias": HFTensor(f"{hf}.mlp.dense_h_to_4h.bias"),
+        f"{ours}.mlp.down_proj": HFTensor(f"{hf}.mlp.dense_4h_to_h.weight", Matrix(1)),
+        f"{ours}.mlp.down_bias": HFTensor(f"{hf}.mlp.dense_4h_to_h.bias"),
+    }
 
 
 def checkpoint_layout(cfg: BloomConfig) -> CheckpointLayout:
@@ -181,31 +199,13 @@ def checkpoint_layout(cfg: BloomConfig) -> CheckpointLayout:
         "embed_norm.bias": HFTensor("transformer.word_embeddings_layernorm.bias"),
         "final_norm.scale": HFTensor("transformer.ln_f.weight"),
         "final_norm.bias": HFTensor("transformer.ln_f.bias"),
+        **hf_layouts.output_head_tensors(cfg.tie_word_embeddings),
+        **hf_layouts.layer_tensors(cfg.num_layers, "transformer.h", _block_tensors),
     }
-    if not cfg.tie_word_embeddings:
-        tensors["lm_head"] = HFTensor("lm_head.weight")
-    for i in range(cfg.num_layers):
-        ours, hf = f"layers.{i}", f"transformer.h.{i}"
-        tensors |= {
-            f"{ours}.attn_norm.scale": HFTensor(f"{hf}.input_layernorm.weight"),
-            f"{ours}.attn_norm.bias": HFTensor(f"{hf}.input_layernorm.bias"),
-            f"{ours}.mlp_norm.scale": HFTensor(f"{hf}.post_attention_layernorm.weight"),
-            f"{ours}.mlp_norm.bias": HFTensor(f"{hf}.post_attention_layernorm.bias"),
-            f"{ours}.attn.qkv_proj": HFTensor(f"{hf}.self_attention.query_key_value.weight", Matrix(3)),
-            f"{ours}.attn.qkv_bias": HFTensor(f"{hf}.self_attention.query_key_value.bias", Flat()),
-            f"{ours}.attn.o_proj": HFTensor(f"{hf}.self_attention.dense.weight", Matrix(1)),
-            f"{ours}.attn.o_bias": HFTensor(f"{hf}.self_attention.dense.bias"),
-            f"{ours}.mlp.up_proj": HFTensor(f"{hf}.mlp.dense_h_to_4h.weight", Matrix(1)),
-            f"{ours}.mlp.up_bias": HFTensor(f"{hf}.mlp.dense_h_to_4h.bias"),
-            f"{ours}.mlp.down_proj": HFTensor(f"{hf}.mlp.dense_4h_to_h.weight", Matrix(1)),
-            f"{ours}.mlp.down_bias": HFTensor(f"{hf}.mlp.dense_4h_to_h.bias"),
-        }
     aliases = tuple(
         (prefix, f"transformer.{prefix}")
         for prefix in ("word_embeddings.", "word_embeddings_layernorm.", "h.", "ln_f.")
     )
     return CheckpointLayout(
-        tensors=tensors,
-        aliases=aliases,
-        tied=(("lm_head.weight", "embed"),) if cfg.tie_word_embeddings else (),
+        tensors=tensors, aliases=aliases, tied=hf_layouts.tied_output_head(cfg.tie_word_embeddings)
     )

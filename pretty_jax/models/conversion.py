@@ -162,6 +162,66 @@ def _listing(title: str, items: Iterable[str], limit: int = 20) -> str:
     return f"  {title} ({len(items)}):\n    {shown}{more}"
 
 
+def _index_by_canonical_key(
+    layout: CheckpointLayout, source: TensorSource
+) -> tuple[dict[str, str], list[str]]:
+    """The source's keys by their canonical (de-aliased) name, and a line for every key
+    whose canonical name another key already has."""
+    canonical_to_source: dict[str, str] = {}
+    duplicated = []
+    for key in source.keys:
+        canonical = layout.canonical(key)
+        if canonical in canonical_to_source:
+            duplicated.append(f"{key} (also stored as {canonical_to_source[canonical]})")
+        canonical_to_source[canonical] = key
+    return canonical_to_source, duplicated
+
+
+def _unmapped(layout: CheckpointLayout, canonical_to_source: Mapping[str, str]) -> list[str]:
+    """Source keys that are neither a parameter, nor a tied copy, nor an ignored buffer."""
+    used = {spec.key for spec in layout.tensors.values()}
+    tied_keys = {hf_key for hf_key, _ in layout.tied}
+    ignored = [re.compile(pattern) for pattern in layout.ignored]
+    return [
+        canonical_to_source[c]
+        for c in canonical_to_source
+        if c not in used and c not in tied_keys and not any(p.search(c) for p in ignored)
+    ]
+
+
+def _wrong_shapes(
+    layout: CheckpointLayout,
+    source: TensorSource,
+    our_shapes: Mapping[str, tuple[int, ...]],
+    canonical_to_source: Mapping[str, str],
+) -> list[str]:
+    """A line for every stored parameter (or tied copy) whose shape is not the one our
+    shapes imply."""
+    wrong = []
+    expected_shapes = [
+        (spec.key, tuple(spec.transform.hf_shape(tuple(our_shapes[path]))), "")
+        for path, spec in layout.tensors.items()
+    ] + [(hf_key, tuple(our_shapes[path]), " (tied)") for hf_key, path in layout.tied]
+    for hf_key, expected, note in expected_shapes:
+        source_key = canonical_to_source.get(hf_key)
+        if source_key is None:
+            continue
+        got = tuple(source.shape(source_key))
+        if got != expected:
+            wrong.append(f"{hf_key}: shape {got}, expected {expected}{note}")
+    return wrong
+
+
+def _refuse_mismatches(source: TensorSource, mismatches: Mapping[str, list[str]]) -> None:
+    """Raises CheckpointError listing every non-empty list of `mismatches` (title ->
+    items)."""
+    problems = [_listing(title, items) for title, items in mismatches.items() if items]
+    if problems:
+        raise CheckpointError(
+            f"{source.description} does not match its config:\n" + "\n".join(problems)
+        )
+
+
 def match_layout(
     layout: CheckpointLayout,
     source: TensorSource,
@@ -173,55 +233,18 @@ def match_layout(
     every unmapped, missing, duplicated (after aliasing) and wrongly shaped tensor, or
     naming a tensor to be read that is not floating point.
     """
-    canonical_to_source: dict[str, str] = {}
-    duplicated = []
-    for key in source.keys:
-        canonical = layout.canonical(key)
-        if canonical in canonical_to_source:
-            duplicated.append(f"{key} (also stored as {canonical_to_source[canonical]})")
-        canonical_to_source[canonical] = key
-    used = {spec.key for spec in layout.tensors.values()}
-    tied_keys = {hf_key for hf_key, _ in layout.tied}
-    ignored = [re.compile(pattern) for pattern in layout.ignored]
-    unmapped = [
-        canonical_to_source[c]
-        for c in canonical_to_source
-        if c not in used and c not in tied_keys and not any(p.search(c) for p in ignored)
-    ]
-    missing = [spec.key for spec in layout.tensors.values() if spec.key not in canonical_to_source]
     if set(our_shapes) != set(layout.tensors):
         raise AssertionError(
             f"layout and model disagree: {sorted(set(our_shapes) ^ set(layout.tensors))}"
         )
-    wrong_shape = []
-    for path, spec in layout.tensors.items():
-        if spec.key not in canonical_to_source:
-            continue
-        expected = tuple(spec.transform.hf_shape(tuple(our_shapes[path])))
-        got = tuple(source.shape(canonical_to_source[spec.key]))
-        if got != expected:
-            wrong_shape.append(f"{spec.key}: shape {got}, expected {expected}")
-    for hf_key, our_path in layout.tied:
-        source_key = canonical_to_source.get(hf_key)
-        if source_key is not None and tuple(source.shape(source_key)) != tuple(our_shapes[our_path]):
-            wrong_shape.append(
-                f"{hf_key}: shape {tuple(source.shape(source_key))}, "
-                f"expected {tuple(our_shapes[our_path])} (tied)"
-            )
-    problems = [
-        _listing(title, items)
-        for title, items in (
-            ("tensors the config does not explain (unmapped)", unmapped),
-            ("tensors the config needs but the checkpoint lacks (missing)", missing),
-            ("tensors stored more than once (duplicated)", duplicated),
-            ("tensors of the wrong shape", wrong_shape),
-        )
-        if items
-    ]
-    if problems:
-        raise CheckpointError(
-            f"{source.description} does not match its config:\n" + "\n".join(problems)
-        )
+    canonical_to_source, duplicated = _index_by_canonical_key(layout, source)
+    missing = [spec.key for spec in layout.tensors.values() if spec.key not in canonical_to_source]
+    _refuse_mismatches(source, {
+        "tensors the config does not explain (unmapped)": _unmapped(layout, canonical_to_source),
+        "tensors the config needs but the checkpoint lacks (missing)": missing,
+        "tensors stored more than once (duplicated)": duplicated,
+        "tensors of the wrong shape": _wrong_shapes(layout, source, our_shapes, canonical_to_source),
+    })
     source_keys = {path: canonical_to_source[spec.key] for path, spec in layout.tensors.items()}
     read_keys = list(source_keys.values()) + [
         canonical_to_source[hf_key] for hf_key, _ in layout.tied if hf_key in canonical_to_source

@@ -28,15 +28,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from pretty_jax.core.errors import ConfigError
-from pretty_jax.models import layers
-from pretty_jax.models.conversion import CheckpointLayout, HFTensor, Matrix
+from pretty_jax.models import hf_layouts, layers
+from pretty_jax.models.attention import RotaryAttention
+from pretty_jax.models.conversion import CheckpointLayout, HFTensor
 from pretty_jax.models.hf_config import SpecialTokens, special_tokens_from_hf
-from pretty_jax.models.rope import (
-    RopeConfig,
-    apply_rope,
-    inverse_frequencies,
-    rope_config_from_hf,
-)
+from pretty_jax.models.rope import RopeConfig, rope_config_from_hf
 
 MODEL_TYPES = ("gemma3_text", "gemma3")
 
@@ -222,37 +218,6 @@ class RMSNorm(nnx.Module):
         return (y * (1.0 + self.scale[...].astype(jnp.float32))).astype(x.dtype)
 
 
-class Attention(nnx.Module):
-    def __init__(
-        self, cfg: Gemma3Config, window: int | None, rope: RopeConfig, *, dtype, rngs: nnx.Rngs
-    ):
-        D, N, K, H = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        self.q_proj = layers.param(rngs, (N, H, D), ("heads", "head_dim", "embed"), dtype)
-        self.k_proj = layers.param(rngs, (K, H, D), ("kv_heads", "head_dim", "embed"), dtype)
-        self.v_proj = layers.param(rngs, (K, H, D), ("kv_heads", "head_dim", "embed"), dtype)
-        self.o_proj = layers.param(rngs, (D, N, H), ("embed", "heads", "head_dim"), dtype)
-        self.q_norm = RMSNorm(H, cfg.rms_norm_eps, "head_dim", dtype=dtype, rngs=rngs)
-        self.k_norm = RMSNorm(H, cfg.rms_norm_eps, "head_dim", dtype=dtype, rngs=rngs)
-        self.rope = rope
-        self.head_dim = H
-        self.scale = cfg.query_pre_attn_scalar**-0.5
-        self.window = window
-
-    def __call__(self, x_BTD, positions_BT, key_positions_BS, cache_kv, write_slot):
-        q_BTNH = self.q_norm(layers.dense(x_BTD, self.q_proj[...]))
-        k_BTKH = self.k_norm(layers.dense(x_BTD, self.k_proj[...]))
-        v_BTKH = layers.dense(x_BTD, self.v_proj[...])
-        inv_freq = inverse_frequencies(self.rope, self.head_dim)
-        q_BTNH = apply_rope(q_BTNH, positions_BT, inv_freq)
-        k_BTKH = apply_rope(k_BTKH, positions_BT, inv_freq)
-        k_BKSH, v_BKSH = layers.write_kv(cache_kv, k_BTKH, v_BTKH, write_slot)
-        out_BTNH = layers.attend(
-            q_BTNH, k_BKSH, v_BKSH, positions_BT, key_positions_BS,
-            scale=self.scale, window=self.window,
-        )
-        return layers.dense(out_BTNH, self.o_proj[...], num_in_axes=2), (k_BKSH, v_BKSH)
-
-
 class Block(nnx.Module):
     """x + post_norm(attn(pre_norm(x))), then the same around the MLP."""
 
@@ -261,7 +226,11 @@ class Block(nnx.Module):
     ):
         norm = lambda: RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, "embed", dtype=dtype, rngs=rngs)
         self.attn_norm = norm()
-        self.attn = Attention(cfg, window, rope, dtype=dtype, rngs=rngs)
+        self.attn = RotaryAttention(
+            cfg, window, rope, scale=cfg.query_pre_attn_scalar**-0.5,
+            qk_norm=lambda: RMSNorm(cfg.head_dim, cfg.rms_norm_eps, "head_dim", dtype=dtype, rngs=rngs),
+            dtype=dtype, rngs=rngs,
+        )
         self.attn_post_norm = norm()
         self.mlp_norm = norm()
         self.mlp = layers.GatedMLP(
@@ -282,62 +251,45 @@ class Gemma3(layers.CausalLM):
     """A Gemma 3 causal LM (call interface: `layers.CausalLM`)."""
 
     def __init__(self, cfg: Gemma3Config, *, dtype=jnp.float32, rngs: nnx.Rngs):
-        self.config = cfg
-        self.embed = layers.param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), dtype)
-        self.layers = nnx.List(
-            [
+        super().__init__(
+            cfg,
+            blocks=lambda: [
                 Block(cfg, window, rope, dtype=dtype, rngs=rngs)
                 for window, rope in zip(cfg.layer_windows, cfg.layer_ropes, strict=True)
-            ]
-        )
-        self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, "embed", dtype=dtype, rngs=rngs)
-        self.lm_head = layers.output_head(
-            rngs, cfg.vocab_size, cfg.hidden_size, cfg.tie_word_embeddings, dtype
+            ],
+            final_norm=lambda: RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, "embed", dtype=dtype, rngs=rngs),
+            dtype=dtype,
+            rngs=rngs,
         )
 
-    def hidden_states(
-        self,
-        tokens_BT: jax.Array,
-        positions_BT: jax.Array,
-        attention_mask_BT: jax.Array,
-        cache: layers.KVCache | None = None,
-    ) -> tuple[jax.Array, layers.KVCache | None]:
-        """Final-normed hidden states [B, T, D] and the updated cache."""
+    def embed_tokens(self, tokens_BT: jax.Array) -> jax.Array:
+        """The embeddings [B, T, D] times sqrt(hidden_size), the factor in their dtype."""
         embed_VD = self.embed[...]
         normalizer = jnp.asarray(math.sqrt(self.config.hidden_size), embed_VD.dtype)
-        x_BTD = jnp.take(embed_VD, tokens_BT, axis=0) * normalizer
-        x_BTD, cache = layers.run_blocks(self.layers, x_BTD, positions_BT, attention_mask_BT, cache)
-        return self.final_norm(x_BTD), cache
+        return jnp.take(embed_VD, tokens_BT, axis=0) * normalizer
+
+
+def _block_tensors(ours: str, hf: str) -> dict[str, HFTensor]:
+    """One `Gemma3DecoderLayer`'s tensors: four norms, q/k norms and the projections."""
+    return {
+        f"{ours}.attn_norm.scale": HFTensor(f"{hf}.input_layernorm.weight"),
+        f"{ours}.attn_post_norm.scale": HFTensor(f"{hf}.post_attention_layernorm.weight"),
+        f"{ours}.mlp_norm.scale": HFTensor(f"{hf}.pre_feedforward_layernorm.weight"),
+        f"{ours}.mlp_post_norm.scale": HFTensor(f"{hf}.post_feedforward_layernorm.weight"),
+        f"{ours}.attn.q_norm.scale": HFTensor(f"{hf}.self_attn.q_norm.weight"),
+        f"{ours}.attn.k_norm.scale": HFTensor(f"{hf}.self_attn.k_norm.weight"),
+        **hf_layouts.attention_projections(ours, hf),
+        **hf_layouts.gated_mlp_projections(ours, hf),
+    }
 
 
 def checkpoint_layout(cfg: Gemma3Config) -> CheckpointLayout:
     """Where each parameter lives in an HF `Gemma3ForCausalLM` checkpoint; for a
     `gemma3` config also the language-model names of `Gemma3ForConditionalGeneration`
     checkpoints, whose vision tower and projector are left unread."""
-    tensors = {"embed": HFTensor("model.embed_tokens.weight"), "final_norm.scale": HFTensor("model.norm.weight")}
-    if not cfg.tie_word_embeddings:
-        tensors["lm_head"] = HFTensor("lm_head.weight")
-    for i in range(cfg.num_layers):
-        ours, hf = f"layers.{i}", f"model.layers.{i}"
-        tensors |= {
-            f"{ours}.attn_norm.scale": HFTensor(f"{hf}.input_layernorm.weight"),
-            f"{ours}.attn_post_norm.scale": HFTensor(f"{hf}.post_attention_layernorm.weight"),
-            f"{ours}.mlp_norm.scale": HFTensor(f"{hf}.pre_feedforward_layernorm.weight"),
-            f"{ours}.mlp_post_norm.scale": HFTensor(f"{hf}.post_feedforward_layernorm.weight"),
-            f"{ours}.attn.q_norm.scale": HFTensor(f"{hf}.self_attn.q_norm.weight"),
-            f"{ours}.attn.k_norm.scale": HFTensor(f"{hf}.self_attn.k_norm.weight"),
-            f"{ours}.attn.q_proj": HFTensor(f"{hf}.self_attn.q_proj.weight", Matrix(2)),
-            f"{ours}.attn.k_proj": HFTensor(f"{hf}.self_attn.k_proj.weight", Matrix(2)),
-            f"{ours}.attn.v_proj": HFTensor(f"{hf}.self_attn.v_proj.weight", Matrix(2)),
-            f"{ours}.attn.o_proj": HFTensor(f"{hf}.self_attn.o_proj.weight", Matrix(1)),
-            f"{ours}.mlp.gate_proj": HFTensor(f"{hf}.mlp.gate_proj.weight", Matrix(1)),
-            f"{ours}.mlp.up_proj": HFTensor(f"{hf}.mlp.up_proj.weight", Matrix(1)),
-            f"{ours}.mlp.down_proj": HFTensor(f"{hf}.mlp.down_proj.weight", Matrix(1)),
-        }
     multimodal = cfg.model_type == "gemma3"
-    return CheckpointLayout(
-        tensors=tensors,
+    return hf_layouts.decoder_layout(
+        cfg.num_layers, cfg.tie_word_embeddings, _block_tensors,
         ignored=_VISION_TENSORS if multimodal else (),
         aliases=_MULTIMODAL_ALIASES if multimodal else (),
-        tied=(("lm_head.weight", "embed"),) if cfg.tie_word_embeddings else (),
     )

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal, Sequence
+from typing import Callable, Literal, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -289,18 +289,56 @@ def output_head(
     return None if tied else param(rngs, (vocab_size, width), ("vocab", "embed"), dtype)
 
 
-class CausalLM(nnx.Module):
-    """What every family's model shares: the call interface and the output head.
+class CausalLMShape(Protocol):
+    """The config fields `CausalLM` is sized by (every family config has them)."""
 
-    A family sets `embed` [V, D] and `lm_head` (`output_head`) and defines
-    `hidden_states(tokens, positions, attention_mask, cache) -> (h [B, T, D], cache)`.
-    `model(tokens, positions, attention_mask, cache)` -> (logits [B, T, V] float32,
-    cache); `hidden_states` and `logits` split that call for callers that need only
-    some positions' logits.
+    vocab_size: int
+    hidden_size: int
+    tie_word_embeddings: bool
+
+
+class CausalLM(nnx.Module):
+    """What every family's model shares: embedding lookup, the stack of blocks, the
+    call interface and the output head.
+
+    A family passes its blocks (called as `run_blocks` says) and its final norm, and
+    overrides `embed_tokens` when its embeddings are scaled or normed. `model(tokens, positions, attention_mask, cache)`
+    -> (logits [B, T, V] float32, cache); `hidden_states` and `logits` split that call
+    for callers that need only some positions' logits.
     """
 
-    embed: nnx.Param
-    lm_head: nnx.Param | None
+    def __init__(
+        self,
+        cfg: "CausalLMShape",
+        blocks: Callable[[], Sequence[nnx.Module]],
+        final_norm: Callable[[], nnx.Module],
+        *,
+        dtype: jnp.dtype,
+        rngs: nnx.Rngs,
+    ):
+        """Declares `embed` [V, D], then the `blocks()` and the `final_norm()`, then the
+        output head (this order fixes which random values each parameter starts from)."""
+        self.config = cfg
+        self.embed = param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), dtype)
+        self.layers = nnx.List(blocks())
+        self.final_norm = final_norm()
+        self.lm_head = output_head(rngs, cfg.vocab_size, cfg.hidden_size, cfg.tie_word_embeddings, dtype)
+
+    def embed_tokens(self, tokens_BT: jax.Array) -> jax.Array:
+        """The input embeddings [B, T, D] of `tokens_BT`."""
+        return jnp.take(self.embed[...], tokens_BT, axis=0)
+
+    def hidden_states(
+        self,
+        tokens_BT: jax.Array,
+        positions_BT: jax.Array,
+        attention_mask_BT: jax.Array,
+        cache: KVCache | None = None,
+    ) -> tuple[jax.Array, KVCache | None]:
+        """Final-normed hidden states [B, T, D] and the updated cache."""
+        x_BTD = self.embed_tokens(tokens_BT)
+        x_BTD, cache = run_blocks(self.layers, x_BTD, positions_BT, attention_mask_BT, cache)
+        return self.final_norm(x_BTD), cache
 
     def logits(self, h_BTD: jax.Array) -> jax.Array:
         """Output logits [B, T, V] in float32 from the (tied or separate) [V, D] head."""

@@ -10,20 +10,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from pretty_jax.core.errors import ConfigError
-from pretty_jax.models import layers
-from pretty_jax.models.conversion import CheckpointLayout, Flat, HFTensor, Matrix
+from pretty_jax.models import hf_layouts, layers
+from pretty_jax.models.attention import RotaryAttention
+from pretty_jax.models.conversion import CheckpointLayout, Flat, HFTensor
 from pretty_jax.models.hf_config import SpecialTokens, require, special_tokens_from_hf
-from pretty_jax.models.rope import (
-    RopeConfig,
-    apply_rope,
-    inverse_frequencies,
-    rope_config_from_hf,
-)
+from pretty_jax.models.rope import RopeConfig, rope_config_from_hf
 
 MODEL_TYPES = ("llama", "mistral", "qwen2")
 
@@ -115,53 +110,13 @@ def config_from_hf(
     )
 
 
-class Attention(nnx.Module):
-    def __init__(self, cfg: LlamaConfig, window: int | None, *, dtype, rngs: nnx.Rngs):
-        D, N, K, H = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        self.q_proj = layers.param(rngs, (N, H, D), ("heads", "head_dim", "embed"), dtype)
-        self.k_proj = layers.param(rngs, (K, H, D), ("kv_heads", "head_dim", "embed"), dtype)
-        self.v_proj = layers.param(rngs, (K, H, D), ("kv_heads", "head_dim", "embed"), dtype)
-        self.o_proj = layers.param(rngs, (D, N, H), ("embed", "heads", "head_dim"), dtype)
-        bias = lambda shape, axes: layers.param(rngs, shape, axes, dtype, init="zeros")
-        self.q_bias = bias((N, H), ("heads", "head_dim")) if cfg.qkv_bias else None
-        self.k_bias = bias((K, H), ("kv_heads", "head_dim")) if cfg.qkv_bias else None
-        self.v_bias = bias((K, H), ("kv_heads", "head_dim")) if cfg.qkv_bias else None
-        self.o_bias = bias((D,), ("embed",)) if cfg.out_bias else None
-        self.rope = cfg.rope
-        self.head_dim = H
-        self.window = window
-
-    def __call__(self, x_BTD, positions_BT, key_positions_BS, cache_kv, write_slot):
-        q_BTNH = layers.dense(x_BTD, self.q_proj[...])
-        k_BTKH = layers.dense(x_BTD, self.k_proj[...])
-        v_BTKH = layers.dense(x_BTD, self.v_proj[...])
-        if self.q_bias is not None:
-            q_BTNH += self.q_bias[...]
-            k_BTKH += self.k_bias[...]
-            v_BTKH += self.v_bias[...]
-        inv_freq = inverse_frequencies(self.rope, self.head_dim)
-        q_BTNH = apply_rope(q_BTNH, positions_BT, inv_freq)
-        k_BTKH = apply_rope(k_BTKH, positions_BT, inv_freq)
-        k_BKSH, v_BKSH = layers.write_kv(cache_kv, k_BTKH, v_BTKH, write_slot)
-        out_BTNH = layers.attend(
-            q_BTNH,
-            k_BKSH,
-            v_BKSH,
-            positions_BT,
-            key_positions_BS,
-            scale=self.head_dim**-0.5,
-            window=self.window,
-        )
-        y_BTD = layers.dense(out_BTNH, self.o_proj[...], num_in_axes=2)
-        if self.o_bias is not None:
-            y_BTD += self.o_bias[...]
-        return y_BTD, (k_BKSH, v_BKSH)
-
-
 class Block(nnx.Module):
     def __init__(self, cfg: LlamaConfig, window: int | None, *, dtype, rngs: nnx.Rngs):
         self.attn_norm = layers.RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype=dtype, rngs=rngs)
-        self.attn = Attention(cfg, window, dtype=dtype, rngs=rngs)
+        self.attn = RotaryAttention(
+            cfg, window, cfg.rope, scale=cfg.head_dim**-0.5, qkv_bias=cfg.qkv_bias,
+            out_bias=cfg.out_bias, dtype=dtype, rngs=rngs,
+        )
         self.mlp_norm = layers.RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype=dtype, rngs=rngs)
         self.mlp = layers.GatedMLP(
             cfg.hidden_size, cfg.intermediate_size, "silu", cfg.mlp_bias, dtype=dtype, rngs=rngs
@@ -180,46 +135,24 @@ class Llama(layers.CausalLM):
     """A LLaMA-family causal LM (call interface: `layers.CausalLM`)."""
 
     def __init__(self, cfg: LlamaConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
-        self.config = cfg
-        self.embed = layers.param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), dtype)
-        self.layers = nnx.List(
-            [Block(cfg, window, dtype=dtype, rngs=rngs) for window in cfg.layer_windows]
-        )
-        self.final_norm = layers.RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype=dtype, rngs=rngs)
-        self.lm_head = layers.output_head(
-            rngs, cfg.vocab_size, cfg.hidden_size, cfg.tie_word_embeddings, dtype
+        super().__init__(
+            cfg,
+            blocks=lambda: [Block(cfg, window, dtype=dtype, rngs=rngs) for window in cfg.layer_windows],
+            final_norm=lambda: layers.RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype=dtype, rngs=rngs),
+            dtype=dtype,
+            rngs=rngs,
         )
 
-    def hidden_states(
-        self,
-        tokens_BT: jax.Array,
-        positions_BT: jax.Array,
-        attention_mask_BT: jax.Array,
-        cache: layers.KVCache | None = None,
-    ) -> tuple[jax.Array, layers.KVCache | None]:
-        """Final-normed hidden states [B, T, D] and the updated cache."""
-        x_BTD = jnp.take(self.embed[...], tokens_BT, axis=0)
-        x_BTD, cache = layers.run_blocks(self.layers, x_BTD, positions_BT, attention_mask_BT, cache)
-        return self.final_norm(x_BTD), cache
 
+def _block_tensors(cfg: LlamaConfig) -> hf_layouts.BlockTensors:
+    """One `LlamaDecoderLayer`'s tensors, biases as the config says."""
 
-def checkpoint_layout(cfg: LlamaConfig) -> CheckpointLayout:
-    """Where each parameter lives in an HF `LlamaForCausalLM`-style checkpoint."""
-    tensors = {"embed": HFTensor("model.embed_tokens.weight"), "final_norm.scale": HFTensor("model.norm.weight")}
-    if not cfg.tie_word_embeddings:
-        tensors["lm_head"] = HFTensor("lm_head.weight")
-    for i in range(cfg.num_layers):
-        ours, hf = f"layers.{i}", f"model.layers.{i}"
-        tensors |= {
+    def block_tensors(ours: str, hf: str) -> dict[str, HFTensor]:
+        tensors = {
             f"{ours}.attn_norm.scale": HFTensor(f"{hf}.input_layernorm.weight"),
             f"{ours}.mlp_norm.scale": HFTensor(f"{hf}.post_attention_layernorm.weight"),
-            f"{ours}.attn.q_proj": HFTensor(f"{hf}.self_attn.q_proj.weight", Matrix(2)),
-            f"{ours}.attn.k_proj": HFTensor(f"{hf}.self_attn.k_proj.weight", Matrix(2)),
-            f"{ours}.attn.v_proj": HFTensor(f"{hf}.self_attn.v_proj.weight", Matrix(2)),
-            f"{ours}.attn.o_proj": HFTensor(f"{hf}.self_attn.o_proj.weight", Matrix(1)),
-            f"{ours}.mlp.gate_proj": HFTensor(f"{hf}.mlp.gate_proj.weight", Matrix(1)),
-            f"{ours}.mlp.up_proj": HFTensor(f"{hf}.mlp.up_proj.weight", Matrix(1)),
-            f"{ours}.mlp.down_proj": HFTensor(f"{hf}.mlp.down_proj.weight", Matrix(1)),
+            **hf_layouts.attention_projections(ours, hf),
+            **hf_layouts.gated_mlp_projections(ours, hf),
         }
         if cfg.qkv_bias:
             for name in ("q", "k", "v"):
@@ -229,8 +162,14 @@ def checkpoint_layout(cfg: LlamaConfig) -> CheckpointLayout:
         if cfg.mlp_bias:
             for name in ("gate", "up", "down"):
                 tensors[f"{ours}.mlp.{name}_bias"] = HFTensor(f"{hf}.mlp.{name}_proj.bias")
-    return CheckpointLayout(
-        tensors=tensors,
+        return tensors
+
+    return block_tensors
+
+
+def checkpoint_layout(cfg: LlamaConfig) -> CheckpointLayout:
+    """Where each parameter lives in an HF `LlamaForCausalLM`-style checkpoint."""
+    return hf_layouts.decoder_layout(
+        cfg.num_layers, cfg.tie_word_embeddings, _block_tensors(cfg),
         ignored=(r"\.rotary_emb\.inv_freq$",),
-        tied=(("lm_head.weight", "embed"),) if cfg.tie_word_embeddings else (),
     )
