@@ -32,10 +32,10 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from pretty_jax.checkpoints.loading import LoadedModel
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
 from pretty_jax.engine.generator import bucket_length
+from pretty_jax.models import Model
 
 STATISTICS = ("sft_rank_in_lm", "p_lm_own", "p_sft_own", "p_lm_of_sft", "kl_sft_lm", "kl_lm_sft", "js", "tv")
 
@@ -131,8 +131,8 @@ class AlignmentScorer:
 
     def __init__(
         self,
-        foundation: LoadedModel,
-        sft: LoadedModel,
+        foundation: Model,
+        sft: Model,
         mesh: Mesh | None = None,
         batch_size: int = 8,
         chunk: int = 16,
@@ -140,8 +140,8 @@ class AlignmentScorer:
     ):
         if foundation.config.vocab_size != sft.config.vocab_size:
             raise UserError(
-                f"vocabulary sizes differ: foundation {foundation.config.vocab_size} "
-                f"({foundation.directory}), SFT {sft.config.vocab_size} ({sft.directory})"
+                f"vocabulary sizes differ: foundation {foundation.config.vocab_size}, "
+                f"SFT {sft.config.vocab_size}; token-level statistics need the same vocabulary"
             )
         data = 1 if mesh is None else mesh.shape[parallel.DATA]
         if batch_size % data:

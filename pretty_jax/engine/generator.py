@@ -16,7 +16,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from pretty_jax.checkpoints.loading import LoadedModel
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
 from pretty_jax.engine.batching import left_pad
@@ -24,6 +23,7 @@ from pretty_jax.engine.beam_search import beam_decode
 from pretty_jax.engine.decode import FINISH_REASONS, DecodeSettings, decode
 from pretty_jax.engine.stopping import StopStrings
 from pretty_jax.engine.strategies import BeamSearch, Greedy, Strategy
+from pretty_jax.models import Model
 
 MIN_BUCKET = 16
 
@@ -77,7 +77,7 @@ class Generator:
       batch is padded with copies of a real row whose results are dropped.
     """
 
-    def __init__(self, model: LoadedModel, tokenizer=None, mesh: Mesh | None = None, batch_size: int = 8):
+    def __init__(self, model: Model, tokenizer=None, mesh: Mesh | None = None, batch_size: int = 8):
         data = 1 if mesh is None else mesh.shape[parallel.DATA]
         if batch_size < 1 or batch_size % data:
             raise UserError(f"--batch_size={batch_size} must be a positive multiple of --mesh_data={data}")
