@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import resource
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from pretty_jax.alignment.statistics import AlignmentScorer
-from pretty_jax.checkpoints import loading
-from pretty_jax.models import bloom, forward, init_model, llama
+from pretty_jax.models import Model, bloom, forward, init_model, llama
 
 _BATCH = flags.DEFINE_integer("batch", 8, "Examples per batch.")
 _STEPS = flags.DEFINE_integer("steps", 512, "Trajectory steps per example.")
@@ -37,9 +35,9 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _model(config, seed: int) -> loading.LoadedModel:
+def _model(config, seed: int) -> Model:
     graphdef, params = init_model(config, jnp.float32, seed)
-    return loading.LoadedModel(config=config, graphdef=graphdef, params=params, directory=Path("."))
+    return Model(config=config, graphdef=graphdef, params=params)
 
 
 def _inputs(vocab: int) -> tuple[list[list[int]], list[list[int]]]:

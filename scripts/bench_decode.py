@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +29,7 @@ from absl import app, flags
 
 from pretty_jax.checkpoints import loading
 from pretty_jax.engine.generator import DecodeConfig, Generator
-from pretty_jax.models import init_model, llama
+from pretty_jax.models import Model, init_model, llama
 from pretty_jax.models.hf_config import SpecialTokens
 from pretty_jax.models.rope import RopeConfig
 
@@ -81,7 +80,7 @@ def _prompts(batch: int, length: int) -> list[list[int]]:
     return [[1] + rng.integers(3, 32000, length - 1).tolist() for _ in range(batch)]
 
 
-def time_ours(model: loading.LoadedModel, batch: int, new_tokens: int) -> tuple[float, float]:
+def time_ours(model: Model, batch: int, new_tokens: int) -> tuple[float, float]:
     """(first call incl. compilation, best steady-state call) in seconds."""
     generator = Generator(model, batch_size=batch)
     prompts = _prompts(batch, _PROMPT_LEN.value)
@@ -149,7 +148,7 @@ def time_large_model() -> None:
     config = llama.config_from_hf(hf_config_dict(_PRESET.value), where)
     config = config.__class__(**(vars(config) | dict(rope=RopeConfig(), special_tokens=SpecialTokens(1, (), 0))))
     graphdef, params = init_model(config, loading.DTYPES[_DTYPE.value], seed=0)
-    model = loading.LoadedModel(config=config, graphdef=graphdef, params=params, directory=Path("."))
+    model = Model(config=config, graphdef=graphdef, params=params)
     param_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
     bandwidth = copy_bandwidth()
     print(f"{_PRESET.value}: {param_bytes / 2**30:.1f} GiB of parameters ({_DTYPE.value}) on {jax.devices()[0]}, "

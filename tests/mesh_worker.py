@@ -29,22 +29,22 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process: this proc
 def main(argv):
     del argv
     jax.config.update("jax_num_cpu_devices", _DEVICES.value)
-    from pretty_jax import checkpoint, parallel
+    from pretty_jax.checkpoints import loading
+    from pretty_jax.engine import parallel
 
     if _COORDINATOR.value:
         parallel.initialize_multihost(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     from generation_cases import alignment_case, run_cases
 
-    from pretty_jax.checkpoints.tokenizer import load_tokenizer
     from pretty_jax.engine.generator import Generator
 
     mesh = parallel.make_mesh(_MESH_DATA.value, _MESH_MODEL.value)
-    model = checkpoint.load_model(_CHECKPOINT.value, "float32", place=parallel.param_placer(mesh))
-    tokenizer = load_tokenizer(Path(_CHECKPOINT.value))
+    model = loading.load_model(_CHECKPOINT.value, "float32", place=parallel.param_placer(mesh))
+    tokenizer = loading.load_tokenizer_of(_CHECKPOINT.value)
     if _JOB.value == "generate":
         outputs = run_cases(Generator(model, tokenizer, mesh=mesh, batch_size=4), tokenizer)
     else:
-        sft = checkpoint.load_model(_SFT_CHECKPOINT.value, "float32", place=parallel.param_placer(mesh))
+        sft = loading.load_model(_SFT_CHECKPOINT.value, "float32", place=parallel.param_placer(mesh))
         outputs = alignment_case(model, sft, tokenizer, mesh)
     print(json.dumps({"process": jax.process_index(), "mesh": dict(mesh.shape), "outputs": outputs}))
 

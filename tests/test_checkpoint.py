@@ -16,9 +16,10 @@ from safetensors.numpy import load_file, save_file
 
 from pretty_jax.checkpoints import loading
 from pretty_jax.core.errors import CheckpointError, ConfigError, MissingDependencyError
+from pretty_jax.models import Model
 
 
-def _params(model: loading.LoadedModel) -> dict[str, np.ndarray]:
+def _params(model: Model) -> dict[str, np.ndarray]:
     from flax import nnx
 
     return {
@@ -27,7 +28,7 @@ def _params(model: loading.LoadedModel) -> dict[str, np.ndarray]:
     }
 
 
-def _assert_same_params(a: loading.LoadedModel, b: loading.LoadedModel) -> None:
+def _assert_same_params(a: Model, b: Model) -> None:
     pa, pb = _params(a), _params(b)
     assert pa.keys() == pb.keys()
     for key in pa:

@@ -17,13 +17,13 @@ from pretty_jax.checkpoints.reference import HFReference
 from pretty_jax.checkpoints.sample_text import SENTENCES
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.engine.batching import left_pad
-from pretty_jax.models import forward
+from pretty_jax.models import Model, forward
 
 
 @pytest.mark.parametrize("preset", ["llama", "llama3", "qwen2", "bloom", "gemma3"])
 def test_hf_to_ours_to_hf_gives_identical_tensors_and_files(tiny_checkpoint, tmp_path, preset):
     source = tiny_checkpoint(preset)
-    out = export.export_loaded(loading.load_model(source, "float32"), tmp_path / "out")
+    out = export.export_loaded(loading.load_model(source, "float32"), source, tmp_path / "out")
     original, exported = load_file(source / "model.safetensors"), load_file(out / "model.safetensors")
     assert exported.keys() == original.keys()  # tied heads are not written twice
     for key, tensor in original.items():
@@ -37,21 +37,22 @@ def test_hf_to_ours_to_hf_gives_identical_tensors_and_files(tiny_checkpoint, tmp
         assert json.loads((out / name).read_text()) == json.loads((source / name).read_text()), name
 
 
-def _perturbed(model: loading.LoadedModel, seed: int = 0) -> loading.LoadedModel:
+def _perturbed(model: Model, seed: int = 0) -> Model:
     """The model with every parameter changed, so an export cannot pass by copying."""
     leaves, treedef = jax.tree.flatten(model.params)
     keys = jax.random.split(jax.random.key(seed), len(leaves))
     noisy = [p * 1.1 + 0.02 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)]
-    return loading.LoadedModel(model.config, model.graphdef, jax.tree.unflatten(treedef, noisy), model.directory)
+    return Model(model.config, model.graphdef, jax.tree.unflatten(treedef, noisy))
 
 
 @pytest.mark.parametrize("preset", ["llama", "bloom", "gemma3"])
 def test_hf_transformers_loads_an_export_and_matches_our_logits(tiny_checkpoint, tmp_path, preset):
-    model = _perturbed(loading.load_model(tiny_checkpoint(preset), "float32"))
-    tokenizer = load_tokenizer(model.directory)
+    source = tiny_checkpoint(preset)
+    model = _perturbed(loading.load_model(source, "float32"))
+    tokenizer = load_tokenizer(source)
     out = export.save_hf_checkpoint(
         tmp_path / "out", model.config, model.params,
-        json.loads((model.directory / "config.json").read_text()), tokenizer=tokenizer,
+        json.loads((source / "config.json").read_text()), tokenizer=tokenizer,
     )
     tokens, mask, positions = left_pad([tokenizer(s).input_ids for s in SENTENCES[:4]], pad_id=0)
     ours, _ = jax.jit(forward, static_argnums=0)(model.graphdef, model.params, tokens, positions, mask)
@@ -64,7 +65,7 @@ def test_hf_transformers_loads_an_export_and_matches_our_logits(tiny_checkpoint,
 
 def test_bfloat16_export_stores_bfloat16_and_says_so(tiny_checkpoint, tmp_path):
     model = loading.load_model(tiny_checkpoint("qwen2"), "float32")
-    out = export.export_loaded(model, tmp_path / "bf16", dtype="bfloat16")
+    out = export.export_loaded(model, tiny_checkpoint("qwen2"), tmp_path / "bf16", dtype="bfloat16")
     config = json.loads((out / "config.json").read_text())
     assert config["dtype"] == "bfloat16"
     tensors = load_file(out / "model.safetensors")
@@ -80,7 +81,7 @@ def test_export_refuses_to_replace_a_directory_unless_asked(tiny_checkpoint, tmp
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="busy exists and is not empty"):
-        export.export_loaded(model, tmp_path / "busy")
-    export.export_loaded(model, tmp_path / "busy", overwrite=True)
+        export.export_loaded(model, tiny_checkpoint("llama"), tmp_path / "busy")
+    export.export_loaded(model, tiny_checkpoint("llama"), tmp_path / "busy", overwrite=True)
     assert not (tmp_path / "busy" / "notes.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]  # no staging left behind

@@ -136,7 +136,7 @@ def test_multimodal_checkpoint_under_transformers_5_names_loads_the_same(multimo
 def test_multimodal_export_is_refused_clearly(multimodal, tmp_path):
     model = loading.load_model(multimodal, "float32")
     with pytest.raises(UserError, match="multimodal gemma3 checkpoint"):
-        export.export_loaded(model, tmp_path / "out")
+        export.export_loaded(model, multimodal, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

@@ -17,8 +17,8 @@ from pretty_jax.checkpoints.sample_text import SENTENCES
 from pretty_jax.checkpoints.tiny import PRESETS
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.core.errors import UserError
-from pretty_jax.engine.batching import left_pad
-from pretty_jax.engine.generator import DecodeConfig, Generator, bucket_length
+from pretty_jax.engine.batching import bucket_length, left_pad, positions_from_mask
+from pretty_jax.engine.generator import DecodeConfig, Generator
 from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling
 from pretty_jax.models import forward
 
@@ -193,3 +193,18 @@ def test_long_inputs_are_truncated_from_the_left_or_refused(tiny_checkpoint, cap
 
 def test_prompt_lengths_are_bucketed():
     assert [bucket_length(n) for n in (1, 16, 17, 100, 512, 513, 700)] == [16, 16, 32, 128, 512, 768, 768]
+
+
+def test_positions_from_the_mask_agree_on_host_and_device():
+    mask = np.array([[0, 0, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 1]], np.int32)
+    expected = [[0, 0, 0, 1, 2, 2], [0, 1, 2, 3, 4, 5], [0, 0, 0, 0, 0, 0]]
+    host = positions_from_mask(mask)
+    assert isinstance(host, np.ndarray) and host.dtype == np.int32
+    np.testing.assert_array_equal(host, expected)
+    np.testing.assert_array_equal(np.asarray(jax.jit(positions_from_mask)(jax.numpy.asarray(mask))), expected)
+
+
+def test_an_unknown_strategy_is_refused(tiny_checkpoint):
+    generator = Generator(loading.load_model(tiny_checkpoint("llama"), "float32"), batch_size=1)
+    with pytest.raises(UserError, match="strategy=.*use Greedy"):
+        generator.generate([[1, 5]], config=DecodeConfig(max_new_tokens=2, strategy="beam"))

@@ -19,6 +19,7 @@ from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.cli import parity
 from pretty_jax.core.errors import CheckpointError, ConfigError, MissingDependencyError
 from pretty_jax.engine.batching import left_pad
+from pretty_jax.models import Model
 
 gguf = pytest.importorskip("gguf")
 from gguf_files import (
@@ -67,7 +68,7 @@ def gguf_file(tiny_checkpoint, gemma3_checkpoint, tmp_path_factory):
     return get
 
 
-def _params(model: loading.LoadedModel) -> dict[str, np.ndarray]:
+def _params(model: Model) -> dict[str, np.ndarray]:
     from flax import nnx
 
     return {
@@ -105,7 +106,7 @@ def test_float_tensors_dequantise_as_gguf_py_does(type_name):
 def test_gguf_logits_match_transformers_on_the_same_file(gguf_file, preset, tensor_type):
     path = gguf_file(preset, tensor_type)
     model = loading.load_model(path, "float32")
-    tokenizer = load_tokenizer(model.directory)
+    tokenizer = loading.load_tokenizer_of(path)
     tokens, mask, positions = left_pad([tokenizer(s).input_ids for s in SENTENCES], tokenizer.pad_token_id or 0)
     reference = HFReference(path.parent, "float32", gguf_file=path.name).logits(tokens, mask)
     full, cached = parity.our_logits(model, jnp.asarray(tokens), jnp.asarray(mask), jnp.asarray(positions))
@@ -119,12 +120,13 @@ def test_gguf_logits_match_transformers_on_the_same_file(gguf_file, preset, tens
 @pytest.mark.parametrize("preset", ["llama", "qwen2"])
 def test_gguf_tokenizer_is_the_checkpoint_tokenizer(tiny_checkpoint, gguf_file, gguf_cache, preset):
     model = loading.load_model(gguf_file(preset))
-    assert model.directory.parent == gguf_cache
-    original, rebuilt = load_tokenizer(tiny_checkpoint(preset)), load_tokenizer(model.directory)
+    view = loading.model_directory(gguf_file(preset))
+    assert view.parent == gguf_cache
+    original, rebuilt = load_tokenizer(tiny_checkpoint(preset)), loading.load_tokenizer_of(gguf_file(preset))
     for sentence in SENTENCES:
         assert rebuilt(sentence).input_ids == original(sentence).input_ids
     assert model.dtype == np.float32  # an all-F32 file loads in float32 by default
-    assert loading.load_model(gguf_file(preset)).directory == model.directory  # cached
+    assert loading.model_directory(gguf_file(preset)) == view  # cached
 
 
 def test_convert_cli_writes_a_checkpoint_equal_to_the_gguf(gguf_file, tmp_path):
@@ -139,7 +141,7 @@ def test_convert_cli_writes_a_checkpoint_equal_to_the_gguf(gguf_file, tmp_path):
     assert converted_params.keys() == direct_params.keys()
     for key, value in converted_params.items():
         np.testing.assert_array_equal(value, direct_params[key], err_msg=key)
-    assert load_tokenizer(out)("Der Hund").input_ids == load_tokenizer(direct.directory)("Der Hund").input_ids
+    assert load_tokenizer(out)("Der Hund").input_ids == loading.load_tokenizer_of(path)("Der Hund").input_ids
     both = subprocess.run([*command, f"--hf_dir={tmp_path}"], check=False, capture_output=True, text=True)
     assert both.returncode == 2 and "exactly one of --hf_dir" in both.stderr
 

@@ -29,12 +29,20 @@ def test_sampling_frequencies_follow_the_filtered_distribution():
 @pytest.mark.parametrize(
     "make,message",
     [
-        (lambda: Sampling(temperature=0.0), "--temperature=0.0 must be > 0"),
-        (lambda: Sampling(top_p=1.5), "--top_p=1.5 must be in"),
-        (lambda: Sampling(top_k=-1), "--top_k=-1 must be >= 0"),
-        (lambda: BeamSearch(num_beams=0), "--num_beams=0 must be >= 1"),
+        (lambda: Sampling(temperature=0.0), "^temperature=0.0 must be > 0"),
+        (lambda: Sampling(top_p=1.5), "^top_p=1.5 must be in"),
+        (lambda: Sampling(top_k=-1), "^top_k=-1 must be >= 0"),
+        (lambda: BeamSearch(num_beams=0), "^num_beams=0: beam search needs num_beams >= 2"),
+        (lambda: BeamSearch(early_stopping="sometimes"), "^early_stopping='sometimes'"),
     ],
 )
-def test_bad_settings_name_the_flag(make, message):
+def test_bad_settings_name_the_parameter(make, message):
     with pytest.raises(UserError, match=message):
         make()
+
+
+def test_one_beam_is_refused_not_run_as_greedy():
+    """BeamSearch(num_beams=1) is refused (a ValueError too) instead of silently decoding
+    greedily; Greedy() is what it would have been."""
+    with pytest.raises(ValueError, match=r"num_beams=1: .* use Greedy\(\)"):
+        BeamSearch(num_beams=1)

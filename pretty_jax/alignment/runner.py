@@ -18,12 +18,12 @@ from jax.sharding import Mesh
 
 from pretty_jax.alignment import plots, summary
 from pretty_jax.alignment.statistics import AlignmentScorer
-from pretty_jax.checkpoints.loading import LoadedModel
 from pretty_jax.checkpoints.tokenizer import continuation_ids
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.run_dir import RunDirectory
 from pretty_jax.core.textio import read_jsonl
 from pretty_jax.engine.generator import DecodeConfig, Generator
+from pretty_jax.models import Model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +46,10 @@ def read_prompts_file(path: Path) -> list[PromptExample]:
 
 
 def run_alignment(
-    foundation: LoadedModel,
-    sft: LoadedModel,
+    foundation: Model,
+    sft: Model,
     tokenizer,
+    names: tuple[str, str],
     examples: Sequence[PromptExample],
     prior_tokens: Sequence[int],
     trajectory: str,
@@ -61,6 +62,8 @@ def run_alignment(
     continuations: dict[int, Sequence[Sequence[int]]] | None = None,
 ) -> dict:
     """Computes and returns the report (alignment.json's content).
+
+    names: what the report calls the foundation and SFT models (their paths).
 
     sft_outputs / continuations: outputs an experiment already generated (the SFT model's,
     and the foundation's after k SFT prior tokens, by k); what is missing is generated.
@@ -98,7 +101,7 @@ def run_alignment(
             k, overall["steps"], overall["topk_agreement"][str(top_k[0])] or 0.0, overall["kl_sft_lm"] or 0.0,
         )
     return summary.build_report(
-        str(foundation.directory), str(sft.directory), trajectory, top_k, by_prior
+        names[0], names[1], trajectory, top_k, by_prior
     )
 
 

@@ -32,10 +32,10 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from pretty_jax.checkpoints.loading import LoadedModel
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
-from pretty_jax.engine.generator import bucket_length
+from pretty_jax.engine.batching import bucket_length, positions_from_mask
+from pretty_jax.models import Model
 
 STATISTICS = ("sft_rank_in_lm", "p_lm_own", "p_sft_own", "p_lm_of_sft", "kl_sft_lm", "kl_lm_sft", "js", "tv")
 
@@ -91,7 +91,7 @@ def _batch_statistics(
 ) -> dict[str, jax.Array]:
     """Statistics [B, num_steps] for the steps at columns first_step, first_step+1, ...
     (num_steps is a multiple of chunk)."""
-    positions_BL = jnp.maximum(jnp.cumsum(mask_BL, axis=1) - 1, 0).astype(jnp.int32)
+    positions_BL = positions_from_mask(mask_BL)
     window = slice(first_step, first_step + num_steps)
     h_lm_BTD = _hidden(lm_graph, lm_params, tokens_BL, positions_BL, mask_BL)[:, window]
     h_sft_BTD = _hidden(sft_graph, sft_params, tokens_BL, positions_BL, mask_BL)[:, window]
@@ -131,8 +131,8 @@ class AlignmentScorer:
 
     def __init__(
         self,
-        foundation: LoadedModel,
-        sft: LoadedModel,
+        foundation: Model,
+        sft: Model,
         mesh: Mesh | None = None,
         batch_size: int = 8,
         chunk: int = 16,
@@ -140,12 +140,12 @@ class AlignmentScorer:
     ):
         if foundation.config.vocab_size != sft.config.vocab_size:
             raise UserError(
-                f"vocabulary sizes differ: foundation {foundation.config.vocab_size} "
-                f"({foundation.directory}), SFT {sft.config.vocab_size} ({sft.directory})"
+                f"vocabulary sizes differ: foundation {foundation.config.vocab_size}, "
+                f"SFT {sft.config.vocab_size}; token-level statistics need the same vocabulary"
             )
         data = 1 if mesh is None else mesh.shape[parallel.DATA]
         if batch_size % data:
-            raise UserError(f"--batch_size={batch_size} must be a multiple of --mesh_data={data}")
+            raise UserError(f"batch_size={batch_size} must be a multiple of the mesh's data axis ({data} devices)")
         self.foundation, self.sft, self.mesh = foundation, sft, mesh
         self.batch_size, self.chunk, self.pad_id = batch_size, chunk, pad_id
 

@@ -28,9 +28,9 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from pretty_jax.checkpoints import hf_files
-from pretty_jax.checkpoints.loading import LoadedModel
+from pretty_jax.checkpoints.loading import model_directory
 from pretty_jax.core.errors import UserError
-from pretty_jax.models import ModelConfig, family_of
+from pretty_jax.models import Model, ModelConfig, family_of
 
 WEIGHTS_FILE = "model.safetensors"
 NUMPY_DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
@@ -137,14 +137,15 @@ def save_hf_checkpoint(
 
 
 def export_loaded(
-    model: LoadedModel, out_dir: str | Path, dtype: str = "float32", overwrite: bool = False
+    model: Model, source: str | Path, out_dir: str | Path, dtype: str = "float32", overwrite: bool = False
 ) -> Path:
-    """Writes a loaded model (HF or converted directory) back as an HF checkpoint, with
-    its own config, generation config and tokenizer files."""
-    hf_config, generation = hf_files.read_hf_configs(model.directory)
+    """Writes a model loaded from `source` (HF or converted directory) back as an HF
+    checkpoint, with the config, generation config and tokenizer files of `source`."""
+    directory = model_directory(source)
+    hf_config, generation = hf_files.read_hf_configs(directory)
     return save_hf_checkpoint(
         out_dir, model.config, model.params, hf_config, dtype=dtype,
-        generation_config=generation, tokenizer_dir=model.directory, overwrite=overwrite,
+        generation_config=generation, tokenizer_dir=directory, overwrite=overwrite,
     )
 
 

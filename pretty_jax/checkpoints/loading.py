@@ -10,7 +10,6 @@ cached view directory (`importer.cached_view`), converted on the fly.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -24,9 +23,10 @@ from safetensors.numpy import save_file
 
 from pretty_jax.checkpoints import hf_files
 from pretty_jax.checkpoints.gguf import importer
+from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import CheckpointError, UserError
-from pretty_jax.models import ModelConfig, abstract_model, family_for, family_of
+from pretty_jax.models import Model, ModelConfig, abstract_model, family_for, family_of
 from pretty_jax.models.conversion import convert_tensors, refuse_non_floating
 
 PARAMS_FILE = "pretty_jax_params.safetensors"
@@ -35,23 +35,6 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 # Places one host array on devices: (parameter path, logical axes, array) -> jax.Array.
 Placer = Callable[[str, tuple, np.ndarray], jax.Array]
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadedModel:
-    """A model ready to run: `models.forward(graphdef, params, ...)`.
-
-    directory: where its config and tokenizer files are.
-    """
-
-    config: ModelConfig
-    graphdef: nnx.GraphDef
-    params: nnx.State
-    directory: Path
-
-    @property
-    def dtype(self) -> jnp.dtype:
-        return jax.tree.leaves(self.params)[0].dtype
 
 
 def parse_dtype(name: str, flag: str = "--dtype") -> jnp.dtype:
@@ -126,8 +109,9 @@ def host_arrays(directory: Path, config: ModelConfig, dtype: jnp.dtype) -> Itera
 
 def load_model(
     path: str | Path, dtype: str | None = None, place: Placer | None = None
-) -> LoadedModel:
-    """Loads an HF or converted checkpoint directory, or a GGUF file.
+) -> Model:
+    """Loads an HF or converted checkpoint directory, or a GGUF file. The model does
+    not remember `path`: load its tokenizer with `load_tokenizer_of(path)`.
 
     dtype: "float32" or "bfloat16"; by default the dtype the checkpoint was stored in
       (float32 when that is neither).
@@ -150,7 +134,13 @@ def load_model(
             for path, variable in nnx.to_flat_state(abstract)
         ]
     )
-    return LoadedModel(config=config, graphdef=graphdef, params=params, directory=directory)
+    return Model(config=config, graphdef=graphdef, params=params)
+
+
+def load_tokenizer_of(path: str | Path):
+    """The tokenizer of the checkpoint directory or GGUF file at `path` (a GGUF file's
+    is read from its cached view directory, see `model_directory`)."""
+    return load_tokenizer(model_directory(path))
 
 
 def _converted_metadata(directory: Path) -> dict[str, str]:

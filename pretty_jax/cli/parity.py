@@ -43,7 +43,7 @@ from pretty_jax.engine import parallel
 from pretty_jax.engine.batching import left_pad
 from pretty_jax.engine.generator import Generator
 from pretty_jax.engine.strategies import Sampling
-from pretty_jax.models import forward, new_cache
+from pretty_jax.models import Model, forward, new_cache
 
 _HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory: the reference.")
 _GGUF = flags.DEFINE_string(
@@ -202,7 +202,7 @@ def read_prompts(path: str | None) -> list[str]:
     return prompts
 
 
-def our_logits(model: loading.LoadedModel, tokens, mask, positions) -> tuple[np.ndarray, np.ndarray]:
+def our_logits(model: Model, tokens, mask, positions) -> tuple[np.ndarray, np.ndarray]:
     """Our float32 logits [B, T, V], from one full forward and from a cached run (the
     first half of the slots prefilled, then one token per step)."""
     run = jax.jit(forward, static_argnums=0)

@@ -28,7 +28,6 @@ from pretty_jax.alignment.runner import (
 from pretty_jax.alignment.statistics import check_same_tokenizer
 from pretty_jax.alignment.summary import TRAJECTORIES
 from pretty_jax.checkpoints import loading
-from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.cli import decode_flags, mesh_flags
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
@@ -183,15 +182,15 @@ def run_align_mode() -> None:
     place = parallel.param_placer(mesh)
     foundation = loading.load_model(_FOUNDATION.value, _DTYPE.value, place=place)
     sft = loading.load_model(_SFT.value, _DTYPE.value, place=place)
-    tokenizer = load_tokenizer(foundation.directory)
-    check_same_tokenizer(tokenizer, load_tokenizer(sft.directory), _FOUNDATION.value, _SFT.value)
+    tokenizer = loading.load_tokenizer_of(_FOUNDATION.value)
+    check_same_tokenizer(tokenizer, loading.load_tokenizer_of(_SFT.value), _FOUNDATION.value, _SFT.value)
     if directory.holds_run and _OVERWRITE.value:
         directory.retire()
         record.reset()
     record.start(settings)
     start = time.perf_counter()
     report = run_alignment(
-        foundation, sft, tokenizer, examples, prior_tokens, _TRAJECTORY.value, top_k, decode, mesh=mesh,
+        foundation, sft, tokenizer, (str(Path(_FOUNDATION.value)), str(Path(_SFT.value))), examples, prior_tokens, _TRAJECTORY.value, top_k, decode, mesh=mesh,
         batch_size=decode_flags.BATCH_SIZE.value, chunk=_STATS_CHUNK.value,
     )
     write_alignment_outputs(directory, ".", report)

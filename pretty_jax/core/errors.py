@@ -16,3 +16,8 @@ class CheckpointError(UserError, ValueError):
 
 class MissingDependencyError(UserError, ImportError):
     """An optional package is needed for this input (e.g. torch for .bin weights)."""
+
+
+class SettingError(UserError, ValueError):
+    """A library setting out of range (a decoding strategy's, a scorer's): the message
+    names the parameter, `name=value`, and what it must be."""

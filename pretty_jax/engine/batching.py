@@ -1,10 +1,30 @@
-"""Turning ragged token-id lists into the padded arrays the models take."""
+"""Turning ragged token-id lists into the padded arrays the models take: padding,
+bucketed lengths and positions, for the decode engine and the alignment scorer alike."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import jax.numpy as jnp
 import numpy as np
+
+MIN_BUCKET = 16
+
+
+def bucket_length(length: int) -> int:
+    """Padded prefill length: powers of two from 16 to 512, then multiples of 256 (so a
+    long run compiles a handful of programs, not one per batch)."""
+    if length <= 512:
+        return max(MIN_BUCKET, 1 << (length - 1).bit_length())
+    return -(-length // 256) * 256
+
+
+def positions_from_mask(mask_BT):
+    """Positions [B, T] int32 of rows laid out by `mask_BT` (1 = real token): 0, 1, ...
+    over each row's real tokens, 0 on the left padding. NumPy in, NumPy out; a jax
+    array (traced or not) in, a jax array out."""
+    xp = np if isinstance(mask_BT, np.ndarray) else jnp
+    return xp.maximum(xp.cumsum(mask_BT, axis=1) - 1, 0).astype(xp.int32)
 
 
 def left_pad(
@@ -13,7 +33,7 @@ def left_pad(
     """Left-pads token-id lists to a common length (the longest, or `length`).
 
     Returns tokens [B, T] int32, attention_mask [B, T] int32 (1 = real token) and
-    positions [B, T] int32 (0, 1, ... over each row's real tokens; 0 on padding).
+    positions [B, T] int32 (`positions_from_mask`).
     """
     longest = max(len(s) for s in sequences)
     length = longest if length is None else length
@@ -25,5 +45,4 @@ def left_pad(
         if len(sequence):
             tokens[row, length - len(sequence) :] = sequence
             mask[row, length - len(sequence) :] = 1
-    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int32)
-    return tokens, mask, positions
+    return tokens, mask, positions_from_mask(mask)

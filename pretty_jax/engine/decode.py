@@ -21,6 +21,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from pretty_jax.engine import parallel
+from pretty_jax.engine.batching import positions_from_mask
 from pretty_jax.engine.stopping import advance_states
 from pretty_jax.engine.strategies import Greedy, Sampling
 from pretty_jax.models import KVCache, forward_last, new_cache
@@ -28,6 +29,27 @@ from pretty_jax.models import KVCache, forward_last, new_cache
 # Why a row stopped.
 RUNNING, FINISH_EOS, FINISH_STOP, FINISH_LENGTH = 0, 1, 2, 3
 FINISH_REASONS = {FINISH_EOS: "eos", FINISH_STOP: "stop", FINISH_LENGTH: "length"}
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class DecodeOutput:
+    """What every decode loop returns (greedy, sampling and beam search alike): device
+    arrays out of the jitted loop, NumPy arrays after `parallel.to_host`.
+
+    tokens: [B, N] int32, N = max_new_tokens, pad after a row's length.
+    lengths: [B] int32 tokens generated (the last one is the EOS / stop token, if any).
+    finish: [B] int32 finish reason (`FINISH_REASONS`).
+    logprobs: [B, N] float32 log-probabilities of the chosen tokens, when requested
+      from greedy or sampling; else None.
+    scores: [B] float32 length-penalised score of beam search's best hypothesis; else None.
+    """
+
+    tokens: jax.Array
+    lengths: jax.Array
+    finish: jax.Array
+    logprobs: jax.Array | None = None
+    scores: jax.Array | None = None
 
 
 @jax.tree_util.register_dataclass
@@ -55,8 +77,10 @@ class LoopState:
 
 
 @dataclasses.dataclass(frozen=True)
-class DecodeSettings:
-    """Static settings of one compiled decode program."""
+class LoopStatics:
+    """The jit-static parts of one compiled decode or beam-search program (hashable;
+    a change compiles a new program). Built by `Generator` from a `DecodeConfig`, the
+    model's special tokens and the batch's prefill bucket."""
 
     max_new_tokens: int
     eos_ids: tuple[int, ...]
@@ -83,7 +107,7 @@ def prefill(
     Returns the next-token logits [B, V], the position of the next token [B] and the
     cache.
     """
-    positions_BT = jnp.maximum(jnp.cumsum(mask_BT, axis=1) - 1, 0).astype(jnp.int32)
+    positions_BT = positions_from_mask(mask_BT)
     dtype = jax.tree.leaves(params)[0].dtype
     config = nnx.merge(graphdef, params).config
     cache = parallel.constrain_cache(mesh, new_cache(config, tokens_BT.shape[0], cache_len, dtype))
@@ -139,14 +163,12 @@ def decode(
     stop_tables: tuple[jax.Array, jax.Array] | None,
     *,
     strategy: Greedy | Sampling,
-    settings: DecodeSettings,
+    settings: LoopStatics,
     mesh: Mesh | None,
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+) -> DecodeOutput:
     """Generates up to N = max_new_tokens tokens after each left-padded row.
 
-    Returns tokens [B, N] int32 (pad after a row's end), their count [B], the finish
-    reasons [B] int32 and the log-probabilities of the chosen tokens [B, N] float32
-    (zeros unless requested).
+    Returns a `DecodeOutput` (with logprobs when `settings.return_logprobs`).
     """
     logits_BV, positions_B, cache = prefill(graphdef, params, tokens_BT, mask_BT, settings.cache_len, mesh)
     batch, num_stops = tokens_BT.shape[0], 0 if stop_tables is None else stop_tables[0].shape[0]
@@ -169,4 +191,5 @@ def decode(
 
     state = jax.lax.while_loop(not_done, body, state)
     finish_B = jnp.where(state.finish == RUNNING, FINISH_LENGTH, state.finish)
-    return state.tokens, state.lengths, finish_B, state.logprobs
+    logprobs = state.logprobs if settings.return_logprobs else None
+    return DecodeOutput(tokens=state.tokens, lengths=state.lengths, finish=finish_B, logprobs=logprobs)

@@ -3,29 +3,28 @@
 The host side of decoding: validates and (if needed) truncates the inputs, groups
 them into fixed-size batches with bucketed lengths (so a long run compiles a handful
 of programs, not one per batch), places them on the mesh, runs the on-device loop of
-`decode.py` or `beam_search.py`, and turns the buffers back into per-example results.
+`decode.py` or `beam_search.py` (chosen by the strategy's type, `LOOPS`), and turns
+the `DecodeOutput` buffers back into per-example results.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from pretty_jax.checkpoints.loading import LoadedModel
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
-from pretty_jax.engine.batching import left_pad
+from pretty_jax.engine.batching import bucket_length, left_pad
 from pretty_jax.engine.beam_search import beam_decode
-from pretty_jax.engine.decode import FINISH_REASONS, DecodeSettings, decode
+from pretty_jax.engine.decode import FINISH_REASONS, DecodeOutput, LoopStatics, decode
 from pretty_jax.engine.stopping import StopStrings
-from pretty_jax.engine.strategies import BeamSearch, Greedy, Strategy
-
-MIN_BUCKET = 16
+from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling, Strategy
+from pretty_jax.models import Model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,11 +62,21 @@ class Generation:
     truncated_tokens: int = 0
 
 
-def bucket_length(length: int) -> int:
-    """Padded prefill length: powers of two from 16 to 512, then multiples of 256."""
-    if length <= 512:
-        return max(MIN_BUCKET, 1 << (length - 1).bit_length())
-    return -(-length // 256) * 256
+def _token_loop(model: Model, tokens, mask, example_ids, seed, stop_tables, strategy, statics, mesh) -> DecodeOutput:
+    """Greedy or sampling: one token per row per step (decode.py)."""
+    return decode(model.graphdef, model.params, tokens, mask, example_ids, seed, stop_tables,
+                  strategy=strategy, settings=statics, mesh=mesh)
+
+
+def _beam_loop(model: Model, tokens, mask, example_ids, seed, stop_tables, strategy, statics, mesh) -> DecodeOutput:
+    """Beam search (beam_search.py); deterministic, so example ids and seed are unused."""
+    del example_ids, seed
+    return beam_decode(model.graphdef, model.params, tokens, mask, stop_tables,
+                       search=strategy, settings=statics, mesh=mesh)
+
+
+# The on-device loop of each strategy type; every loop returns a `DecodeOutput`.
+LOOPS: dict[type, Callable[..., DecodeOutput]] = {Greedy: _token_loop, Sampling: _token_loop, BeamSearch: _beam_loop}
 
 
 class Generator:
@@ -77,10 +86,12 @@ class Generator:
       batch is padded with copies of a real row whose results are dropped.
     """
 
-    def __init__(self, model: LoadedModel, tokenizer=None, mesh: Mesh | None = None, batch_size: int = 8):
+    def __init__(self, model: Model, tokenizer=None, mesh: Mesh | None = None, batch_size: int = 8):
         data = 1 if mesh is None else mesh.shape[parallel.DATA]
         if batch_size < 1 or batch_size % data:
-            raise UserError(f"--batch_size={batch_size} must be a positive multiple of --mesh_data={data}")
+            raise UserError(
+                f"batch_size={batch_size} must be a positive multiple of the mesh's data axis ({data} devices)"
+            )
         self.model = model
         self.tokenizer = tokenizer
         self.mesh = mesh
@@ -138,7 +149,7 @@ class Generator:
         max_len = config.max_len or getattr(self.model.config, "max_position_embeddings", None)
         budget = None if max_len is None else max_len - config.max_new_tokens
         if budget is not None and budget < 1:
-            raise UserError(f"--max_new_tokens={config.max_new_tokens} leaves no room in max_len={max_len}")
+            raise UserError(f"max_new_tokens={config.max_new_tokens} leaves no room in max_len={max_len}")
         bos = self.model.config.special_tokens.bos_token_id
         inputs, dropped = [], []
         for prompt, prior, example in zip(prompts, priors, example_ids):
@@ -174,13 +185,16 @@ class Generator:
         return self._stop_cache[stop_strings]
 
     def _generate_batch(self, inputs, priors, example_ids, dropped, config, stop) -> list[Generation]:
+        loop = LOOPS.get(type(config.strategy))
+        if loop is None:
+            raise UserError(f"strategy={config.strategy!r}: use Greedy(), Sampling(...) or BeamSearch(...)")
         real = len(inputs)
         padding = self.batch_size - real
         inputs = inputs + [inputs[0]] * padding
         ids = np.array(example_ids + [example_ids[0]] * padding, np.int32)
         prefill_len = bucket_length(max(len(x) for x in inputs))
         tokens, mask, _ = left_pad(inputs, self.pad_id, prefill_len)
-        settings = DecodeSettings(
+        statics = LoopStatics(
             max_new_tokens=config.max_new_tokens,
             eos_ids=tuple(self.model.config.special_tokens.eos_token_ids),
             pad_id=self.pad_id,
@@ -188,28 +202,16 @@ class Generator:
             return_logprobs=config.return_logprobs,
         )
         stop_tables = None if stop is None else (jax.numpy.asarray(stop.tables), jax.numpy.asarray(stop.accept))
-        batch = parallel.device_batch(self.mesh, tokens), parallel.device_batch(self.mesh, mask)
-        strategy = config.strategy
-        if isinstance(strategy, BeamSearch) and strategy.num_beams > 1:
-            out = beam_decode(
-                self.model.graphdef, self.model.params, *batch, stop_tables,
-                search=strategy, settings=settings, mesh=self.mesh,
-            )
-            out_tokens, lengths, finish, scores = parallel.to_host(out)
-            logprobs = None
-        else:
-            strategy = Greedy() if isinstance(strategy, BeamSearch) else strategy
-            out = decode(
-                self.model.graphdef, self.model.params, *batch, parallel.device_batch(self.mesh, ids),
-                np.int32(config.seed), stop_tables, strategy=strategy, settings=settings, mesh=self.mesh,
-            )
-            out_tokens, lengths, finish, logprobs = parallel.to_host(out)
-            scores = None
+        out = parallel.to_host(loop(
+            self.model, parallel.device_batch(self.mesh, tokens), parallel.device_batch(self.mesh, mask),
+            parallel.device_batch(self.mesh, ids), np.int32(config.seed), stop_tables,
+            config.strategy, statics, self.mesh,
+        ))
         return [
             self._result(
-                out_tokens[r, : lengths[r]], int(finish[r]), priors[r], dropped[r], config, stop,
-                None if not config.return_logprobs or logprobs is None else logprobs[r, : lengths[r]],
-                None if scores is None else float(scores[r]),
+                out.tokens[r, : out.lengths[r]], int(out.finish[r]), priors[r], dropped[r], config, stop,
+                None if out.logprobs is None else out.logprobs[r, : out.lengths[r]],
+                None if out.scores is None else float(out.scores[r]),
             )
             for r in range(real)
         ]

@@ -33,11 +33,11 @@ def make_mesh(data: int | None = None, model: int = 1) -> Mesh:
     whatever `model` leaves."""
     devices = jax.devices()
     if model < 1 or len(devices) % model:
-        raise UserError(f"--mesh_model={model} must be a positive divisor of the {len(devices)} devices")
+        raise UserError(f"model={model} must be a positive divisor of the {len(devices)} devices")
     data = len(devices) // model if data is None else data
     if data * model != len(devices):
         raise UserError(
-            f"--mesh_data={data} x --mesh_model={model} = {data * model}, "
+            f"data={data} x model={model} = {data * model}, "
             f"but there are {len(devices)} devices; their product must equal the device count"
         )
     return Mesh(mesh_utils.create_device_mesh((data, model), devices), (DATA, MODEL))

@@ -12,7 +12,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from pretty_jax.core.errors import UserError
+from pretty_jax.core.errors import SettingError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,11 +32,11 @@ class Sampling:
 
     def __post_init__(self):
         if self.temperature <= 0:
-            raise UserError(f"--temperature={self.temperature} must be > 0 (use greedy decoding for 0)")
+            raise SettingError(f"temperature={self.temperature} must be > 0 (use Greedy() for 0)")
         if self.top_k < 0:
-            raise UserError(f"--top_k={self.top_k} must be >= 0")
+            raise SettingError(f"top_k={self.top_k} must be >= 0")
         if not 0 < self.top_p <= 1:
-            raise UserError(f"--top_p={self.top_p} must be in (0, 1]")
+            raise SettingError(f"top_p={self.top_p} must be in (0, 1]")
 
     def next_token(self, logits_BV: jax.Array, keys_B: jax.Array) -> jax.Array:
         logits_BV = logits_BV / self.temperature
@@ -62,17 +62,23 @@ def _top_p_filter(logits_BV: jax.Array, top_p: float) -> jax.Array:
 class BeamSearch:
     """HF-compatible beam search. `early_stopping`: True stops a row once it has
     `num_beams` finished hypotheses; False uses HF's heuristic; "never" runs the
-    canonical search until no hypothesis can improve."""
+    canonical search until no hypothesis can improve.
+
+    `num_beams` must be at least 2: `BeamSearch(num_beams=1)` is refused rather than
+    quietly run as greedy decoding (HF switches to greedy there; use `Greedy()`)."""
 
     num_beams: int = 4
     length_penalty: float = 1.0
     early_stopping: bool | Literal["never"] = False
 
     def __post_init__(self):
-        if self.num_beams < 1:
-            raise UserError(f"--num_beams={self.num_beams} must be >= 1")
+        if self.num_beams < 2:
+            raise SettingError(
+                f"num_beams={self.num_beams}: beam search needs num_beams >= 2 (one beam is greedy "
+                "decoding: use Greedy())"
+            )
         if self.early_stopping not in (True, False, "never"):
-            raise UserError(f"--early_stopping={self.early_stopping!r}: use true, false or never")
+            raise SettingError(f"early_stopping={self.early_stopping!r}: use True, False or \"never\"")
 
 
 Strategy = Greedy | Sampling | BeamSearch

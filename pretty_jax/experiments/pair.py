@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
@@ -18,7 +19,6 @@ from pretty_jax.alignment.runner import (
     run_alignment,
     write_alignment_outputs,
 )
-from pretty_jax.checkpoints.loading import LoadedModel
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
 from pretty_jax.engine.generator import DecodeConfig, Generator
@@ -29,6 +29,7 @@ from pretty_jax.experiments.inputs import (
 from pretty_jax.experiments.plan import Models, Plan
 from pretty_jax.experiments.priors import PriorSources, PriorSpec, build_prior
 from pretty_jax.experiments.stages import JsonlStage, RunRecord
+from pretty_jax.models import Model
 from pretty_jax.tasks import Example, format_prompt
 from pretty_jax.tasks.crosssum import truncate_documents
 
@@ -106,7 +107,7 @@ class PairRun:
         name = f"{self.name}/{key}.jsonl"
         return self.record.stage(name, self.stage_inputs[name])
 
-    def _generator(self, model: LoadedModel, tokenizer) -> Generator:
+    def _generator(self, model: Model, tokenizer) -> Generator:
         return Generator(model, tokenizer, mesh=self.mesh, batch_size=self.settings.batch_size)
 
     def _output_record(self, i: int, generation, prior=None) -> dict:
@@ -124,7 +125,7 @@ class PairRun:
             "finish_reason": generation.finish_reason,
         }
 
-    def model_outputs(self, key: str, model: LoadedModel, tokenizer, label: str) -> list[dict]:
+    def model_outputs(self, key: str, model: Model, tokenizer, label: str) -> list[dict]:
         """The outputs of a model prompted as the foundation is (the SFT or refined model)."""
         ids = [tokenizer(p).input_ids for p in self.prompts]
         return run_stage(self._stage(key), f"{self.name} {label}", self._generator(model, tokenizer),
@@ -200,6 +201,7 @@ class PairRun:
                 continuations[k] = [r["tokens"] for r in outputs[key]]
         report = run_alignment(
             self.models.foundation, self.models.sft, self.models.tokenizer,
+            (str(Path(self.settings.foundation)), str(Path(self.settings.sft))),
             [PromptExample(e.id, p, e.reference) for e, p in zip(self.examples, self.prompts)],
             self.settings.align_prior_tokens, self.settings.trajectory, self.settings.agreement_k,
             self.settings.decode, mesh=self.mesh, batch_size=self.settings.batch_size,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pretty_jax.checkpoints.loading import LoadedModel
 from pretty_jax.core.errors import UserError
 from pretty_jax.experiments.config import Settings
 from pretty_jax.experiments.inputs import (
@@ -16,15 +15,16 @@ from pretty_jax.experiments.inputs import (
     read_pair_inputs,
 )
 from pretty_jax.experiments.priors import PriorSpec
+from pretty_jax.models import Model
 
 
 @dataclasses.dataclass
 class Models:
-    foundation: LoadedModel
+    foundation: Model
     tokenizer: Any
-    sft: LoadedModel | None = None
+    sft: Model | None = None
     sft_tokenizer: Any = None
-    refined: LoadedModel | None = None
+    refined: Model | None = None
     refined_tokenizer: Any = None
 
 

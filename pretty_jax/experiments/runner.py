@@ -20,8 +20,7 @@ from pathlib import Path
 from jax.sharding import Mesh
 
 from pretty_jax.alignment.statistics import check_same_tokenizer
-from pretty_jax.checkpoints.loading import load_model
-from pretty_jax.checkpoints.tokenizer import load_tokenizer
+from pretty_jax.checkpoints.loading import load_model, load_tokenizer_of
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.run_dir import RunDirectory, check_output_dir
 from pretty_jax.engine import parallel
@@ -37,16 +36,16 @@ def load_models(plan: Plan, mesh: Mesh | None = None) -> Models:
     the SFT tokenizer to be the foundation's."""
     settings, place = plan.settings, parallel.param_placer(mesh)
     foundation = load_model(settings.foundation, settings.dtype, place=place)
-    models = Models(foundation=foundation, tokenizer=load_tokenizer(foundation.directory))
+    models = Models(foundation=foundation, tokenizer=load_tokenizer_of(settings.foundation))
     if settings.sft:
         models.sft = load_model(settings.sft, settings.dtype, place=place)
-        models.sft_tokenizer = load_tokenizer(models.sft.directory)
+        models.sft_tokenizer = load_tokenizer_of(settings.sft)
         token_level = [s for s in settings.systems() if s.kind == "sft" and s.unit == "tokens"]
         if token_level or settings.align:
             check_same_tokenizer(models.tokenizer, models.sft_tokenizer, settings.foundation, settings.sft)
     if settings.refined_model:
         models.refined = load_model(settings.refined_model, settings.dtype, place=place)
-        models.refined_tokenizer = load_tokenizer(models.refined.directory)
+        models.refined_tokenizer = load_tokenizer_of(settings.refined_model)
     return models
 
 
