@@ -34,6 +34,8 @@ _FLAG_OF_SETTING = {"target_langs": "target_lang", "template": "prompt_template"
 def flag_message(message: str) -> str:
     """A library error as the CLI user reads it: a leading setting name (`limit=0 ...`,
     `sft is required ...`) becomes its flag (`--limit=0 ...`)."""
+    if message.startswith("--"):
+        return message
     match = re.match(r"([a-z][a-z0-9_]*)(?=[= :])", message)
     if match:
         name = _FLAG_OF_SETTING.get(match.group(1), match.group(1))

@@ -3,9 +3,12 @@ parity, train). Importing this module defines them; `mesh_from_flags` reads them
 
 from __future__ import annotations
 
+import re
+
 from absl import flags
 from jax.sharding import Mesh
 
+from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
 
 _MESH_DATA = flags.DEFINE_integer(
@@ -30,4 +33,7 @@ def mesh_from_flags() -> Mesh:
     """Initialises multi-host JAX if asked, then builds the (data, model) mesh."""
     if _MULTIHOST.value:
         parallel.initialize_multihost(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    return parallel.make_mesh(_MESH_DATA.value, _MESH_MODEL.value)
+    try:
+        return parallel.make_mesh(_MESH_DATA.value, _MESH_MODEL.value)
+    except UserError as e:  # make_mesh names its parameters data= and model=
+        raise UserError(re.sub(r"\b(data|model)=", r"--mesh_\1=", str(e))) from None

@@ -63,6 +63,9 @@ class Settings:
     agreement_k: tuple[int, ...] = (1, 3, 5, 10, 20, 50)
     stats_chunk: int = 16
 
+    def __post_init__(self):
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+
     def systems(self) -> list[PriorSpec]:
         """The foundation's prior settings: --priors plus the sweep, without repeats."""
         specs = list(self.priors) + [PriorSpec("sft", k, "tokens") if k else PriorSpec("none") for k in self.sweep]
