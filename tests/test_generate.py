@@ -49,13 +49,7 @@ def _assert_identical_to_hf(directory, prompts, config: DecodeConfig):
     generator = Generator(model, load_tokenizer(directory), batch_size=4)
     ours = generator.generate(prompts, list(PRIORS), config)
     tokens, mask, _ = left_pad([p + list(q) for p, q in zip(prompts, PRIORS)], generator.pad_id)
-    strategy = config.strategy
-    theirs = HFReference(directory).generate(
-        tokens, mask, config.max_new_tokens, generator.pad_id,
-        num_beams=getattr(strategy, "num_beams", 1),
-        length_penalty=getattr(strategy, "length_penalty", 1.0),
-        early_stopping=getattr(strategy, "early_stopping", False),
-    )
+    theirs = HFReference(directory).generate(tokens, mask, config.max_new_tokens, generator.pad_id, config.strategy)
     for row, result in enumerate(ours):
         reference = [int(t) for t in theirs[row]]
         n = len(result.tokens)

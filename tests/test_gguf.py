@@ -11,12 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretty_jax.checkpoints import loading
+from pretty_jax.checkpoints import loading, parity
 from pretty_jax.checkpoints.gguf import quants
 from pretty_jax.checkpoints.reference import HFReference
 from pretty_jax.checkpoints.sample_text import SENTENCES
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
-from pretty_jax.cli import parity
 from pretty_jax.core.errors import CheckpointError, ConfigError, MissingDependencyError
 from pretty_jax.engine.batching import left_pad
 from pretty_jax.models import Model

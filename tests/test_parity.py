@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from pretty_jax.checkpoints import loading
-from pretty_jax.cli import parity
+from pretty_jax.checkpoints import loading, parity
 
 
 def _parity(*args: str) -> subprocess.CompletedProcess:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pretty_jax.core.errors import MissingDependencyError
+from pretty_jax.engine.strategies import BeamSearch, Greedy
 
 
 def _torch():
@@ -73,12 +74,14 @@ class HFReference:
         attention_mask_BT: np.ndarray,
         max_new_tokens: int,
         pad_id: int,
-        num_beams: int = 1,
-        length_penalty: float = 1.0,
-        early_stopping: bool | str = False,
+        strategy: Greedy | BeamSearch = Greedy(),
     ) -> np.ndarray:
-        """HF `generate` (greedy or beam search) on a left-padded batch; returns only
-        the new tokens [B, <= max_new_tokens], filled with `pad_id` after each row ends."""
+        """HF `generate` with the same strategy (greedy or beam search) on a left-padded
+        batch; returns only the new tokens [B, <= max_new_tokens], filled with `pad_id`
+        after each row ends."""
+        if not isinstance(strategy, (Greedy, BeamSearch)):
+            raise ValueError(f"strategy={strategy!r}: the reference compares greedy or beam search")
+        beams = strategy if isinstance(strategy, BeamSearch) else None
         torch = self.torch
         with torch.no_grad():
             out = self.model.generate(
@@ -87,9 +90,9 @@ class HFReference:
                 max_new_tokens=max_new_tokens,
                 min_new_tokens=0,
                 do_sample=False,
-                num_beams=num_beams,
-                length_penalty=length_penalty,
-                early_stopping=early_stopping,
+                num_beams=beams.num_beams if beams else 1,
+                length_penalty=beams.length_penalty if beams else 1.0,
+                early_stopping=beams.early_stopping if beams else False,
                 pad_token_id=pad_id,
             )
         return out[:, tokens_BT.shape[1] :].numpy()
