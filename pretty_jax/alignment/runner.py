@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from jax.sharding import Mesh
 
@@ -45,64 +45,88 @@ def read_prompts_file(path: Path) -> list[PromptExample]:
     return examples
 
 
+@dataclasses.dataclass(frozen=True)
+class AlignmentConfig:
+    """What the statistics compare.
+
+    prior_tokens: the numbers k of SFT prior tokens (0 = none), one report section each.
+    trajectory: whose tokens both models are teacher-forced through ("foundation": the
+      foundation's own continuation after the prior; "sft"; "reference").
+    top_k: the K values of the top-K agreement; decode: how continuations are generated;
+    batch_size: rows per device batch; chunk: decoding steps whose full-vocabulary
+      logits are alive at once.
+    """
+
+    prior_tokens: tuple[int, ...] = (0, 1, 2)
+    trajectory: str = "foundation"
+    top_k: tuple[int, ...] = (1, 3, 5, 10, 20, 50)
+    decode: DecodeConfig = DecodeConfig()
+    batch_size: int = 8
+    chunk: int = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPair:
+    """The foundation and SFT models, their shared tokenizer and the names the report
+    gives them (their paths)."""
+
+    foundation: Model
+    sft: Model
+    tokenizer: Any
+    names: tuple[str, str]
+
+
 def run_alignment(
-    foundation: Model,
-    sft: Model,
-    tokenizer,
-    names: tuple[str, str],
+    models: ModelPair,
     examples: Sequence[PromptExample],
-    prior_tokens: Sequence[int],
-    trajectory: str,
-    top_k: Sequence[int],
-    decode: DecodeConfig,
+    config: AlignmentConfig,
     mesh: Mesh | None = None,
-    batch_size: int = 8,
-    chunk: int = 16,
     sft_outputs: Sequence[Sequence[int]] | None = None,
     continuations: dict[int, Sequence[Sequence[int]]] | None = None,
 ) -> dict:
     """Computes and returns the report (alignment.json's content).
 
-    names: what the report calls the foundation and SFT models (their paths).
-
     sft_outputs / continuations: outputs an experiment already generated (the SFT model's,
     and the foundation's after k SFT prior tokens, by k); what is missing is generated.
     """
-    start = time.perf_counter()
+    tokenizer = models.tokenizer
     ids = [e.id for e in examples]
     prompts = [tokenizer(e.prompt).input_ids for e in examples]
-    references = None
-    if trajectory == "reference":
-        if any(e.reference is None for e in examples):
-            raise UserError("--trajectory=reference needs a 'reference' for every example")
-        references = [continuation_ids(tokenizer, e.prompt, e.reference) for e in examples]
+    references = _reference_ids(tokenizer, examples) if config.trajectory == "reference" else None
     continuations = dict(continuations or {})
-    if sft_outputs is None and trajectory != "reference":
-        sft_generator = Generator(sft, tokenizer, mesh=mesh, batch_size=batch_size)
-        sft_outputs = [list(g.tokens) for g in sft_generator.generate(prompts, config=decode)]
-        logging.info("SFT outputs for %d prompts in %.1fs", len(prompts), time.perf_counter() - start)
-    foundation_generator = Generator(foundation, tokenizer, mesh=mesh, batch_size=batch_size)
-    scorer = AlignmentScorer(foundation, sft, mesh=mesh, batch_size=batch_size, chunk=chunk,
-                             pad_id=foundation_generator.pad_id)
+    if sft_outputs is None and config.trajectory != "reference":
+        sft_outputs = _generate(models.sft, tokenizer, prompts, None, config, mesh)
+    foundation = Generator(models.foundation, tokenizer, mesh=mesh, batch_size=config.batch_size)
+    scorer = AlignmentScorer(models.foundation, models.sft, mesh=mesh, batch_size=config.batch_size,
+                             chunk=config.chunk, pad_id=foundation.pad_id)
     by_prior = {}
-    for k in prior_tokens:
-        if trajectory == "foundation" and k not in continuations:
+    for k in config.prior_tokens:
+        if config.trajectory == "foundation" and k not in continuations:
             priors = [list(s[:k]) for s in sft_outputs]
-            results = foundation_generator.generate(prompts, priors, decode, example_ids=range(len(prompts)))
-            continuations[k] = [list(g.tokens) for g in results]
+            continuations[k] = _generate(models.foundation, tokenizer, prompts, priors, config, mesh)
         priors, prefixes, trajectories = summary.alignment_pairs(
-            trajectory, k, prompts, sft_outputs or [], continuations.get(k), references
+            config.trajectory, k, prompts, sft_outputs or [], continuations.get(k), references
         )
-        per_example = scorer.score(prefixes, trajectories)
-        by_prior[k] = summary.prior_report(ids, priors, trajectories, per_example, top_k)
+        by_prior[k] = summary.prior_report(ids, priors, trajectories, scorer.score(prefixes, trajectories), config.top_k)
         overall = by_prior[k]["overall"]
-        logging.info(
-            "k=%d: %d steps, top-1 agreement %.3f, KL(sft||lm) %.3f",
-            k, overall["steps"], overall["topk_agreement"][str(top_k[0])] or 0.0, overall["kl_sft_lm"] or 0.0,
-        )
-    return summary.build_report(
-        names[0], names[1], trajectory, top_k, by_prior
-    )
+        logging.info("k=%d: %d steps, top-1 agreement %.3f, KL(sft||lm) %.3f", k, overall["steps"],
+                     overall["topk_agreement"][str(config.top_k[0])] or 0.0, overall["kl_sft_lm"] or 0.0)
+    return summary.build_report(models.names[0], models.names[1], config.trajectory, config.top_k, by_prior)
+
+
+def _reference_ids(tokenizer, examples: Sequence[PromptExample]) -> list[list[int]]:
+    if any(e.reference is None for e in examples):
+        raise UserError("trajectory=reference needs a 'reference' for every example")
+    return [continuation_ids(tokenizer, e.prompt, e.reference) for e in examples]
+
+
+def _generate(model: Model, tokenizer, prompts, priors, config: AlignmentConfig, mesh) -> list[list[int]]:
+    """Greedy (or `config.decode`) continuations of each prompt after its prior."""
+    start = time.perf_counter()
+    generator = Generator(model, tokenizer, mesh=mesh, batch_size=config.batch_size)
+    results = generator.generate(prompts, priors, config.decode, example_ids=range(len(prompts)))
+    logging.info("continuations of %d prompts in %.1fs", len(prompts), time.perf_counter() - start)
+    return [list(g.tokens) for g in results]
 
 
 def write_alignment_outputs(run_dir: RunDirectory, relative_dir: str, report: dict) -> None:

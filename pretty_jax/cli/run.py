@@ -21,6 +21,8 @@ from absl import flags, logging
 
 from pretty_jax import experiments
 from pretty_jax.alignment.runner import (
+    AlignmentConfig,
+    ModelPair,
     read_prompts_file,
     run_alignment,
     write_alignment_outputs,
@@ -189,10 +191,10 @@ def run_align_mode() -> None:
         record.reset()
     record.start(settings)
     start = time.perf_counter()
-    report = run_alignment(
-        foundation, sft, tokenizer, (str(Path(_FOUNDATION.value)), str(Path(_SFT.value))), examples, prior_tokens, _TRAJECTORY.value, top_k, decode, mesh=mesh,
-        batch_size=decode_flags.BATCH_SIZE.value, chunk=_STATS_CHUNK.value,
-    )
+    models = ModelPair(foundation, sft, tokenizer, (str(Path(_FOUNDATION.value)), str(Path(_SFT.value))))
+    alignment = AlignmentConfig(tuple(prior_tokens), _TRAJECTORY.value, tuple(top_k), decode,
+                                decode_flags.BATCH_SIZE.value, _STATS_CHUNK.value)
+    report = run_alignment(models, examples, alignment, mesh=mesh)
     write_alignment_outputs(directory, ".", report)
     directory.discard_retired()
     logging.info("alignment of %d examples in %.1fs", len(examples), time.perf_counter() - start)

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pretty_jax.alignment.runner import AlignmentConfig
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine.generator import DecodeConfig
 from pretty_jax.engine.strategies import BeamSearch, Sampling
@@ -103,6 +104,10 @@ class Settings:
             raise UserError("refined_file and refined_model: give one, not both")
         if self.spm_model and not Path(self.spm_model).expanduser().is_file():
             raise UserError(f"spm_model={self.spm_model} does not exist; give a SentencePiece .model file")
+
+    def alignment_config(self) -> AlignmentConfig:
+        return AlignmentConfig(self.align_prior_tokens, self.trajectory, self.agreement_k, self.decode,
+                               self.batch_size, self.stats_chunk)
 
     def recorded(self, foundation: InputRecord) -> dict[str, Any]:
         """The settings every output of the run depends on, by flag name, as run_config.json

@@ -15,6 +15,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from pretty_jax.alignment.runner import (
+    ModelPair,
     PromptExample,
     run_alignment,
     write_alignment_outputs,
@@ -199,14 +200,12 @@ class PairRun:
             key = PriorSpec("sft", k, "tokens").key if k else "none"
             if key in outputs:
                 continuations[k] = [r["tokens"] for r in outputs[key]]
+        models = ModelPair(self.models.foundation, self.models.sft, self.models.tokenizer,
+                           (str(Path(self.settings.foundation)), str(Path(self.settings.sft))))
         report = run_alignment(
-            self.models.foundation, self.models.sft, self.models.tokenizer,
-            (str(Path(self.settings.foundation)), str(Path(self.settings.sft))),
-            [PromptExample(e.id, p, e.reference) for e, p in zip(self.examples, self.prompts)],
-            self.settings.align_prior_tokens, self.settings.trajectory, self.settings.agreement_k,
-            self.settings.decode, mesh=self.mesh, batch_size=self.settings.batch_size,
-            chunk=self.settings.stats_chunk, sft_outputs=[r["tokens"] for r in sft_records],
-            continuations=continuations,
+            models, [PromptExample(e.id, p, e.reference) for e, p in zip(self.examples, self.prompts)],
+            self.settings.alignment_config(), mesh=self.mesh,
+            sft_outputs=[r["tokens"] for r in sft_records], continuations=continuations,
         )
         write_alignment_outputs(self.record.run_dir, self.name, report)
         return {k: entry["overall"] for k, entry in report["by_prior_tokens"].items()}
