@@ -1,4 +1,9 @@
-"""Shared fixtures: tiny random-weight HF checkpoints, built once per test session."""
+"""Shared fixtures: tiny random-weight HF checkpoints, built once per test session.
+
+`tiny_checkpoint` is built by transformers (torch), for the tests that compare against
+it; `jax_checkpoint` is the same preset built without torch, and `jax_sft_stand_in` a
+copy with perturbed weights (a second model standing in for an SFT model), for every
+other test."""
 
 from __future__ import annotations
 
@@ -29,24 +34,42 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def sft_stand_in(tiny_checkpoint, tmp_path_factory):
-    """`sft_stand_in(preset)` -> a copy of that tiny checkpoint with every weight
-    perturbed: a second model of the same architecture and tokenizer, standing in for
-    an SFT model."""
+def jax_checkpoint(tmp_path_factory):
+    """`jax_checkpoint(preset)` -> directory of that preset's HF checkpoint, built
+    without torch (`tiny.build_jax`)."""
     built: dict[str, Path] = {}
 
     def get(preset: str) -> Path:
         if preset not in built:
-            directory = tmp_path_factory.mktemp(f"{preset}-sft") / "model"
-            shutil.copytree(tiny_checkpoint(preset), directory)
-            tensors = load_file(directory / "model.safetensors")
-            rng = np.random.default_rng(1)
-            noisy = {k: (v + 0.03 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in tensors.items()}
-            save_file(noisy, directory / "model.safetensors", metadata={"format": "pt"})
-            built[preset] = directory
+            built[preset] = tiny.build_jax(preset, tmp_path_factory.mktemp(f"{preset}-jax") / "model")
         return built[preset]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def jax_sft_stand_in(jax_checkpoint, tmp_path_factory):
+    """`jax_sft_stand_in(preset)` -> a copy of `jax_checkpoint(preset)` with every weight
+    perturbed: same architecture and tokenizer, other outputs."""
+    built: dict[str, Path] = {}
+
+    def get(preset: str) -> Path:
+        if preset not in built:
+            built[preset] = _perturbed_copy(jax_checkpoint(preset), tmp_path_factory.mktemp(f"{preset}-jax-sft"))
+        return built[preset]
+
+    return get
+
+
+def _perturbed_copy(source: Path, parent: Path) -> Path:
+    """A copy of checkpoint `source` in `parent`/model with every weight perturbed."""
+    directory = parent / "model"
+    shutil.copytree(source, directory)
+    tensors = load_file(directory / "model.safetensors")
+    rng = np.random.default_rng(1)
+    noisy = {k: (v + 0.03 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in tensors.items()}
+    save_file(noisy, directory / "model.safetensors", metadata={"format": "pt"})
+    return directory
 
 
 def write_scratch_inputs(root: Path, repeats: int = 1, **sizes) -> None:

@@ -73,9 +73,9 @@ def test_identical_distributions_agree_fully():
 
 
 @pytest.fixture(scope="module")
-def model_pair(tiny_checkpoint, sft_stand_in):
+def model_pair(jax_checkpoint, jax_sft_stand_in):
     """The tiny LLaMA and a perturbed copy of it standing in for its SFT model."""
-    foundation_dir, sft_dir = tiny_checkpoint("llama"), sft_stand_in("llama")
+    foundation_dir, sft_dir = jax_checkpoint("llama"), jax_sft_stand_in("llama")
     return foundation_dir, sft_dir, loading.load_model(foundation_dir, "float32"), loading.load_model(sft_dir, "float32")
 
 
@@ -137,9 +137,9 @@ class _Vocab:
         return self.vocab
 
 
-def test_different_tokenizers_are_refused_naming_the_difference(tiny_checkpoint):
+def test_different_tokenizers_are_refused_naming_the_difference(jax_checkpoint):
     with pytest.raises(UserError, match=r"tokenizers differ at id 3: '<0x00>' in llama, '<pad>' in bloom"):
-        check_same_tokenizer(load_tokenizer(tiny_checkpoint("llama")), load_tokenizer(tiny_checkpoint("bloom")), "llama", "bloom")
+        check_same_tokenizer(load_tokenizer(jax_checkpoint("llama")), load_tokenizer(jax_checkpoint("bloom")), "llama", "bloom")
     with pytest.raises(UserError, match=r"\(a\) has 3 tokens and the SFT tokenizer \(b\) 2"):
         check_same_tokenizer(_Vocab(["x", "y", "z"]), _Vocab(["x", "y"]), "a", "b")
 

@@ -1,9 +1,11 @@
 """The experiment runner end to end on tiny models and the real sample data: every
 prior, every task, scores equal to sacrebleu's on the same outputs, resume after
-kill -9, the report and results."""
+kill -9, the report and results. Experiments run in-process through the public API;
+the command line only where it is the subject (a killed process, exit statuses)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -15,7 +17,11 @@ import numpy as np
 import pytest
 import sacrebleu
 
+import pretty_jax
+from pretty_jax import experiments
 from pretty_jax.checkpoints.tokenizer import continuation_ids, load_tokenizer
+from pretty_jax.core.errors import UserError
+from pretty_jax.engine.generator import DecodeConfig
 from pretty_jax.experiments.priors import PriorSpec, first_words
 from pretty_jax.tasks.metrics import pos_accuracy
 from pretty_jax.tasks.pos import read_tagged
@@ -25,9 +31,24 @@ needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (real 
 
 
 @pytest.fixture(scope="module")
-def pair(tiny_checkpoint, sft_stand_in):
+def pair(jax_checkpoint, jax_sft_stand_in):
     """Tiny LLaMA foundation and a perturbed copy standing in for its SFT model."""
-    return tiny_checkpoint("llama"), sft_stand_in("llama")
+    return jax_checkpoint("llama"), jax_sft_stand_in("llama")
+
+
+def _experiment(out: Path, foundation: Path, sft: Path | None = None, max_new_tokens: int = 8, **changes) -> dict:
+    """Runs an experiment in-process with the command line's defaults (Flores eng ->
+    zho_simpl translation, every answer one line, batches of 4); returns results.json."""
+    settings = experiments.Settings(
+        task="translation", data=str(DATA / "flores101_devtest"), split="devtest", source_lang="eng",
+        target_langs=("zho_simpl",), limit=None, template=experiments.DEFAULT_TEMPLATES[changes.get("task", "translation")],
+        num_shots=0, priors=(PriorSpec("none"), PriorSpec("sft", 1)), sweep=(),
+        decode=DecodeConfig(max_new_tokens=max_new_tokens, stop_strings=("\n",)), batch_size=4, output_dir=out,
+        foundation=str(foundation), sft=None if sft is None else str(sft), dtype="float32",
+    )
+    settings = dataclasses.replace(settings, **changes)
+    settings.validate()
+    return pretty_jax.run_experiment(settings)
 
 
 def _run(*flags: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -43,16 +64,18 @@ def _records(path: Path) -> list[dict]:
 
 
 @needs_data
-def test_translation_with_every_prior_scores_like_sacrebleu(pair, tiny_checkpoint, tmp_path):
+def test_translation_with_every_prior_scores_like_sacrebleu(pair, tmp_path):
     foundation, sft = pair
     refined = tmp_path / "refined.jsonl"
     refined.write_text("\n".join(json.dumps({"id": f"devtest-{i:05d}", "text": "Die Katze schläft."}) for i in range(6)))
     out = tmp_path / "out"
-    _run(f"--data={DATA / 'flores101_devtest'}", "--source_lang=eng", "--target_lang=deu", "--limit=6",
-         f"--foundation={foundation}", f"--sft={sft}", "--priors=none,sft,refined,dictionary,oracle",
-         f"--refined_file={refined}", f"--dictionary={DATA / 'muse' / '{source_iso}-{target_iso}.txt'}",
-         "--sweep_prior_token_counts=0,1,2", "--max_new_tokens=12", "--batch_size=4", f"--output_dir={out}")
+    priors = (PriorSpec("none"), PriorSpec("sft", 1), PriorSpec("refined", 1, "words"),
+              PriorSpec("dictionary", 1, "words"), PriorSpec("oracle", 1))
+    returned = _experiment(out, foundation, sft, max_new_tokens=12, target_langs=("deu",), limit=6, priors=priors,
+                           refined_file=str(refined), dictionary=str(DATA / "muse" / "{source_iso}-{target_iso}.txt"),
+                           sweep=(0, 1, 2))
     results = json.loads((out / "results.json").read_text())
+    assert returned == results
     systems = results["pairs"]["eng-deu"]["systems"]
     assert set(systems) == {"none", "sft-1tok", "refined-1word", "dictionary-1word", "oracle-1tok", "sft-2tok", "sft"}
     references = (DATA / "flores101_devtest" / "deu.devtest").read_text(encoding="utf-8").splitlines()[:6]
@@ -82,7 +105,7 @@ def test_killed_run_resumes_to_the_uninterrupted_outputs(pair, tmp_path):
     flags = [f"--data={DATA / 'flores101_devtest'}", "--source_lang=eng", "--target_lang=fra", "--limit=40",
              f"--foundation={foundation}", f"--sft={sft}", "--priors=none,sft", "--max_new_tokens=24",
              "--batch_size=4"]
-    _run(*flags, f"--output_dir={tmp_path / 'whole'}")
+    _experiment(tmp_path / "whole", foundation, sft, max_new_tokens=24, target_langs=("fra",), limit=40)
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "pretty_jax.run", "--dtype=float32", *flags,
                                 f"--output_dir={killed}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -103,10 +126,9 @@ def test_killed_run_resumes_to_the_uninterrupted_outputs(pair, tmp_path):
 def test_pos_with_lexicon_prior_and_summarization(pair, tmp_path):
     foundation, sft = pair
     out = tmp_path / "pos"
-    _run("--task=pos", f"--data={DATA / 'ud' / 'fr_gsd-ud-dev.conllu'}", "--target_lang=fra", "--limit=5",
-         f"--foundation={foundation}", "--priors=none,dictionary,oracle", "--prior_word_count=2",
-         f"--lexicon_data={DATA / 'ud' / 'fr_gsd-ud-dev.conllu'}", "--max_new_tokens=16", "--batch_size=4",
-         f"--output_dir={out}")
+    word_priors = (PriorSpec("none"), PriorSpec("dictionary", 2, "words"), PriorSpec("oracle", 2, "words"))
+    _experiment(out, foundation, max_new_tokens=16, task="pos", data=str(DATA / "ud" / "fr_gsd-ud-dev.conllu"),
+                target_langs=("fra",), limit=5, priors=word_priors, lexicon_data=str(DATA / "ud" / "fr_gsd-ud-dev.conllu"))
     systems = json.loads((out / "results.json").read_text())["pairs"]["fra-fra"]["systems"]
     gold = [sentence[1] for sentence in read_tagged(DATA / "ud" / "fr_gsd-ud-dev.conllu")[:5]]
     for key in ("none", "dictionary-2word", "oracle-2word"):
@@ -125,22 +147,20 @@ def test_pos_with_lexicon_prior_and_summarization(pair, tmp_path):
         json.dumps({"source_url": str(i), "target_url": str(i), "text": " ".join(english[i : i + 30]), "summary": chinese[i]},
                    ensure_ascii=False) for i in range(4)), encoding="utf-8")
     out = tmp_path / "sum"
-    _run("--task=summarization", f"--data={crosssum}", "--source_lang=eng", "--target_lang=zho_simpl",
-         f"--foundation={foundation}", "--priors=none,oracle", "--max_new_tokens=8", "--batch_size=4",
-         f"--output_dir={out}")
+    _experiment(out, foundation, task="summarization", data=str(crosssum), priors=(PriorSpec("none"), PriorSpec("oracle", 1)))
     summary = json.loads((out / "results.json").read_text())["pairs"]["eng-zho_simpl"]
     assert summary["truncated_documents"] == 4  # 30 sentences do not fit a 256-token context
     assert set(summary["systems"]["none"]["metrics"]) >= {"rouge1", "rouge2", "rougeL", "target_language_rate"}
 
 
 @needs_data
-def test_differing_tokenizers_need_word_priors(pair, tiny_checkpoint, tmp_path):
+def test_differing_tokenizers_need_word_priors(pair, jax_checkpoint, tmp_path):
     foundation, _ = pair
-    flags = [f"--data={DATA / 'flores101_devtest'}", "--target_lang=fra", "--limit=4", f"--foundation={foundation}",
-             f"--sft={tiny_checkpoint('bloom')}", "--max_new_tokens=8", "--batch_size=4"]
-    refused = _run(*flags, f"--output_dir={tmp_path / 'a'}", check=False)
-    assert refused.returncode == 2 and "the tokenizers differ at id" in refused.stderr
-    _run(*flags, "--prior_word_count=1", f"--output_dir={tmp_path / 'b'}")
+    settings = dict(target_langs=("fra",), limit=4)
+    with pytest.raises(UserError, match="the tokenizers differ at id"):
+        _experiment(tmp_path / "a", foundation, jax_checkpoint("bloom"), **settings)
+    _experiment(tmp_path / "b", foundation, jax_checkpoint("bloom"), priors=(PriorSpec("none"), PriorSpec("sft", 1, "words")),
+                **settings)
     for record in _records(tmp_path / "b" / "eng-fra" / "sft-1word.jsonl"):
         assert record["text"].startswith(record["prior_text"])
 
@@ -152,8 +172,8 @@ def test_missing_data_is_reported_with_the_path(pair, tmp_path):
 
 
 @pytest.mark.parametrize("preset,expected_piece", [("llama", "▁"), ("bloom", "Ġ")])
-def test_word_priors_are_tokenised_as_the_answer_continues_the_prompt(tiny_checkpoint, preset, expected_piece):
-    tokenizer = load_tokenizer(tiny_checkpoint(preset))
+def test_word_priors_are_tokenised_as_the_answer_continues_the_prompt(jax_checkpoint, preset, expected_piece):
+    tokenizer = load_tokenizer(jax_checkpoint(preset))
     prompt = "Translate into German.\nGerman:"
     ids = continuation_ids(tokenizer, prompt, "Der Zug")
     joint = tokenizer(prompt + " Der Zug", add_special_tokens=False).input_ids

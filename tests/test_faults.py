@@ -34,8 +34,8 @@ BOOKKEEPING = (LOCK, MANIFEST, "run_config.json")
 
 
 @pytest.fixture(scope="module")
-def pair(tiny_checkpoint, sft_stand_in):
-    return tiny_checkpoint("llama"), sft_stand_in("llama")
+def pair(jax_checkpoint, jax_sft_stand_in):
+    return jax_checkpoint("llama"), jax_sft_stand_in("llama")
 
 
 def _flags(pair, *extra: str) -> list[str]:

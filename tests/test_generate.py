@@ -84,8 +84,8 @@ def test_beam_search_is_token_identical_to_hf(tiny_checkpoint, tmp_path, preset,
     assert all(g.score is not None for g in ours)
 
 
-def test_include_prior_and_logprobs_match_a_teacher_forced_pass(tiny_checkpoint):
-    directory = tiny_checkpoint("qwen2")
+def test_include_prior_and_logprobs_match_a_teacher_forced_pass(jax_checkpoint):
+    directory = jax_checkpoint("qwen2")
     prompts = _prompts(directory)
     model = loading.load_model(directory, "float32")
     generator = Generator(model, batch_size=8)
@@ -104,8 +104,8 @@ def test_include_prior_and_logprobs_match_a_teacher_forced_pass(tiny_checkpoint)
         assert all(logp[start - 1 + i].argmax() == t for i, t in enumerate(result.tokens[len(prior) :]))
 
 
-def test_sampling_depends_on_seed_and_example_not_on_batching(tiny_checkpoint):
-    directory = tiny_checkpoint("llama")
+def test_sampling_depends_on_seed_and_example_not_on_batching(jax_checkpoint):
+    directory = jax_checkpoint("llama")
     prompts = _prompts(directory)
     model = loading.load_model(directory, "float32")
     config = DecodeConfig(max_new_tokens=12, strategy=Sampling(temperature=1.0), seed=3)
@@ -158,8 +158,8 @@ def test_stop_string_ends_rows_and_cuts_text(tiny_checkpoint, strategy):
         assert stopped[0].finish_reason == "stop" and len(stopped[0].tokens) <= 6
 
 
-def test_bad_inputs_are_refused_by_example(tiny_checkpoint):
-    directory = tiny_checkpoint("llama")
+def test_bad_inputs_are_refused_by_example(jax_checkpoint):
+    directory = jax_checkpoint("llama")
     generator = Generator(loading.load_model(directory, "float32"), batch_size=2)
     with pytest.raises(UserError, match="example 1: empty prompt"):
         generator.generate([[1, 5], []])
@@ -169,8 +169,8 @@ def test_bad_inputs_are_refused_by_example(tiny_checkpoint):
         Generator(generator.model, batch_size=0)
 
 
-def test_long_inputs_are_truncated_from_the_left_or_refused(tiny_checkpoint, caplog):
-    directory = tiny_checkpoint("llama")
+def test_long_inputs_are_truncated_from_the_left_or_refused(jax_checkpoint, caplog):
+    directory = jax_checkpoint("llama")
     model = loading.load_model(directory, "float32")
     generator = Generator(model, batch_size=2)
     bos = model.config.special_tokens.bos_token_id

@@ -25,8 +25,8 @@ def _single_device_run(directory):
 
 
 @pytest.fixture(scope="module")
-def single_device(tiny_checkpoint):
-    return _single_device_run(tiny_checkpoint("llama"))
+def single_device(jax_checkpoint):
+    return _single_device_run(jax_checkpoint("llama"))
 
 
 def _worker(directory, *flags: str) -> subprocess.Popen:
@@ -50,10 +50,10 @@ def test_four_devices_give_single_device_tokens(single_device, data, model):
     assert result["outputs"] == expected
 
 
-def test_gemma3_heads_split_on_model_axis_give_single_device_tokens(tiny_checkpoint):
+def test_gemma3_heads_split_on_model_axis_give_single_device_tokens(jax_checkpoint):
     """Gemma 3's single key/value head cannot be split over model=2: it is replicated
     while the query heads and MLP are split, and the tokens stay the same."""
-    directory, expected = _single_device_run(tiny_checkpoint("gemma3"))
+    directory, expected = _single_device_run(jax_checkpoint("gemma3"))
     result = _result(_worker(directory, "--devices=4", "--mesh_data=2", "--mesh_model=2"))
     assert result["outputs"] == expected
 

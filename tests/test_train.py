@@ -75,10 +75,10 @@ def _sft_batch(directory: Path, tmp_path: Path, seq_len: int = 64) -> data.Seque
 # --- the loss ---------------------------------------------------------------------
 
 
-def test_loss_falls_when_overfitting_one_batch_in_bfloat16_with_float32_master_weights(tiny_checkpoint):
-    settings = _settings(tiny_checkpoint("llama"), learning_rate=3e-3, compute_dtype="bfloat16")
+def test_loss_falls_when_overfitting_one_batch_in_bfloat16_with_float32_master_weights(jax_checkpoint):
+    settings = _settings(jax_checkpoint("llama"), learning_rate=3e-3, compute_dtype="bfloat16")
     _, model, trainable, frozen = _setup(settings)
-    tokenizer = load_tokenizer(tiny_checkpoint("llama"))
+    tokenizer = load_tokenizer(jax_checkpoint("llama"))
     packed = data.pack_documents(tokenizer(list(SENTENCES[:4]))["input_ids"], tokenizer.eos_token_id, 0, 24)
     batch = data.micro_batches(packed.take(np.arange(4)), 1)
     optimizer = optim.make_optimizer(settings)
@@ -92,8 +92,8 @@ def test_loss_falls_when_overfitting_one_batch_in_bfloat16_with_float32_master_w
     assert {a.dtype for a in jax.tree.leaves((state.trainable, state.opt_state))} <= {np.dtype("float32"), np.dtype("int32")}
 
 
-def test_sft_loss_is_the_cross_entropy_of_response_tokens_only(tiny_checkpoint, tmp_path):
-    directory = tiny_checkpoint("llama")
+def test_sft_loss_is_the_cross_entropy_of_response_tokens_only(jax_checkpoint, tmp_path):
+    directory = jax_checkpoint("llama")
     tokenizer = load_tokenizer(directory)
     sequences = _sft_batch(directory, tmp_path)
     for row, example in enumerate(SFT_EXAMPLES):
@@ -147,8 +147,8 @@ def test_batch_order_is_a_function_of_seed_and_step_and_covers_each_epoch():
     assert not np.array_equal(data.BatchOrder(10, 3, seed=8).indices(0), order.indices(0))
 
 
-def test_accumulating_two_micro_batches_equals_one_batch_of_twice_the_size(tiny_checkpoint, tmp_path):
-    directory = tiny_checkpoint("llama")
+def test_accumulating_two_micro_batches_equals_one_batch_of_twice_the_size(jax_checkpoint, tmp_path):
+    directory = jax_checkpoint("llama")
     sequences = _sft_batch(directory, tmp_path)  # rows with different numbers of targets
     assert len(set(sequences.loss_mask.sum(1).tolist())) > 1
     _, model, trainable, frozen = _setup(_settings(directory))
@@ -169,8 +169,8 @@ def test_accumulating_two_micro_batches_equals_one_batch_of_twice_the_size(tiny_
 # --- LoRA ---------------------------------------------------------------------------
 
 
-def test_lora_trains_only_its_factors_and_exports_base_plus_delta(tiny_checkpoint, tmp_path):
-    directory = tiny_checkpoint("llama")
+def test_lora_trains_only_its_factors_and_exports_base_plus_delta(jax_checkpoint, tmp_path):
+    directory = jax_checkpoint("llama")
     settings = _settings(directory, lora_rank=4, lora_alpha=8.0, learning_rate=1e-2)
     start, model, factors, frozen = _setup(settings)
     assert sorted(factors) == [f"layers.{i}.attn.{p}_proj" for i in (0, 1) for p in ("q", "v")]
@@ -209,8 +209,8 @@ def test_lora_trains_only_its_factors_and_exports_base_plus_delta(tiny_checkpoin
             np.testing.assert_array_equal(exported[key], tensor, err_msg=key)
 
 
-def test_lora_targets_must_match_matrices(tiny_checkpoint):
-    config = loading.load_config(tiny_checkpoint("bloom"))
+def test_lora_targets_must_match_matrices(jax_checkpoint):
+    config = loading.load_config(jax_checkpoint("bloom"))
     layout = models.family_of(config).checkpoint_layout(config)
     shapes = params.shapes(models.abstract_model(config, jnp.float32)[1])
     with pytest.raises(UserError, match=r"matches no parameter; paths look like: .*layers.0.attn.qkv_proj"):

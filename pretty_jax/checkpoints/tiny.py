@@ -2,7 +2,9 @@
 
 They are made by transformers itself (PyTorch model, `save_pretrained`) with a real
 tokenizer trained by `tokenizers` on a few multilingual sentences, so they exercise the
-same files and code paths as a downloaded checkpoint. Needs torch.
+same files and code paths as a downloaded checkpoint. `build` needs torch; `build_jax`
+writes the same presets without it (our own model, randomly initialised, saved by
+`checkpoints.export`), for everything that does not compare against transformers.
 
     python -m pretty_jax.tiny --preset=llama --out_dir=/tmp/tiny-llama
 """
@@ -81,6 +83,16 @@ def hf_config(preset: str, tokenizer) -> Any:
     return AutoConfig.for_model(model_type, vocab_size=vocab_size, **ids, **settings)
 
 
+# The `architectures` entry `save_pretrained` would write for each model_type.
+ARCHITECTURES = {
+    "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "bloom": "BloomForCausalLM",
+    "gemma3_text": "Gemma3ForCausalLM",
+}
+
+
 def randomize_(model, seed: int, stddev: float = 0.15) -> None:
     """Overwrites every parameter with seeded random values — norms around 1, biases
     around 0 but nonzero — so that a misplaced bias or norm changes the logits. Gemma's
@@ -121,3 +133,46 @@ def build(preset: str, out_dir: str | Path, seed: int = 0, max_shard_size: str |
     model.save_pretrained(out_dir, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def build_jax(preset: str, out_dir: str | Path, seed: int = 0) -> Path:
+    """Writes a tiny checkpoint of `preset` (model + tokenizer) to `out_dir` without
+    torch: the preset's HF config, and our model's parameters drawn like `randomize_`
+    does (norms around their centre, biases small but nonzero), saved as an HF
+    checkpoint. Same architecture and tokenizer as `build`, not the same weights.
+
+    Every parameter is drawn here, so only the model's shapes are needed: they come
+    from `abstract_model`, which allocates nothing (an eager `init_model` of even
+    these models takes seconds on a CPU, only to be overwritten)."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from pretty_jax.checkpoints.export import flat_params, save_hf_checkpoint
+    from pretty_jax.models import abstract_model, family_for
+
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    tokenizer = train_tokenizer(PRESETS[preset]["tokenizer"])
+    hf = hf_config(preset, tokenizer).to_dict()
+    hf["architectures"] = [ARCHITECTURES[hf["model_type"]]]
+    generation = {
+        key: hf[key] for key in ("bos_token_id", "eos_token_id", "pad_token_id") if hf.get(key) is not None
+    }
+    where = f"tiny preset {preset!r}"
+    config = family_for(hf, where).config_from_hf(hf, where, generation)
+    _, params = abstract_model(config, jnp.float32)
+    norm_centre = 0.0 if hf["model_type"].startswith("gemma") else 1.0
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for path, value in sorted(flat_params(params).items()):
+        leaf = path.rsplit(".", 1)[-1]
+        noise = rng.standard_normal(value.shape, dtype=np.float32)
+        if leaf == "scale":
+            tensors[path] = norm_centre + 0.1 * noise
+        elif "bias" in leaf:
+            tensors[path] = 0.1 * noise
+        else:
+            tensors[path] = 0.15 * noise
+    return save_hf_checkpoint(
+        out_dir, config, tensors, hf, generation_config=generation, tokenizer=tokenizer, overwrite=True
+    )
