@@ -79,7 +79,7 @@ TINY_GEMMA3 = {
 
 def build_tiny_gemma3(out_dir: Path, seed: int = 0) -> Path:
     """Writes a random `Gemma3ForCausalLM` of shape `TINY_GEMMA3`, with the tokenizer
-    and weight randomisation of the tiny presets (`pretty_jax.tiny_checkpoints`)."""
+    and weight randomisation of the tiny presets (`pretty_jax.checkpoints.tiny`)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 

@@ -69,9 +69,9 @@ def test_bfloat16_conversion_loads_as_bfloat16_by_default(tiny_checkpoint, tmp_p
 
 
 def test_sharded_safetensors_load_like_a_single_file(tiny_checkpoint, tmp_path):
-    from pretty_jax import tiny_checkpoints
+    from pretty_jax.checkpoints import tiny
 
-    sharded = tiny_checkpoints.build("llama", tmp_path / "sharded", max_shard_size="40KB")
+    sharded = tiny.build("llama", tmp_path / "sharded", max_shard_size="40KB")
     assert (sharded / "model.safetensors.index.json").exists()
     assert len(list(sharded.glob("model-*.safetensors"))) > 2
     _assert_same_params(loading.load_model(sharded), loading.load_model(tiny_checkpoint("llama")))
@@ -133,9 +133,9 @@ def test_tensor_stored_twice_under_aliases_is_refused(tiny_checkpoint, tmp_path)
 
 
 def test_tensor_in_two_shards_is_refused(tiny_checkpoint, tmp_path):
-    from pretty_jax import tiny_checkpoints
+    from pretty_jax.checkpoints import tiny
 
-    directory = tiny_checkpoints.build("llama", tmp_path / "sharded", max_shard_size="40KB")
+    directory = tiny.build("llama", tmp_path / "sharded", max_shard_size="40KB")
     shards = sorted(directory.glob("model-*.safetensors"))
     first, second = load_file(shards[0]), load_file(shards[1])
     key = next(iter(first))

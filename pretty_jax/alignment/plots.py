@@ -26,7 +26,9 @@ def _label(k: str) -> str:
     return "no prior" if k == "0" else f"{k} prior token{'s' if k != '1' else ''}"
 
 
-def _save(figure, path: Path) -> None:
+def save_figure(figure, path: Path) -> None:
+    """Every figure of the project: laid out, PNG, no timestamp or version (so the same
+    data gives the same bytes), then closed."""
     figure.tight_layout()
     figure.savefig(path, dpi=110, metadata=_PNG_METADATA, format="png")
     plt.close(figure)
@@ -45,7 +47,7 @@ def plot_topk_agreement(report: dict, path: Path) -> None:
     axis.set_ylabel("SFT token in foundation top-K")
     axis.set_title("Top-K agreement")
     axis.legend()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_selected_token_probability(report: dict, path: Path) -> None:
@@ -63,7 +65,7 @@ def plot_selected_token_probability(report: dict, path: Path) -> None:
         axis.set_title(title)
         axis.set_ylim(0, 1.02)
     axes[0].set_ylabel("probability of the selected token")
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_divergence_by_step(report: dict, path: Path) -> None:
@@ -76,7 +78,7 @@ def plot_divergence_by_step(report: dict, path: Path) -> None:
         axis.set_title(title)
     axes[0].set_ylabel("mean over examples (nats)")
     axes[0].legend()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 PAINTERS = dict(zip(FIGURES, (plot_topk_agreement, plot_selected_token_probability, plot_divergence_by_step)))

@@ -3,7 +3,7 @@
 Safetensors (one file, or shards listed by `model.safetensors.index.json`) are read
 with numpy, lazily, tensor by tensor. `pytorch_model*.bin` needs torch, which is only
 imported when such a file is the sole source of weights. A GGUF file's cached view
-directory (see `gguf_import`) reads its weights from the GGUF file.
+directory (see `checkpoints.gguf.importer`) reads its weights from the GGUF file.
 """
 
 from __future__ import annotations

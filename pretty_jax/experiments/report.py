@@ -25,6 +25,7 @@ from typing import Mapping, Sequence
 
 import matplotlib
 
+from pretty_jax.alignment.plots import save_figure
 from pretty_jax.core.run_dir import RunDirectory
 
 matplotlib.use("Agg")
@@ -144,9 +145,7 @@ def plot_sweep(results: Mapping, path: Path) -> None:
     axis.set_xlabel("SFT prior tokens")
     axis.set_ylabel(dict(COLUMNS[task])[main])
     axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110, metadata={"Software": None}, format="png")
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def write_results(run_dir: RunDirectory, results: Mapping) -> None:
