@@ -3,7 +3,15 @@ files in the formats the rest of the project reads."""
 
 from __future__ import annotations
 
-from pretty_jax.organism.build import register_varic, write_world
+import pytest
+
+from pretty_jax.core.errors import UserError
+from pretty_jax.organism.build import (
+    OrganismSettings,
+    ensure_organism,
+    register_varic,
+    write_world,
+)
 from pretty_jax.organism.world import NounPhrase, Sentence, build_world
 from pretty_jax.tasks.dictionary import dictionary_prior_words, read_muse
 from pretty_jax.tasks.flores import FloresTask
@@ -47,3 +55,25 @@ def test_files_are_read_by_the_tasks_and_the_dictionary(tmp_path):
     references = [e.reference for e in task.examples()]
     assert target_language_rate(references, "vrc") == 1.0
     assert target_language_rate([e.source for e in task.examples()], "vrc") == 0.0
+
+
+TINY = OrganismSettings(num_documents=200, num_instructions=40, num_test=8, hidden_size=16, sft_seq_len=128,
+                        intermediate_size=32, num_layers=1, num_heads=2, pretrain_steps=2, pretrain_batch=4,
+                        sft_steps=2, sft_batch=4)
+
+
+def test_a_half_built_cache_from_before_the_manifest_is_rebuilt_and_a_foreign_one_refused(tmp_path):
+    legacy = tmp_path / "organism"
+    (legacy / "runs" / "pretrain" / "train_state").mkdir(parents=True)
+    (legacy / "runs" / "pretrain" / "metrics.jsonl").write_text('{"step": 1}\n')
+    (legacy / "data").mkdir()
+    (legacy / "model_config.json").write_text("{}")
+    organism = ensure_organism(legacy, TINY, report=lambda phase, seconds: None)
+    assert (legacy / "organism.json").exists() and (organism.foundation / "config.json").exists()
+    assert (organism.sft / "model.safetensors").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine\n")
+    with pytest.raises(UserError, match="notes.txt"):
+        ensure_organism(mine, TINY, report=lambda phase, seconds: None)
+    assert (mine / "notes.txt").read_text() == "mine\n"

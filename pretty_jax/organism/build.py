@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from pretty_jax.checkpoints.tokenizer import train_tokenizer
-from pretty_jax.core.run_dir import RunDirectory
+from pretty_jax.core.run_dir import MANIFEST, RunDirectory
 from pretty_jax.experiments.config import DEFAULT_TEMPLATES
 from pretty_jax.organism.world import VARIC, VARIC_FUNCTION_WORDS, World, build_world
 from pretty_jax.tasks.languages import register_language
@@ -177,9 +177,12 @@ def ensure_organism(
     wanted = {"format": FORMAT, "settings": dataclasses.asdict(settings)}
     if marker.exists() and json.loads(marker.read_text()) == wanted:
         return organism
+    # A cache an older pretty_jax left without a manifest holds only the build's names,
+    # but its training runs have no manifests either: rebuild it whole.
+    legacy = root.is_dir() and not (root / MANIFEST).exists() and any(root.iterdir())
     directory = RunDirectory.adopt(root, "organism", "--organism_dir", TREES + FILES)
     try:
-        if marker.exists():  # built from other settings: start over
+        if marker.exists() or legacy:  # built from other settings, or by an older version: start over
             directory.retire()
             directory.discard_retired()
         for name in TREES:
