@@ -34,7 +34,7 @@ from pretty_jax.cli import decode_flags, mesh_flags
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
-from pretty_jax.experiments import config, report, runner, stages
+from pretty_jax.experiments import config, report, runner
 from pretty_jax.experiments.inputs import check_model, file_record, fill_path
 from pretty_jax.experiments.priors import KINDS, TEXT_ONLY_KINDS, PriorSpec
 from pretty_jax.organism import demo
@@ -173,30 +173,23 @@ def run_align_mode() -> None:
     models = {role: check_model(_require(flag), f"--{flag.name}") for role, flag in (("foundation", _FOUNDATION), ("sft", _SFT))}
     mesh = mesh_flags.mesh_from_flags()
     _check_batch(mesh)
-    directory = runner.open_output(output_dir, "align")
-    record = stages.RunRecord(directory)
     settings = {"prompts_file": file_record(Path(_PROMPTS_FILE.value), "--prompts_file").as_json(),
                 "align_prior_token_counts": prior_tokens, "trajectory": _TRAJECTORY.value, "agreement_k": top_k,
                 "dtype": _DTYPE.value, **{role: model.as_json() for role, model in models.items()},
                 **config.decode_record(decode)}
-    conflicts = record.conflicts(settings, {})
-    runner.refuse_conflicts(output_dir, [] if _OVERWRITE.value else conflicts)
-    place = parallel.param_placer(mesh)
-    foundation = loading.load_model(_FOUNDATION.value, _DTYPE.value, place=place)
-    sft = loading.load_model(_SFT.value, _DTYPE.value, place=place)
-    tokenizer = loading.load_tokenizer_of(_FOUNDATION.value)
-    check_same_tokenizer(tokenizer, loading.load_tokenizer_of(_SFT.value), _FOUNDATION.value, _SFT.value)
-    if directory.holds_run and _OVERWRITE.value:
-        directory.retire()
-        record.reset()
-    record.start(settings)
-    start = time.perf_counter()
-    models = ModelPair(foundation, sft, tokenizer, (str(Path(_FOUNDATION.value)), str(Path(_SFT.value))))
-    alignment = AlignmentConfig(tuple(prior_tokens), _TRAJECTORY.value, tuple(top_k), decode,
-                                decode_flags.BATCH_SIZE.value, _STATS_CHUNK.value)
-    report = run_alignment(models, examples, alignment, mesh=mesh)
-    write_alignment_outputs(directory, ".", report)
-    directory.discard_retired()
+    with runner.output_run(output_dir, "align", settings, {}, overwrite=_OVERWRITE.value) as (record, begin):
+        place = parallel.param_placer(mesh)
+        foundation = loading.load_model(_FOUNDATION.value, _DTYPE.value, place=place)
+        sft = loading.load_model(_SFT.value, _DTYPE.value, place=place)
+        tokenizer = loading.load_tokenizer_of(_FOUNDATION.value)
+        check_same_tokenizer(tokenizer, loading.load_tokenizer_of(_SFT.value), _FOUNDATION.value, _SFT.value)
+        begin()
+        start = time.perf_counter()
+        pair = ModelPair(foundation, sft, tokenizer, (str(Path(_FOUNDATION.value)), str(Path(_SFT.value))))
+        alignment = AlignmentConfig(tuple(prior_tokens), _TRAJECTORY.value, tuple(top_k), decode,
+                                    decode_flags.BATCH_SIZE.value, _STATS_CHUNK.value)
+        report = run_alignment(pair, examples, alignment, mesh=mesh)
+        write_alignment_outputs(record.run_dir, ".", report)
     logging.info("alignment of %d examples in %.1fs", len(examples), time.perf_counter() - start)
     print(f"{'prior tokens':>12} {'steps':>6} {'top-1':>6} {'top-5':>6} {'KL(sft||lm)':>12} {'JS':>7}")
     for k, entry in report["by_prior_tokens"].items():

@@ -13,9 +13,11 @@ Stages append finished examples and resume after a kill (see stages.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
+from typing import Any, Mapping
 
 from jax.sharding import Mesh
 
@@ -82,25 +84,45 @@ def run_experiment(settings: Settings, mesh: Mesh | None = None, overwrite: bool
     """
     check_output_dir(settings.output_dir, "--output_dir")
     plan = plan_experiment(settings)
-    directory = open_output(settings.output_dir, "experiment")
-    try:
-        record = RunRecord(directory)
-        recorded = settings.recorded(plan.models["foundation"])
-        conflicts = record.conflicts(recorded, plan.stage_inputs())
-        fresh = overwrite or (start_fresh_on_change and bool(conflicts))
-        refuse_conflicts(settings.output_dir, [] if fresh else conflicts)
+    recorded = settings.recorded(plan.models["foundation"])
+    with output_run(settings.output_dir, "experiment", recorded, plan.stage_inputs(), overwrite,
+                    start_fresh_on_change) as (record, begin):
         start = time.perf_counter()
         models = load_models(plan, mesh)
         logging.info("models loaded in %.1fs", time.perf_counter() - start)
-        if directory.holds_run and fresh:
-            logging.warning("setting the earlier run in %s aside: %s", settings.output_dir,
-                            "; ".join(conflicts) or "--overwrite")
-            directory.retire()
-            record.reset()
-        record.start(recorded)
-        results = run_pairs(plan, models, record, mesh)
+        begin()
+        return run_pairs(plan, models, record, mesh)
+
+
+@contextlib.contextmanager
+def output_run(output_dir: Path, kind: str, recorded: Mapping[str, Any], stage_inputs: Mapping[str, Any],
+               overwrite: bool = False, start_fresh_on_change: bool = False):
+    """A run into `output_dir`, the order every run keeps: open and lock it, refuse what
+    would change the recorded run (unless `overwrite`, or `start_fresh_on_change` when
+    something changed), then let the caller load its models and call `begin()`, which
+    sets an earlier run aside and records these settings; the earlier run's files are
+    deleted once the body has finished.
+
+        with output_run(out, "align", settings, {}) as (record, begin):
+            models = ...; begin(); ...
+    """
+    directory = open_output(output_dir, kind)
+    try:
+        record = RunRecord(directory)
+        conflicts = record.conflicts(recorded, stage_inputs)
+        fresh = overwrite or (start_fresh_on_change and bool(conflicts))
+        refuse_conflicts(output_dir, [] if fresh else conflicts)
+
+        def begin() -> None:
+            if directory.holds_run and fresh:
+                logging.warning("setting the earlier run in %s aside: %s", output_dir,
+                                "; ".join(conflicts) or "--overwrite")
+                directory.retire()
+                record.reset()
+            record.start(recorded)
+
+        yield record, begin
         directory.discard_retired()
-        return results
     finally:
         directory.close()
 
