@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -21,6 +20,7 @@ from pretty_jax.alignment.runner import (
     write_alignment_outputs,
 )
 from pretty_jax.core.errors import UserError
+from pretty_jax.core.progress import Progress
 from pretty_jax.engine import parallel
 from pretty_jax.engine.generator import DecodeConfig, Generator
 from pretty_jax.experiments.config import Settings
@@ -80,17 +80,15 @@ def run_stage(
     done = _agreed_done(stage)
     if done > len(examples) or [r["id"] for r in stage.records] != [e.id for e in examples[:done]]:
         raise UserError(f"{stage.path} does not hold the first outputs of this run's examples; use --overwrite")
-    start, batch = time.perf_counter(), generator.batch_size
-    for first in range(done, len(examples), batch):
-        rows = range(first, min(first + batch, len(examples)))
-        results = generator.generate(
-            [prompt_ids[i] for i in rows], [priors(i) for i in rows], config, example_ids=list(rows)
-        )
-        stage.append([record(i, g) for i, g in zip(rows, results)], write=parallel.is_main_process())
-        finished = rows[-1] + 1
-        rate = (finished - done) / (time.perf_counter() - start)
-        logging.info("%s: %d/%d examples, %.2f ex/s, ETA %.0fs", name, finished, len(examples), rate,
-                     (len(examples) - finished) / rate)
+    batch = generator.batch_size
+    with Progress(len(examples), name, initial=done) as progress:
+        for first in range(done, len(examples), batch):
+            rows = range(first, min(first + batch, len(examples)))
+            results = generator.generate(
+                [prompt_ids[i] for i in rows], [priors(i) for i in rows], config, example_ids=list(rows)
+            )
+            stage.append([record(i, g) for i, g in zip(rows, results)], write=parallel.is_main_process())
+            progress.update(len(rows))
     return stage.records
 
 
