@@ -16,7 +16,7 @@ from pretty_jax.checkpoints.gguf import quants
 from pretty_jax.checkpoints.reference import HFReference
 from pretty_jax.checkpoints.sample_text import SENTENCES
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
-from pretty_jax.core.errors import CheckpointError, ConfigError, MissingDependencyError
+from pretty_jax.core.errors import ConfigError, MissingDependencyError
 from pretty_jax.engine.batching import left_pad
 from pretty_jax.models import Model
 
@@ -99,7 +99,7 @@ def test_float_tensors_dequantise_as_gguf_py_does(type_name):
     "preset, tensor_type",
     [
         ("llama", "F32"), ("llama", "Q8_0"), ("llama", "K"), ("qwen2", "F32"), ("qwen2", "Q4_0"),
-        ("gemma3", "F32"), ("gemma3", "Q4_0"),
+        ("gemma3", "F32"), ("gemma3", "Q4_0"), ("gemma3", "Q5_0"),
     ],
 )
 def test_gguf_logits_match_transformers_on_the_same_file(gguf_file, preset, tensor_type):
@@ -188,13 +188,6 @@ def test_gemma3_settings_transformers_does_not_read_are_refused(gemma3_checkpoin
     path = write_gguf(gemma3_checkpoint, tmp_path / "model.gguf", metadata=metadata)
     with pytest.raises(ConfigError, match=message):
         loading.load_model(path)
-
-
-def test_unsupported_tensor_type_is_refused_with_the_tensor_name(tiny_checkpoint, tmp_path, gguf_cache):
-    path = write_gguf(tiny_checkpoint("qwen2"), tmp_path / "model.gguf", types={"blk.1.ffn_up.weight": "Q5_0"})
-    with pytest.raises(CheckpointError, match=r"model.gguf: tensor type not supported: blk.1.ffn_up.weight \(Q5_0\)"):
-        loading.load_model(path)
-    assert list(gguf_cache.iterdir()) == []  # nothing half-written is cached
 
 
 def test_gguf_without_the_gguf_package_says_what_to_install(gguf_file, monkeypatch):

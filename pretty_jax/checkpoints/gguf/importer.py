@@ -54,13 +54,13 @@ def _check_tensor_types(file: GGUFFile) -> None:
     unsupported = [
         f"{name} ({tensor.tensor_type.name})"
         for name, tensor in file.tensors.items()
-        if tensor.tensor_type.name not in quants.BLOCK_TYPES
+        if not quants.supported(tensor.tensor_type.name)
     ]
     if unsupported:
         shown = ", ".join(unsupported[:5]) + (f" and {len(unsupported) - 5} more" if len(unsupported) > 5 else "")
         raise CheckpointError(
-            f"{file.path}: tensor type not supported: {shown}; supported types: "
-            f"{', '.join(quants.BLOCK_TYPES)}. Re-quantise the model to one of them."
+            f"{file.path}: tensor type not supported: {shown}; every float type the installed "
+            "gguf package dequantises is read. Re-quantise the model to one of them."
         )
 
 

@@ -141,7 +141,26 @@ BLOCK_TYPES = {
 
 def dequantize(data: np.ndarray, type_name: str, shape: tuple[int, ...]) -> np.ndarray:
     """The float32 array of `shape` (numpy order, rows last-axis contiguous) that the
-    raw tensor bytes `data` of ggml type `type_name` encode."""
-    block = BLOCK_TYPES[type_name]
+    raw tensor bytes `data` of ggml type `type_name` encode: the layouts above, and every
+    other float quantisation through llama.cpp's `gguf.quants` (`supported`)."""
+    block = BLOCK_TYPES.get(type_name)
+    if block is None:
+        from gguf import GGMLQuantizationType
+        from gguf import quants as gguf_quants
+
+        values = gguf_quants.dequantize(np.ascontiguousarray(data), GGMLQuantizationType[type_name])
+        return values.astype(np.float32, copy=False).reshape(shape)
     raw = np.ascontiguousarray(data).view(np.uint8).reshape(-1, block.type_size)
     return block.dequantize(raw).reshape(shape)
+
+
+def supported(type_name: str) -> bool:
+    """Whether `dequantize` reads ggml type `type_name` (integer types never are)."""
+    if type_name in BLOCK_TYPES:
+        return True
+    from gguf import GGMLQuantizationType
+    from gguf import quants as gguf_quants
+
+    kind = GGMLQuantizationType.__members__.get(type_name)
+    # gguf.quants registers one dequantiser per quantised type it reads (no public list).
+    return kind is not None and kind in gguf_quants._type_traits
