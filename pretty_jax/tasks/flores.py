@@ -95,4 +95,5 @@ class FloresTask:
         references = [example.reference for example in examples]
         scores = metrics.translation_scores(predictions, references, self.target_lang, self.spm_model)
         scores["target_language_rate"] = metrics.target_language_rate(predictions, self.target_lang)
+        scores["target_language_signature"] = metrics.target_language_signature(self.target_lang)
         return scores

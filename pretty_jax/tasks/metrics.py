@@ -6,7 +6,7 @@
   Korean and Thai, lower-cased words elsewhere; corpus score = mean of per-example F1.
 - POS: accuracy over gold words.
 - Target-language rate: the share of outputs written in the requested language, from
-  Unicode scripts plus, for languages sharing a script, stop-word counts.
+  the Unicode script and a language identifier (target_language.py, re-exported here).
 
 Scores are on sacrebleu's 0-100 scale except `pos_accuracy` and
 `target_language_rate`, which are fractions in [0, 1].
@@ -14,7 +14,6 @@ Scores are on sacrebleu's 0-100 scale except `pos_accuracy` and
 
 from __future__ import annotations
 
-import bisect
 import collections
 import unicodedata
 from pathlib import Path
@@ -23,7 +22,13 @@ from typing import Sequence
 from sacrebleu.metrics import BLEU, CHRF
 
 from pretty_jax.core.errors import MissingDependencyError, UserError
-from pretty_jax.tasks.languages import STOP_WORDS, Language, get_language, split_words
+from pretty_jax.tasks.languages import Language, get_language, split_words
+from pretty_jax.tasks.target_language import (  # noqa: F401  (the metrics' public names)
+    is_in_language,
+    target_language_rate,
+    target_language_signature,
+    text_script,
+)
 
 # sacrebleu tokenizers that need an extra (`pip install 'sacrebleu[ja]'`).
 _TOKENIZER_EXTRAS = {"ja-mecab": "ja", "ko-mecab": "ko"}
@@ -190,100 +195,3 @@ def pos_accuracy(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[str
     if total == 0:
         raise ValueError("nothing to score: the gold sentences have no words")
     return {"pos_accuracy": correct / total, "pos_missing_tags": missing, "pos_extra_tags": extra}
-
-
-# --- target language ----------------------------------------------------------------
-
-# (first code point, last code point, script); letters outside these count for nothing.
-_SCRIPT_RANGES = sorted(
-    [
-        (0x0041, 0x024F, "Latn"),
-        (0x1E00, 0x1EFF, "Latn"),
-        (0x0370, 0x03FF, "Grek"),
-        (0x0400, 0x052F, "Cyrl"),
-        (0x0600, 0x06FF, "Arab"),
-        (0x0750, 0x077F, "Arab"),
-        (0x08A0, 0x08FF, "Arab"),
-        (0xFB50, 0xFDFF, "Arab"),
-        (0xFE70, 0xFEFF, "Arab"),
-        (0x0900, 0x097F, "Deva"),
-        (0x0E00, 0x0E7F, "Thai"),
-        (0x1100, 0x11FF, "Hang"),
-        (0x3130, 0x318F, "Hang"),
-        (0xAC00, 0xD7AF, "Hang"),
-        (0x3040, 0x30FF, "Kana"),
-        (0x31F0, 0x31FF, "Kana"),
-        (0xFF66, 0xFF9F, "Kana"),
-        (0x3400, 0x4DBF, "Hani"),
-        (0x4E00, 0x9FFF, "Hani"),
-        (0xF900, 0xFAFF, "Hani"),
-        (0x20000, 0x3134F, "Hani"),
-    ]
-)
-_RANGE_STARTS = [start for start, _, _ in _SCRIPT_RANGES]
-_CHARACTER_SCRIPTS = ("Hani", "Kana")
-# Language.script -> what `text_script` calls it.
-_DETECTED_AS = {"Hans": "Hani", "Hant": "Hani"}
-
-
-def _char_script(char: str) -> str | None:
-    index = bisect.bisect_right(_RANGE_STARTS, ord(char)) - 1
-    if index < 0:
-        return None
-    _, last, script = _SCRIPT_RANGES[index]
-    return script if ord(char) <= last else None
-
-
-def text_script(text: str) -> str | None:
-    """The script of most of the text's words, counting each Han or kana character as a
-    word (Chinese with a few Latin names is still Chinese): "Latn", "Cyrl", "Arab",
-    "Deva", "Thai", "Hang", "Grek", "Hani" (Han without kana) or "Jpan" (Han and kana
-    together, when there is any kana); None without letters.
-    """
-    counts: collections.Counter[str | None] = collections.Counter()
-    for word in split_words(text):
-        scripts = [_char_script(char) for char in word if char.isalpha()]
-        counts.update(script for script in scripts if script in _CHARACTER_SCRIPTS)
-        # The rest of the word counts once, for the script of its first other letter
-        # (None for words of digits only, unlisted scripts or only Han/kana).
-        counts[next((script for script in scripts if script not in _CHARACTER_SCRIPTS), None)] += 1
-    counts.pop(None, None)
-    han, kana = counts.pop("Hani", 0), counts.pop("Kana", 0)
-    if han + kana:
-        counts["Jpan" if kana else "Hani"] = han + kana
-    return max(counts, key=counts.__getitem__) if counts else None
-
-
-def is_in_language(text: str, lang: str) -> bool:
-    """Whether `text` is written in `lang`.
-
-    The text's script (`text_script`) must be the language's. Languages that share
-    their script with others in the table (Latin, Cyrillic) must also win on stop words:
-    more of the text's words are in `lang`'s list than in any other same-script
-    language's. On a tie (including no hits at all) a text of fewer than 3 words passes
-    on its script alone; a longer one fails. Simplified and Traditional Chinese are not
-    told apart. Empty text is in no language.
-    """
-    language = get_language(lang)
-    if text_script(text) != _DETECTED_AS.get(language.script, language.script):
-        return False
-    if language.code not in STOP_WORDS:
-        return True
-    words = [word.lower() for word in split_words(text)]
-    hits = {
-        code: sum(word in stop_words for word in words)
-        for code, stop_words in STOP_WORDS.items()
-        if get_language(code).script == language.script
-    }
-    own = hits.pop(language.code)
-    best_rival = max(hits.values(), default=0)
-    if own != best_rival:
-        return own > best_rival
-    return len(words) < 3
-
-
-def target_language_rate(texts: Sequence[str], lang: str) -> float:
-    """The fraction of `texts` that `is_in_language(text, lang)`."""
-    if not texts:
-        raise ValueError("nothing to score: no texts")
-    return sum(is_in_language(text, lang) for text in texts) / len(texts)
