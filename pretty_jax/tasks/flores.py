@@ -1,11 +1,13 @@
-"""Machine translation on Flores-101 / Flores-200: reading the line-aligned files and
-scoring with BLEU, chrF++ (spBLEU with a local SentencePiece model) and the
-target-language rate.
+"""Machine translation on Flores-101 / Flores-200 / Flores+: reading the files and scoring
+with BLEU, chrF++ (spBLEU with a local SentencePiece model) and the target-language rate.
 
-Layouts read (either code style works with either layout, e.g. "zho_simpl" finds
-`zho_Hans.devtest`):
+Layouts read, picked by what the data folder holds (either code style works with every
+layout, e.g. "zho_simpl" finds `zho_Hans.devtest` and Flores+'s `cmn_Hans.parquet`):
     <root>/<split>/<code>.<split>     the official flores101_dataset / flores200_dataset
     <root>/<code>.<split>             a folder of one split's files
+    <root>/<split>/<code>.parquet     Flores+ (openlanguagedata/flores_plus), see flores_plus.py
+    <root>/<code>.parquet             a folder of one split's Flores+ files
+Text files are line-aligned; Flores+ rows are matched by their `id`.
 """
 
 from __future__ import annotations
@@ -14,34 +16,53 @@ from pathlib import Path
 
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.textio import read_lines
-from pretty_jax.tasks import Example, apply_limit, metrics
+from pretty_jax.tasks import Example, apply_limit, flores_plus, metrics
 from pretty_jax.tasks.languages import Language, get_language
 
 
 def flores_file(root: Path, split: str, language: Language) -> Path:
     """The first existing of <root>/<split>/<code>.<split> and <root>/<code>.<split>, for
-    the Flores-101 code, then the Flores-200 code."""
+    the Flores-101 code, then the Flores-200 code; else the Flores+ parquet file of
+    <root>/<split> or <root> (`flores_plus.find_parquet`)."""
     names = [f"{language.code}.{split}", f"{language.flores200}.{split}"]
-    candidates = [folder / name for folder in (root / split, root) for name in names]
+    folders = (root / split, root)
+    candidates = [folder / name for folder in folders for name in names]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
+    for folder in folders:
+        parquet = flores_plus.find_parquet(folder, language)
+        if parquet is not None:
+            return parquet
+    parquets = [folder / f"{stem}.parquet" for folder in folders for stem in flores_plus.parquet_stems(language)]
     raise UserError(
         f"no Flores {split} file for {language.name} under {root}; looked for "
-        + ", ".join(str(c) for c in candidates)
+        + ", ".join(str(c) for c in candidates + parquets)
         + ". Point the data root at a flores101_dataset/flores200_dataset folder (holding dev/ "
-        "and devtest/) or at a folder of <code>.<split> files"
+        "and devtest/), a Flores+ folder (dev/ and devtest/ of <code>.parquet files) or a folder of "
+        "<code>.<split> files"
     )
 
 
+def read_sentences(path: Path) -> list[str]:
+    """The sentences of a Flores file in order: lines of a text file, `text` of a
+    Flores+ parquet file by id."""
+    if path.suffix == ".parquet":
+        return [text for _, text in flores_plus.read_parquet_sentences(path)]
+    return read_lines(path, "Flores file")
+
+
 def read_parallel(source_path: Path, target_path: Path) -> list[tuple[str, str]]:
-    """Line-aligned (source, target) sentence pairs of two files."""
-    sources = read_lines(source_path, "Flores file")
-    targets = read_lines(target_path, "Flores file")
+    """Aligned (source, target) sentence pairs of two Flores files: by id for two Flores+
+    files, by position otherwise."""
+    if source_path.suffix == target_path.suffix == ".parquet":
+        return flores_plus.read_parallel_parquet(source_path, target_path)
+    sources, targets = read_sentences(source_path), read_sentences(target_path)
     if len(sources) != len(targets):
+        unit = "lines" if ".parquet" not in (source_path.suffix, target_path.suffix) else "sentences"
         raise UserError(
-            f"{source_path} has {len(sources)} lines but {target_path} has {len(targets)}; "
-            "Flores files of one split must be line-aligned (same number of lines)"
+            f"{source_path} has {len(sources)} {unit} but {target_path} has {len(targets)}; "
+            f"Flores files of one split must be aligned (same number of {unit})"
         )
     if not sources:
         raise UserError(f"{source_path} is empty; expected one sentence per line")
