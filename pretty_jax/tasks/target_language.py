@@ -145,7 +145,7 @@ def _label_scripts() -> dict[str, str]:
     for label in model_labels():
         script = usual_script(_iso639_3(label))
         if script is not None:
-            scripts[label] = {"Hans": "Hani", "Hant": "Hani"}.get(script, script)
+            scripts[label] = _DETECTED_AS.get(script, script)
     return scripts
 
 
