@@ -4,8 +4,8 @@
 # run on the given Python (a venv holding pyproject.toml's dependencies and the test
 # extra). Works with Debian's bazel-bootstrap (Bazel 4.2.3) and later Bazel releases.
 #
-#     scripts/bazel_test.sh PYTHON [TARGET ...]     # default: the fast subset below
-#     scripts/bazel_test.sh .venv/bin/python //:test_rope
+#     scripts/bazel_test.sh PYTHON [TARGET | BAZEL_TEST_OPTION ...]   # no target: the fast subset below
+#     scripts/bazel_test.sh .venv/bin/python //:test_rope --test_filter=llama3
 #
 #   @rules_python  python/defs.bzl re-exports Bazel's native py_binary/py_library/py_test;
 #                  python/BUILD holds a py_runtime for PYTHON, registered as the toolchain
@@ -20,13 +20,13 @@ set -euo pipefail
 
 FAST_TESTS=(//:test_build //:test_dictionary //:test_stopping //:test_rope)
 
-usage() { echo "usage: $0 PYTHON [BAZEL_TEST_TARGET ...]" >&2; exit 2; }
+usage() { echo "usage: $0 PYTHON [TARGET | BAZEL_TEST_OPTION ...]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 given=$1
 python=$given
 shift
-targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=("${FAST_TESTS[@]}")
+args=("$@")  # targets and `bazel test` options; the fast subset when no target is named
+[[ " ${args[*]} " == *" /"* || " ${args[*]} " == *" :"* ]] || args+=("${FAST_TESTS[@]}")
 
 if ! command -v bazel > /dev/null; then
   echo "$0: no bazel on PATH (Debian/Ubuntu: apt-get install bazel-bootstrap; or bazelisk)" >&2
@@ -153,4 +153,4 @@ exec bazel test "${extra[@]}" \
   --extra_toolchains=@rules_python//python:toolchain \
   --test_output=errors \
   --symlink_prefix=/ \
-  "${targets[@]}"
+  "${args[@]}"
