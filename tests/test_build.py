@@ -24,6 +24,7 @@ def _writer():
 
 WRITER = _writer()
 DISTRIBUTIONS = WRITER.DISTRIBUTIONS
+TEST_MAIN = WRITER.TEST_MAIN
 
 
 def test_build_is_what_the_tree_gives():
@@ -64,9 +65,13 @@ def _declared_distributions() -> set[str]:
 
 
 def _owner_of(targets: dict[str, dict]) -> dict[str, str]:
+    """Every src -> its target; the shared pytest launcher -> the first py_test."""
     owner = {}
     for name, target in targets.items():
         for src in target.get("srcs", []):
+            if src == TEST_MAIN and target["kind"] == "py_test":
+                owner.setdefault(src, name)
+                continue
             assert src not in owner, f"{src} is in both {owner[src]} and {name}"
             owner[src] = name
     return owner
@@ -112,6 +117,27 @@ def test_each_test_file_is_a_py_test_and_each_entry_point_a_py_binary():
             assert target["kind"] == "py_binary" and target["main"] == src, f"{src} needs a py_binary"
 
 
+def test_each_py_test_runs_its_file_under_pytest():
+    """A test file run as a plain script defines its tests and exits 0: each py_test's
+    main is the launcher, given the test file; pytest also loads tests/conftest.py."""
+    for name, target in _targets().items():
+        if target["kind"] != "py_test":
+            continue
+        test_file = f"tests/{name}.py"
+        assert target["main"] == TEST_MAIN and TEST_MAIN in target["srcs"], f"{name} does not run under pytest"
+        assert target["args"] == [test_file] and test_file in target["srcs"], f"{name} does not run {test_file}"
+        assert ":test_fixtures" in target["deps"] and "pip:pytest" in target["deps"], f"{name} lacks conftest or pytest"
+
+
+def test_pytest_launcher_passes_bazels_filter_and_xml_path():
+    spec = importlib.util.spec_from_file_location("pytest_main", ROOT / TEST_MAIN)
+    launcher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launcher)
+    assert launcher.pytest_args(["tests/test_x.py"], {})[-1] == "tests/test_x.py"
+    args = launcher.pytest_args(["tests/test_x.py"], {"TESTBRIDGE_TEST_ONLY": "rope", "XML_OUTPUT_FILE": "/o/t.xml"})
+    assert args[-3:] == ["-k", "rope", "--junitxml=/o/t.xml"]
+
+
 def test_deps_name_existing_targets_and_declared_packages():
     targets = _targets()
     declared = _declared_distributions()
@@ -146,3 +172,47 @@ def test_imports_are_covered_by_deps(src):
             assert f"pip:{DISTRIBUTIONS[top]}" in direct, (
                 f"{src} imports {top}; add requirement(\"{DISTRIBUTIONS[top]}\") to {name}'s deps"
             )
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _locked() -> dict[str, str]:
+    """requirements_lock.txt's pins: normalized name -> version."""
+    pins = {}
+    for line in (ROOT / "requirements_lock.txt").read_text().splitlines():
+        match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^ ;\\]+)", line)
+        if match:
+            pins[_normalized(match[1])] = match[2]
+    return pins
+
+
+def test_lock_file_pins_every_dependency_and_the_test_extra():
+    """MODULE.bazel's pip hub installs requirements_lock.txt: it must pin everything
+    pyproject.toml's dependencies and test extra name (and agree with its == pins)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    locked = _locked()
+    for spec in project["dependencies"] + project["optional-dependencies"]["test"]:
+        name = _normalized(re.split(r"[<>=!~\[ ;]", spec, maxsplit=1)[0])
+        assert name in locked, f"requirements_lock.txt lacks {name} ({spec}): regenerate it (see MODULE.bazel)"
+        pinned = re.search(r"==\s*([^,; ]+)", spec)
+        assert not pinned or locked[name] == pinned[1], f"pyproject.toml pins {spec}, the lock has {locked[name]}"
+    for dep in {d for t in _targets().values() for d in t.get("deps", []) if d.startswith("pip:")}:
+        assert _normalized(dep[4:]) in locked, f"BUILD needs {dep[4:]}, which requirements_lock.txt does not pin"
+
+
+def test_workspace_files_give_the_hubs_build_loads():
+    """BUILD loads @rules_python and @pip: MODULE.bazel declares both (pip from the lock
+    file), WORKSPACE marks the root for Bazel 4, and scripts/bazel_test.sh overrides both
+    and runs existing tests."""
+    build, module = (ROOT / "BUILD").read_text(), (ROOT / "MODULE.bazel").read_text()
+    assert '"@pip//:requirements.bzl"' in build and '"@rules_python//python:defs.bzl"' in build
+    assert 'bazel_dep(name = "rules_python"' in module and 'hub_name = "pip"' in module
+    assert 'requirements_lock = "//:requirements_lock.txt"' in module and 'use_repo(pip, "pip")' in module
+    assert (ROOT / "WORKSPACE").is_file()
+    script = (ROOT / "scripts" / "bazel_test.sh").read_text()
+    assert "--override_repository=rules_python=" in script and "--override_repository=pip=" in script
+    fast = re.search(r"FAST_TESTS=\(([^)]*)\)", script)[1].split()
+    tests = {name for name, target in _targets().items() if target["kind"] == "py_test"}
+    assert fast and {label.removeprefix("//:") for label in fast} <= tests, f"unknown targets in {fast}"

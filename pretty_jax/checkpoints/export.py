@@ -30,7 +30,9 @@ from safetensors.numpy import save_file
 from pretty_jax.checkpoints import hf_files
 from pretty_jax.checkpoints.loading import model_directory
 from pretty_jax.core.errors import UserError
+from pretty_jax.core.progress import Progress
 from pretty_jax.models import Model, ModelConfig, family_of
+from pretty_jax.models.conversion import PROGRESS_LOG_SECONDS
 
 WEIGHTS_FILE = "model.safetensors"
 NUMPY_DTYPES = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
@@ -75,10 +77,13 @@ def hf_tensors(
             f"parameters and layout disagree: {sorted(set(flat) ^ set(layout.tensors))}"
         )
     numpy_dtype = _numpy_dtype(dtype)
-    return {
-        spec.key: np.ascontiguousarray(spec.transform.to_hf(np.asarray(flat[path]))).astype(numpy_dtype)
-        for path, spec in layout.tensors.items()
-    }
+    tensors = {}
+    with Progress(len(layout.tensors), f"export {dtype} tensors", unit="tensors",
+                  log_interval=PROGRESS_LOG_SECONDS) as progress:
+        for path, spec in layout.tensors.items():
+            tensors[spec.key] = np.ascontiguousarray(spec.transform.to_hf(np.asarray(flat[path]))).astype(numpy_dtype)
+            progress.update()
+    return tensors
 
 
 def save_hf_checkpoint(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging as std_logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -277,12 +278,14 @@ def run_demo_mode() -> None:
     # sacrebleu would otherwise flag, for every system, as undetokenized test data.
     std_logging.getLogger("sacrebleu").setLevel(std_logging.ERROR)
 
+    on_terminal = sys.stderr.isatty()  # the phases draw progress bars there, on their own lines
+
     def phase(name: str, seconds: float | None) -> None:
         if seconds is None:
-            print(f"{name} ...", end="", flush=True)
+            print(f"{name} ...", end="\n" if on_terminal else "", flush=True)
         else:
             phases.append((name, seconds))
-            print(f" {seconds:.0f}s", flush=True)
+            print(f"{name} {seconds:.0f}s" if on_terminal else f" {seconds:.0f}s", flush=True)
 
     output_dir = Path(_require(_OUTPUT_DIR))
     root = Path(_ORGANISM_DIR.value)

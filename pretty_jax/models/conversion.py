@@ -20,6 +20,10 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 
 from pretty_jax.core.errors import CheckpointError
+from pretty_jax.core.progress import Progress
+
+# Tensors are many and mostly quick: off a terminal, one progress line per this many seconds.
+PROGRESS_LOG_SECONDS = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,13 +264,17 @@ def convert_tensors(
     dtype: np.dtype,
 ) -> Iterable[tuple[str, np.ndarray]]:
     """Yields (our path, array in our layout and `dtype`) for every parameter, one at a
-    time so that a large checkpoint never sits in host memory twice."""
+    time so that a large checkpoint never sits in host memory twice (with a progress
+    bar, or a log line every PROGRESS_LOG_SECONDS and at the end)."""
     source_keys = match_layout(layout, source, our_shapes)
     for hf_key, our_path in layout.tied:
         _check_tied_copy(layout, source, hf_key, source_keys[our_path])
-    for path, spec in layout.tensors.items():
-        hf = source.read(source_keys[path])
-        yield path, spec.transform.to_ours(hf, tuple(our_shapes[path])).astype(dtype)
+    with Progress(len(layout.tensors), f"read {source.description}", unit="tensors",
+                  log_interval=PROGRESS_LOG_SECONDS) as progress:
+        for path, spec in layout.tensors.items():
+            hf = source.read(source_keys[path])
+            yield path, spec.transform.to_ours(hf, tuple(our_shapes[path])).astype(dtype)
+            progress.update()
 
 
 def _check_tied_copy(

@@ -143,7 +143,7 @@ def _pretrain(settings: OrganismSettings, root: Path) -> Path:
         learning_rate=settings.pretrain_learning_rate, warmup_steps=settings.pretrain_steps // 10,
         weight_decay=0.01, seed=settings.seed, save_every=100, log_every=50, eval_every=10**9,
     )
-    return train(run)
+    return train(run, description="pretrain foundation")
 
 
 def _sft(settings: OrganismSettings, root: Path) -> Path:
@@ -153,7 +153,7 @@ def _sft(settings: OrganismSettings, root: Path) -> Path:
         batch_size=settings.sft_batch, train_steps=settings.sft_steps, learning_rate=settings.sft_learning_rate,
         warmup_steps=settings.sft_steps // 10, seed=settings.seed, save_every=50, log_every=25, eval_every=10**9,
     )
-    return train(run)
+    return train(run, description="SFT")
 
 
 def _place(source: Path, target: Path) -> None:

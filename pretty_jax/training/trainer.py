@@ -31,6 +31,7 @@ from pretty_jax.checkpoints import export
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
+from pretty_jax.core.progress import Progress
 from pretty_jax.engine import parallel
 from pretty_jax.models import ModelConfig
 from pretty_jax.training import data, model_setup, optim, train_state
@@ -75,8 +76,8 @@ class _Run:
     is read first (`__init__`), so that a mistake in it shows before the output
     directory is opened and before a large model loads (`load_model`)."""
 
-    def __init__(self, settings: TrainSettings, mesh: Mesh | None, on_step: OnStep | None):
-        self.settings, self.mesh, self.on_step = settings, mesh, on_step
+    def __init__(self, settings: TrainSettings, mesh: Mesh | None, on_step: OnStep | None, description: str):
+        self.settings, self.mesh, self.on_step, self.description = settings, mesh, on_step, description
         self.output_dir = Path(settings.output_dir)
         config, _, _ = model_setup.architecture(settings)
         self.train_data, self.eval_data = _load_data(settings, config)
@@ -148,14 +149,15 @@ class _Run:
 
     def run(self, state: step_lib.TrainState) -> step_lib.TrainState:
         first = int(state.step)
-        for step in range(first, self.settings.train_steps):
-            state, metrics = self.train_step(state, self.frozen, self._train_batch(step))
-            if step == first and self.output is not None:
-                self.output.discard_retired()  # the new run has started cleanly
-            self.pending.append((step + 1, metrics))
-            if self.on_step is not None:
-                self.on_step(step + 1, metrics)
-            self._after_step(step + 1, state)
+        with Progress(self.settings.train_steps, self.description, unit="steps", initial=first) as self.progress:
+            for step in range(first, self.settings.train_steps):
+                state, metrics = self.train_step(state, self.frozen, self._train_batch(step))
+                if step == first and self.output is not None:
+                    self.output.discard_retired()  # the new run has started cleanly
+                self.pending.append((step + 1, metrics))
+                if self.on_step is not None:
+                    self.on_step(step + 1, metrics)
+                self._after_step(step + 1, state)
         return state
 
     def _after_step(self, done: int, state: step_lib.TrainState) -> None:
@@ -173,7 +175,8 @@ class _Run:
 
     def _flush(self) -> None:
         """Writes the pending steps' metrics (fetching them from the device only now,
-        so that the host runs ahead of the device between logs)."""
+        so that the host runs ahead of the device between logs) and advances the
+        progress bar (or logs its line) to the last of them."""
         if not self.pending:
             return
         records = [
@@ -181,16 +184,13 @@ class _Run:
              "learning_rate": float(self.schedule(done - 1))}
             for done, m in self.pending
         ]
-        now, done = time.perf_counter(), self.pending[-1][0]
-        self.steps_per_second = (done - self.clock[1]) / max(now - self.clock[0], 1e-9)
+        now, done, previous = time.perf_counter(), self.pending[-1][0], self.clock[1]
+        self.steps_per_second = (done - previous) / max(now - self.clock[0], 1e-9)
         self.clock, self.pending = (now, done), []
         self.metrics.append(records)
         last = records[-1]
-        logging.info(
-            "step %d/%d: loss %.4f, grad_norm %.3f, lr %.3g, %.2f steps/s",
-            done, self.settings.train_steps, last["loss"], last["grad_norm"], last["learning_rate"],
-            self.steps_per_second,
-        )
+        self.progress.update(done - previous, loss=last["loss"], grad_norm=last["grad_norm"],
+                             lr=last["learning_rate"])
 
     def _evaluate(self, done: int, trainable: Any) -> None:
         loss_sum, count = 0.0, 0.0
@@ -279,7 +279,9 @@ def saved_state_to_resume(settings: TrainSettings) -> Path | None:
     return saved
 
 
-def train(settings: TrainSettings, mesh: Mesh | None = None, on_step: OnStep | None = None) -> Path:
+def train(
+    settings: TrainSettings, mesh: Mesh | None = None, on_step: OnStep | None = None, description: str = "train"
+) -> Path:
     """Trains as `settings` say, resuming from `OUTPUT_DIR/train_state` when it holds
     this run's state; returns the directory of the exported HF checkpoint.
 
@@ -289,12 +291,14 @@ def train(settings: TrainSettings, mesh: Mesh | None = None, on_step: OnStep | N
     mesh: a (data, model) mesh (`parallel.make_mesh`): the batch is split on `data`,
       parameters on `model` by their logical axes; None runs on the default device.
     on_step: called after every update as on_step(step, device metrics).
+    description: the name of the progress bar (log lines `<description>: step/total
+      steps, rate, ETA, loss, grad_norm, lr` every --log_every steps off a terminal).
     """
     settings.validate()
     check_mesh(settings, mesh)
     check_inputs(settings)
     run_dir.check_output_dir(Path(settings.output_dir), OUTPUT_FLAG)
-    run = _Run(settings, mesh, on_step)
+    run = _Run(settings, mesh, on_step, description)
     output = open_output(settings)
     try:
         return run.train(output)

@@ -41,6 +41,7 @@ from pretty_jax.checkpoints.gguf.metadata import hf_config
 from pretty_jax.checkpoints.gguf.reader import GGUFFile, is_gguf
 from pretty_jax.checkpoints.gguf.tensor_names import hf_name, undo_llama_cpp_changes
 from pretty_jax.core.errors import CheckpointError
+from pretty_jax.core.progress import Progress
 from pretty_jax.models.conversion import TensorSource
 
 __all__ = ["SOURCE_FILE", "cached_view", "is_gguf", "open_tensors", "open_view_tensors", "write_view"]
@@ -106,13 +107,18 @@ def write_view(path: Path, directory: Path) -> None:
     config = hf_config(file)
     open_tensors(file, config)  # refuse unsupported tensor types before anything is written
     directory.mkdir(parents=True)
+    progress = Progress(3, f"GGUF view of {path.name} (config, tokenizer, source)", unit="files")
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    progress.update()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"{path}: transformers cannot rebuild its tokenizer ({e})") from None
     tokenizer.save_pretrained(directory)
+    progress.update()
     (directory / SOURCE_FILE).write_text(json.dumps(_source_record(path), indent=2) + "\n")
+    progress.update()
+    progress.close()
 
 
 def cached_view(path: str | Path) -> Path:
