@@ -30,7 +30,7 @@ from pretty_jax.alignment.runner import (
 from pretty_jax.alignment.statistics import check_same_tokenizer
 from pretty_jax.alignment.summary import TRAJECTORIES
 from pretty_jax.checkpoints import loading
-from pretty_jax.cli import decode_flags, mesh_flags
+from pretty_jax.cli import decode_flags, mesh_flags, prompt_flags
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
@@ -233,6 +233,7 @@ def settings_from_flags(output_dir: Path, **fixed) -> experiments.Settings:
         lexicon_data=_LEXICON_DATA.value, spm_model=_SPM_MODEL.value, align=_ALIGN.value,
         align_prior_tokens=tuple(_int_list(_ALIGN_PRIOR_TOKEN_COUNTS, 0)), trajectory=_TRAJECTORY.value,
         agreement_k=tuple(_int_list(_AGREEMENT_K, 1)), stats_chunk=_STATS_CHUNK.value,
+        **prompt_flags.role_prompts_from_flags(),
     ) | fixed
     for name in ("data", "foundation"):
         if not values[name]:

@@ -136,5 +136,6 @@ def run_pairs(plan: Plan, models: Models, record: RunRecord, mesh: Mesh | None =
         pairs[inputs.name] = PairRun(plan, inputs, models, record, mesh).run()
     results = report.build_results(settings.task, plan.models["foundation"].path,
                                    plan.models["sft"].path if "sft" in plan.models else None, pairs, settings.sweep)
+    results["prompt_formats"] = {role: formatting.record() for role, formatting in plan.formats.items()}
     report.write_results(record.run_dir, results)
     return results
