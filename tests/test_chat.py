@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +104,21 @@ def test_auto_without_template_is_plain_with_the_roles_own_template(jax_checkpoi
         tokenizer("Translate to French: One cat. Un chat.\n\nTranslate to French: Two dogs. Deux chiens.\n\n"
                   "Translate to French: The house is red.").input_ids
     ]
+
+
+def test_a_gguf_files_chat_template_is_read_from_its_metadata(jax_checkpoint, tmp_path, monkeypatch):
+    pytest.importorskip("gguf", reason="writing a GGUF file needs the gguf package")
+    from gguf_files import write_gguf
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = write_gguf(jax_checkpoint("llama"), tmp_path / "chat.gguf", metadata={"tokenizer.chat_template": LLAMA2})
+    tokenizer = loading.load_tokenizer_of(path)
+    formatting = resolve_role("sft", RolePrompt("auto"), tokenizer, str(path), "{source}")
+    assert formatting.format == "chat" and formatting.chat.source == str(path)
+    ids = formatting.prompt_ids(tokenizer, [Example("e0", "The house is red.", "")], {})
+    assert ids == [tokenizer.apply_chat_template([{"role": "user", "content": "The house is red."}],
+                                                 add_generation_prompt=True, return_dict=False)]
+    assert tokenizer.decode(ids[0]).startswith("<s>[INST] The house is red. [/INST]")
 
 
 def _emits_end_of_turn(directory: Path, end_id: int, prompts, pad_id: int) -> None:
@@ -275,3 +292,17 @@ def test_chat_without_template_and_failing_template_are_refused_before_loading(j
                                         "no system role"):
         plan_experiment(settings)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_role_flags_reach_the_plan_with_escapes_read():
+    config = Path(__file__).resolve().parents[1] / "configs" / "flores_llama2_chat.cfg"
+    result = subprocess.run(
+        [sys.executable, "-m", "pretty_jax.run", f"--flagfile={config}", "--dry_run", "--refined_model=/m",
+         "--priors=none,refined", r"--refined_prompt_template=Translate to French:\n{source}",
+         "--refined_prompt_format=plain", r"--sft_system_message=Be brief.\tThanks."],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert ("sft prompt: chat, template 'Translate this sentence from {src_lang} to {tgt_lang}: {source}', "
+            "system message 'Be brief.\\tThanks.'") in result.stdout
+    assert "refined prompt: plain, template 'Translate to French:\\n{source}'" in result.stdout

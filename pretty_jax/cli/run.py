@@ -34,7 +34,7 @@ from pretty_jax.cli import decode_flags, mesh_flags, prompt_flags
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
-from pretty_jax.experiments import config, report, runner
+from pretty_jax.experiments import chat, config, report, runner
 from pretty_jax.experiments.inputs import check_model, file_record, fill_path
 from pretty_jax.experiments.priors import KINDS, TEXT_ONLY_KINDS, PriorSpec
 from pretty_jax.organism import demo
@@ -250,6 +250,8 @@ def print_plan(settings: experiments.Settings) -> None:
         pair = f"{source if settings.task != 'pos' else get_language(target).code}-{get_language(target).code}"
         print(f"{pair}: {fill_path(settings.data, 'data', settings.source_lang, target)}")
     print("systems: " + ", ".join(spec.label for spec in settings.systems()) + (", SFT model" if settings.sft else ""))
+    for line in chat.plan_lines(settings):
+        print(line)
     print(f"stages: {'sft, ' if settings.sft else ''}foundation x {len(settings.systems())}, score"
           + (", align" if settings.align else "") + f" -> {settings.output_dir}")
 

@@ -130,6 +130,19 @@ def check_renders(formatting: RoleFormatting, tokenizer, example: Example, field
         raise UserError(f"--{formatting.role}_prompt_template / --{formatting.role}_prompt_format: {e}") from None
 
 
+def plan_lines(settings) -> list[str]:
+    """How the SFT and refined models of `settings` (experiments.Settings) are asked to
+    be prompted, for --dry_run (the tokenizers, which resolve "auto", are not read)."""
+    lines = []
+    for role, flag in ROLES.items():
+        prompt: RolePrompt = getattr(settings, f"{role}_prompt")
+        if getattr(settings, flag):
+            system = f", system message {prompt.system!r}" if prompt.system else ""
+            template = prompt.template if prompt.template is not None else settings.template
+            lines.append(f"{role} prompt: {prompt.format}, template {template!r}{system}")
+    return lines
+
+
 def describe(record: Mapping[str, Any]) -> str:
     """One line of report.md for a role's recorded formatting."""
     if record["format"] == "plain":
