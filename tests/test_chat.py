@@ -306,3 +306,36 @@ def test_the_role_flags_reach_the_plan_with_escapes_read():
     assert ("sft prompt: chat, template 'Translate this sentence from {src_lang} to {tgt_lang}: {source}', "
             "system message 'Be brief.\\tThanks.'") in result.stdout
     assert "refined prompt: plain, template 'Translate to French:\\n{source}'" in result.stdout
+
+
+def test_align_mode_prompts_a_chat_sft_model_in_its_format(jax_checkpoint, jax_sft_stand_in, tmp_path):
+    foundation_dir = with_chat_template(jax_checkpoint("llama"), tmp_path / "foundation", "chatml")
+    sft_dir = with_chat_template(jax_sft_stand_in("llama"), tmp_path / "sft", "chatml")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("\n".join(json.dumps({"id": f"s{i}", "prompt": s}) for i, s in enumerate(SENTENCES[:3])))
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "pretty_jax.run", "--mode=align", f"--foundation={foundation_dir}",
+         f"--sft={sft_dir}", f"--prompts_file={prompts}", f"--output_dir={out}", "--dtype=float32",
+         "--max_new_tokens=6", "--align_prior_token_counts=0,1", "--batch_size=4", "--sft_system_message=Be brief."],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "alignment.json").read_text())
+    tokenizer = load_tokenizer(sft_dir)
+    chat_ids = [tokenizer.apply_chat_template(_messages("Be brief.", [s], []), add_generation_prompt=True,
+                                              return_dict=False) for s in SENTENCES[:3]]
+    plain_ids = [tokenizer(s).input_ids for s in SENTENCES[:3]]
+    formatting = resolve_role("sft", RolePrompt("chat"), tokenizer, str(sft_dir), "{source}")
+    sft = formatting.stopping_model(loading.load_model(sft_dir, "float32"))
+    sft_outputs = Generator(sft, tokenizer, batch_size=4).generate(chat_ids, None, DecodeConfig(max_new_tokens=6))
+    foundation = loading.load_model(foundation_dir, "float32")
+    scorer = AlignmentScorer(foundation, sft, batch_size=4)
+    for k in (0, 1):
+        entries = report["by_prior_tokens"][str(k)]["examples"]
+        priors = [list(g.tokens[:k]) for g in sft_outputs]
+        assert [e["prior"] for e in entries] == priors
+        expected = scorer.score([p + q for p, q in zip(plain_ids, priors)], [e["trajectory"] for e in entries],
+                                [c + q for c, q in zip(chat_ids, priors)])
+        for entry, stats in zip(entries, expected):
+            np.testing.assert_allclose(entry["steps"]["kl_sft_lm"], stats["kl_sft_lm"], rtol=1e-4, atol=1e-6)

@@ -173,22 +173,25 @@ def run_align_mode() -> None:
     models = {role: check_model(_require(flag), f"--{flag.name}") for role, flag in (("foundation", _FOUNDATION), ("sft", _SFT))}
     mesh = mesh_flags.mesh_from_flags()
     _check_batch(mesh)
+    sft_tokenizer = loading.load_tokenizer_of(_SFT.value)
+    sft_format, sft_prompts = chat.align_prompts(prompt_flags.role_prompts_from_flags()["sft_prompt"], sft_tokenizer,
+                                                 _SFT.value, examples)
     settings = {"prompts_file": file_record(Path(_PROMPTS_FILE.value), "--prompts_file").as_json(),
                 "align_prior_token_counts": prior_tokens, "trajectory": _TRAJECTORY.value, "agreement_k": top_k,
                 "dtype": _DTYPE.value, **{role: model.as_json() for role, model in models.items()},
-                **config.decode_record(decode)}
+                **config.decode_record(decode), **({"sft_prompt": sft_format.record()} if sft_format.chat else {})}
     with runner.output_run(output_dir, "align", settings, {}, overwrite=_OVERWRITE.value) as (record, begin):
         place = parallel.param_placer(mesh)
         foundation = loading.load_model(_FOUNDATION.value, _DTYPE.value, place=place)
-        sft = loading.load_model(_SFT.value, _DTYPE.value, place=place)
+        sft = sft_format.stopping_model(loading.load_model(_SFT.value, _DTYPE.value, place=place))
         tokenizer = loading.load_tokenizer_of(_FOUNDATION.value)
-        check_same_tokenizer(tokenizer, loading.load_tokenizer_of(_SFT.value), _FOUNDATION.value, _SFT.value)
+        check_same_tokenizer(tokenizer, sft_tokenizer, _FOUNDATION.value, _SFT.value)
         begin()
         start = time.perf_counter()
         pair = ModelPair(foundation, sft, tokenizer, (str(Path(_FOUNDATION.value)), str(Path(_SFT.value))))
         alignment = AlignmentConfig(tuple(prior_tokens), _TRAJECTORY.value, tuple(top_k), decode,
                                     decode_flags.BATCH_SIZE.value, _STATS_CHUNK.value)
-        report = run_alignment(pair, examples, alignment, mesh=mesh)
+        report = run_alignment(pair, examples, alignment, mesh=mesh, sft_prompts=sft_prompts)
         write_alignment_outputs(record.run_dir, ".", report)
     logging.info("alignment of %d examples in %.1fs", len(examples), time.perf_counter() - start)
     print(f"{'prior tokens':>12} {'steps':>6} {'top-1':>6} {'top-5':>6} {'KL(sft||lm)':>12} {'JS':>7}")

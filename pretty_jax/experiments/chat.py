@@ -130,6 +130,18 @@ def check_renders(formatting: RoleFormatting, tokenizer, example: Example, field
         raise UserError(f"--{formatting.role}_prompt_template / --{formatting.role}_prompt_format: {e}") from None
 
 
+def align_prompts(prompt: RolePrompt, tokenizer, sft_path: str, examples) -> tuple[RoleFormatting, list[list[int]]]:
+    """--mode=align: the SFT model's formatting and prompt ids for a prompts file's
+    examples (alignment.runner.PromptExample), each prompt the user message (through
+    --sft_prompt_template, default "{source}", if given)."""
+    formatting = resolve_role("sft", prompt, tokenizer, sft_path, "{source}")
+    rows = [Example(e.id, e.prompt, "") for e in examples]
+    try:
+        return formatting, formatting.prompt_ids(tokenizer, rows, {})
+    except UserError as e:
+        raise UserError(f"--sft_prompt_template / --sft_prompt_format: {e}") from None
+
+
 def plan_lines(settings) -> list[str]:
     """How the SFT and refined models of `settings` (experiments.Settings) are asked to
     be prompted, for --dry_run (the tokenizers, which resolve "auto", are not read)."""
