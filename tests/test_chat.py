@@ -269,6 +269,14 @@ def test_experiment_records_formats_and_reruns_only_the_changed_role(jax_checkpo
     pretty_jax.run_experiment(plain)
     assert {name: (pair_dir / f"{name}.jsonl").stat().st_mtime_ns for name in records} == after
 
+    # A run recorded before prompt formats existed prompted its SFT model plain: nothing runs again.
+    run_config = json.loads((out / "run_config.json").read_text())
+    for stage in run_config["stages"].values():
+        stage.pop("sft_prompt", None)
+    (out / "run_config.json").write_text(json.dumps(run_config))
+    pretty_jax.run_experiment(plain)
+    assert {name: (pair_dir / f"{name}.jsonl").stat().st_mtime_ns for name in records} == after
+
 
 def _examples(settings):
     plan = plan_experiment(settings)
@@ -277,21 +285,25 @@ def _examples(settings):
 
 @needs_data
 def test_chat_without_template_and_failing_template_are_refused_before_loading(jax_checkpoint, jax_sft_stand_in,
-                                                                               tmp_path):
+                                                                               tmp_path, monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr("pretty_jax.experiments.runner.load_model", no_loading)
     foundation, plain_sft = jax_checkpoint("llama"), jax_sft_stand_in("llama")
     settings = _settings(tmp_path / "out", foundation, plain_sft, plain_sft, refined_prompt=RolePrompt("plain"),
                          sft_prompt=RolePrompt("chat"))
     with pytest.raises(UserError, match=rf"--sft_prompt_format=chat: the tokenizer of --sft={plain_sft} has no chat "
                                         r"template .*use --sft_prompt_format=plain"):
-        plan_experiment(settings)
+        pretty_jax.run_experiment(settings)
     broken = with_chat_template(plain_sft, tmp_path / "broken", "chatml",
                                 "{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system role') }}"
                                 "{% endif %}" + CHATML)
     settings = dataclasses.replace(settings, sft=str(broken), sft_prompt=RolePrompt("auto", None, "Be brief."))
     with pytest.raises(UserError, match=rf"chat template in {broken / 'chat_template.jinja'} failed to render.*"
                                         "no system role"):
-        plan_experiment(settings)
-    assert not (tmp_path / "out").exists()
+        pretty_jax.run_experiment(settings)
+    assert not (tmp_path / "out" / "eng-fra").exists()
 
 
 def test_the_role_flags_reach_the_plan_with_escapes_read():

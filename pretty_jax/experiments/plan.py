@@ -32,8 +32,9 @@ class Models:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """A checked experiment: settings, each pair's inputs, each model's record and the
-    prompt formatting of the SFT and refined models ("sft", "refined")."""
+    """A checked experiment: settings, each pair's inputs, each model's record and
+    (after `with_formats`) the prompt formatting of the SFT and refined models ("sft",
+    "refined"). Stage inputs that formats add only re-run stages, never conflict."""
 
     settings: Settings
     pairs: list[PairInputs]
@@ -83,12 +84,16 @@ def plan_experiment(settings: Settings) -> Plan:
     names = [pair.name for pair in pairs]
     if len(set(names)) != len(names):
         raise UserError(f"--target_lang lists a language twice ({', '.join(names)})")
-    return Plan(settings, pairs, models, resolve_formats(settings, pairs))
+    return Plan(settings, pairs, models)
 
 
-def resolve_formats(settings: Settings, pairs: list[PairInputs]) -> dict[str, RoleFormatting]:
-    """The SFT and refined models' prompt formatting, from their tokenizers (cheap to
-    load), each checked by rendering one prompt of the first pair."""
+def with_formats(plan: Plan) -> Plan:
+    """`plan` with the SFT and refined models' prompt formatting, from their tokenizers
+    (loaded without the weights), each checked by rendering one prompt of the first
+    pair. Apart from `plan_experiment` because it imports transformers, which takes
+    seconds: a run resolves them once it holds its output directory (a second run
+    there is refused at once), before any model loads."""
+    settings, pairs = plan.settings, plan.pairs
     formats = {}
     uses_refined_model = settings.refined_model and any(s.kind == "refined" for s in settings.systems())
     for role, path, prompt in (("sft", settings.sft, settings.sft_prompt),
@@ -99,4 +104,4 @@ def resolve_formats(settings: Settings, pairs: list[PairInputs]) -> dict[str, Ro
             formats[role] = resolve_role(role, prompt, tokenizer, path, settings.template)
             pair = pairs[0]
             check_renders(formats[role], tokenizer, pair.examples[0], pair.task.prompt_fields(), pair.shots)
-    return formats
+    return dataclasses.replace(plan, formats=formats)
