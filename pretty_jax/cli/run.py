@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging as std_logging
 import os
 import time
@@ -173,14 +174,15 @@ def run_align_mode() -> None:
     models = {role: check_model(_require(flag), f"--{flag.name}") for role, flag in (("foundation", _FOUNDATION), ("sft", _SFT))}
     mesh = mesh_flags.mesh_from_flags()
     _check_batch(mesh)
-    sft_tokenizer = loading.load_tokenizer_of(_SFT.value)
-    sft_format, sft_prompts = chat.align_prompts(prompt_flags.role_prompts_from_flags()["sft_prompt"], sft_tokenizer,
-                                                 _SFT.value, examples)
+    sft_prompt = prompt_flags.role_prompts_from_flags()["sft_prompt"]
     settings = {"prompts_file": file_record(Path(_PROMPTS_FILE.value), "--prompts_file").as_json(),
                 "align_prior_token_counts": prior_tokens, "trajectory": _TRAJECTORY.value, "agreement_k": top_k,
                 "dtype": _DTYPE.value, **{role: model.as_json() for role, model in models.items()},
-                **config.decode_record(decode), **({"sft_prompt": sft_format.record()} if sft_format.chat else {})}
+                **config.decode_record(decode),
+                **({"sft_prompt": dataclasses.asdict(sft_prompt)} if sft_prompt != chat.RolePrompt() else {})}
     with runner.output_run(output_dir, "align", settings, {}, overwrite=_OVERWRITE.value) as (record, begin):
+        sft_tokenizer = loading.load_tokenizer_of(_SFT.value)  # auto resolves by its (fingerprinted) files
+        sft_format, sft_prompts = chat.align_prompts(sft_prompt, sft_tokenizer, _SFT.value, examples)
         place = parallel.param_placer(mesh)
         foundation = loading.load_model(_FOUNDATION.value, _DTYPE.value, place=place)
         sft = sft_format.stopping_model(loading.load_model(_SFT.value, _DTYPE.value, place=place))
