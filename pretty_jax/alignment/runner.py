@@ -83,19 +83,24 @@ def run_alignment(
     mesh: Mesh | None = None,
     sft_outputs: Sequence[Sequence[int]] | None = None,
     continuations: dict[int, Sequence[Sequence[int]]] | None = None,
+    sft_prompts: Sequence[Sequence[int]] | None = None,
 ) -> dict:
     """Computes and returns the report (alignment.json's content).
 
     sft_outputs / continuations: outputs an experiment already generated (the SFT model's,
     and the foundation's after k SFT prior tokens, by k); what is missing is generated.
+    sft_prompts: the SFT model's own prompt ids per example (e.g. chat-formatted; default
+      the foundation's). Each model is teacher-forced through the same prior + trajectory
+      after its own prompt, and steps are compared by their index in the trajectory.
     """
     tokenizer = models.tokenizer
     ids = [e.id for e in examples]
     prompts = [tokenizer(e.prompt).input_ids for e in examples]
     references = _reference_ids(tokenizer, examples) if config.trajectory == "reference" else None
     continuations = dict(continuations or {})
+    sft_prompts = prompts if sft_prompts is None else [list(p) for p in sft_prompts]
     if sft_outputs is None and config.trajectory != "reference":
-        sft_outputs = _generate(models.sft, tokenizer, prompts, None, config, mesh)
+        sft_outputs = _generate(models.sft, tokenizer, sft_prompts, None, config, mesh)
     foundation = Generator(models.foundation, tokenizer, mesh=mesh, batch_size=config.batch_size)
     scorer = AlignmentScorer(models.foundation, models.sft, mesh=mesh, batch_size=config.batch_size,
                              chunk=config.chunk, pad_id=foundation.pad_id)
@@ -107,7 +112,9 @@ def run_alignment(
         priors, prefixes, trajectories = summary.alignment_pairs(
             config.trajectory, k, prompts, sft_outputs or [], continuations.get(k), references
         )
-        by_prior[k] = summary.prior_report(ids, priors, trajectories, scorer.score(prefixes, trajectories), config.top_k)
+        sft_prefixes = [p + list(prior) for p, prior in zip(sft_prompts, priors)]
+        stats = scorer.score(prefixes, trajectories, sft_prefixes)
+        by_prior[k] = summary.prior_report(ids, priors, trajectories, stats, config.top_k)
         overall = by_prior[k]["overall"]
         logging.info("k=%d: %d steps, top-1 agreement %.3f, KL(sft||lm) %.3f", k, overall["steps"],
                      overall["topk_agreement"][str(config.top_k[0])] or 0.0, overall["kl_sft_lm"] or 0.0)

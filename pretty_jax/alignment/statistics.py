@@ -19,6 +19,11 @@ states [B, L, D] of both models are computed once, then the steps are processed 
 chunks of C inside `lax.map`, so at most 2 x [B, C, V] logits are alive (a 250k
 vocabulary stays small). Rows are laid out so every row's step t sits in the same
 column: [left padding | prompt + prior | trajectory | right padding].
+
+Each model may have its own prefix (a chat SFT model after its chat-formatted prompt,
+the foundation after the plain prompt + prior): each gets its own layout, and step t
+of one is compared with step t of the other, by index in the trajectory, whatever the
+absolute positions.
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ def _logits(graphdef, params, h_BTD):
 
 
 @functools.partial(
-    jax.jit, static_argnames=("lm_graph", "sft_graph", "first_step", "num_steps", "chunk")
+    jax.jit, static_argnames=("lm_graph", "sft_graph", "first_step", "sft_first_step", "num_steps", "chunk")
 )
 def _batch_statistics(
     lm_graph: nnx.GraphDef,
@@ -84,17 +89,24 @@ def _batch_statistics(
     sft_params: nnx.State,
     tokens_BL: jax.Array,
     mask_BL: jax.Array,
+    sft_tokens_BM: jax.Array,
+    sft_mask_BM: jax.Array,
     *,
     first_step: int,
+    sft_first_step: int,
     num_steps: int,
     chunk: int,
 ) -> dict[str, jax.Array]:
-    """Statistics [B, num_steps] for the steps at columns first_step, first_step+1, ...
-    (num_steps is a multiple of chunk)."""
-    positions_BL = positions_from_mask(mask_BL)
-    window = slice(first_step, first_step + num_steps)
-    h_lm_BTD = _hidden(lm_graph, lm_params, tokens_BL, positions_BL, mask_BL)[:, window]
-    h_sft_BTD = _hidden(sft_graph, sft_params, tokens_BL, positions_BL, mask_BL)[:, window]
+    """Statistics [B, num_steps] for the steps at the LM's columns first_step,
+    first_step+1, ... and the SFT model's columns sft_first_step, ... of its own layout
+    [B, M] (num_steps is a multiple of chunk)."""
+
+    def hidden(graph, params, tokens, mask, first):
+        h_BLD = _hidden(graph, params, tokens, positions_from_mask(mask), mask)
+        return h_BLD[:, first : first + num_steps]
+
+    h_lm_BTD = hidden(lm_graph, lm_params, tokens_BL, mask_BL, first_step)
+    h_sft_BTD = hidden(sft_graph, sft_params, sft_tokens_BM, sft_mask_BM, sft_first_step)
     batch, _, width = h_lm_BTD.shape
 
     def by_chunk(h_BTD):  # [B, T, D] -> [T // C, B, C, D]
@@ -150,13 +162,20 @@ class AlignmentScorer:
         self.batch_size, self.chunk, self.pad_id = batch_size, chunk, pad_id
 
     def score(
-        self, prefixes: Sequence[Sequence[int]], trajectories: Sequence[Sequence[int]]
+        self,
+        prefixes: Sequence[Sequence[int]],
+        trajectories: Sequence[Sequence[int]],
+        sft_prefixes: Sequence[Sequence[int]] | None = None,
     ) -> list[dict[str, np.ndarray]]:
-        """Per example, each statistic over its trajectory steps ([len(trajectory)])."""
+        """Per example, each statistic over its trajectory steps ([len(trajectory)]).
+
+        sft_prefixes: the SFT model's own prefix per example (default: `prefixes`)."""
+        sft_prefixes = prefixes if sft_prefixes is None else sft_prefixes
         results = []
         for start in range(0, len(prefixes), self.batch_size):
             stop = min(start + self.batch_size, len(prefixes))
-            results += self._score_batch(list(prefixes[start:stop]), list(trajectories[start:stop]))
+            results += self._score_batch(list(prefixes[start:stop]), list(trajectories[start:stop]),
+                                         list(sft_prefixes[start:stop]))
         return results
 
     def _layout(self, prefixes, trajectories) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -172,18 +191,21 @@ class AlignmentScorer:
             mask[row, prefix_len - len(prefix) : prefix_len + len(trajectory)] = 1
         return tokens, mask, prefix_len, steps
 
-    def _score_batch(self, prefixes, trajectories) -> list[dict[str, np.ndarray]]:
+    def _score_batch(self, prefixes, trajectories, sft_prefixes) -> list[dict[str, np.ndarray]]:
         real = len(prefixes)
-        if any(len(p) == 0 for p in prefixes):
+        if any(len(p) == 0 for p in prefixes + sft_prefixes):
             raise UserError("a prompt is empty; every example needs at least one prompt token")
         padding = self.batch_size - real
         prefixes = prefixes + [prefixes[0]] * padding
+        sft_prefixes = sft_prefixes + [sft_prefixes[0]] * padding
         trajectories = trajectories + [[]] * padding
         tokens, mask, prefix_len, steps = self._layout(prefixes, trajectories)
+        sft_tokens, sft_mask, sft_prefix_len, _ = self._layout(sft_prefixes, trajectories)
+        batch = functools.partial(parallel.device_batch, self.mesh)
         stats = _batch_statistics(
             self.foundation.graphdef, self.foundation.params, self.sft.graphdef, self.sft.params,
-            parallel.device_batch(self.mesh, tokens), parallel.device_batch(self.mesh, mask),
-            first_step=prefix_len - 1, num_steps=steps, chunk=self.chunk,
+            batch(tokens), batch(mask), batch(sft_tokens), batch(sft_mask),
+            first_step=prefix_len - 1, sft_first_step=sft_prefix_len - 1, num_steps=steps, chunk=self.chunk,
         )
         stats = parallel.to_host(stats)
         return [

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging as std_logging
 import os
 import sys
@@ -31,11 +32,11 @@ from pretty_jax.alignment.runner import (
 from pretty_jax.alignment.statistics import check_same_tokenizer
 from pretty_jax.alignment.summary import TRAJECTORIES
 from pretty_jax.checkpoints import loading
-from pretty_jax.cli import decode_flags, mesh_flags
+from pretty_jax.cli import decode_flags, mesh_flags, prompt_flags
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
-from pretty_jax.experiments import config, report, runner
+from pretty_jax.experiments import chat, config, report, runner
 from pretty_jax.experiments.inputs import check_model, file_record, fill_path
 from pretty_jax.experiments.priors import KINDS, TEXT_ONLY_KINDS, PriorSpec
 from pretty_jax.organism import demo
@@ -174,22 +175,26 @@ def run_align_mode() -> None:
     models = {role: check_model(_require(flag), f"--{flag.name}") for role, flag in (("foundation", _FOUNDATION), ("sft", _SFT))}
     mesh = mesh_flags.mesh_from_flags()
     _check_batch(mesh)
+    sft_prompt = prompt_flags.role_prompts_from_flags()["sft_prompt"]
     settings = {"prompts_file": file_record(Path(_PROMPTS_FILE.value), "--prompts_file").as_json(),
                 "align_prior_token_counts": prior_tokens, "trajectory": _TRAJECTORY.value, "agreement_k": top_k,
                 "dtype": _DTYPE.value, **{role: model.as_json() for role, model in models.items()},
-                **config.decode_record(decode)}
+                **config.decode_record(decode),
+                **({"sft_prompt": dataclasses.asdict(sft_prompt)} if sft_prompt != chat.RolePrompt() else {})}
     with runner.output_run(output_dir, "align", settings, {}, overwrite=_OVERWRITE.value) as (record, begin):
+        sft_tokenizer = loading.load_tokenizer_of(_SFT.value)  # auto resolves by its (fingerprinted) files
+        sft_format, sft_prompts = chat.align_prompts(sft_prompt, sft_tokenizer, _SFT.value, examples)
         place = parallel.param_placer(mesh)
         foundation = loading.load_model(_FOUNDATION.value, _DTYPE.value, place=place)
-        sft = loading.load_model(_SFT.value, _DTYPE.value, place=place)
+        sft = sft_format.stopping_model(loading.load_model(_SFT.value, _DTYPE.value, place=place))
         tokenizer = loading.load_tokenizer_of(_FOUNDATION.value)
-        check_same_tokenizer(tokenizer, loading.load_tokenizer_of(_SFT.value), _FOUNDATION.value, _SFT.value)
+        check_same_tokenizer(tokenizer, sft_tokenizer, _FOUNDATION.value, _SFT.value)
         begin()
         start = time.perf_counter()
         pair = ModelPair(foundation, sft, tokenizer, (str(Path(_FOUNDATION.value)), str(Path(_SFT.value))))
         alignment = AlignmentConfig(tuple(prior_tokens), _TRAJECTORY.value, tuple(top_k), decode,
                                     decode_flags.BATCH_SIZE.value, _STATS_CHUNK.value)
-        report = run_alignment(pair, examples, alignment, mesh=mesh)
+        report = run_alignment(pair, examples, alignment, mesh=mesh, sft_prompts=sft_prompts)
         write_alignment_outputs(record.run_dir, ".", report)
     logging.info("alignment of %d examples in %.1fs", len(examples), time.perf_counter() - start)
     print(f"{'prior tokens':>12} {'steps':>6} {'top-1':>6} {'top-5':>6} {'KL(sft||lm)':>12} {'JS':>7}")
@@ -234,6 +239,7 @@ def settings_from_flags(output_dir: Path, **fixed) -> experiments.Settings:
         lexicon_data=_LEXICON_DATA.value, spm_model=_SPM_MODEL.value, align=_ALIGN.value,
         align_prior_tokens=tuple(_int_list(_ALIGN_PRIOR_TOKEN_COUNTS, 0)), trajectory=_TRAJECTORY.value,
         agreement_k=tuple(_int_list(_AGREEMENT_K, 1)), stats_chunk=_STATS_CHUNK.value,
+        **prompt_flags.role_prompts_from_flags(),
     ) | fixed
     for name in ("data", "foundation"):
         if not values[name]:
@@ -250,6 +256,8 @@ def print_plan(settings: experiments.Settings) -> None:
         pair = f"{source if settings.task != 'pos' else get_language(target).code}-{get_language(target).code}"
         print(f"{pair}: {fill_path(settings.data, 'data', settings.source_lang, target)}")
     print("systems: " + ", ".join(spec.label for spec in settings.systems()) + (", SFT model" if settings.sft else ""))
+    for line in chat.plan_lines(settings):
+        print(line)
     print(f"stages: {'sft, ' if settings.sft else ''}foundation x {len(settings.systems())}, score"
           + (", align" if settings.align else "") + f" -> {settings.output_dir}")
 

@@ -12,6 +12,7 @@ from pretty_jax.alignment.runner import AlignmentConfig
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine.generator import DecodeConfig
 from pretty_jax.engine.strategies import BeamSearch, Sampling
+from pretty_jax.experiments.chat import RolePrompt
 from pretty_jax.experiments.inputs import (
     InputRecord,
 )
@@ -34,6 +35,7 @@ class Settings:
     data: the dataset path; may contain {source_lang} / {target_lang}.
     priors: the foundation systems to run; sweep: SFT prior sizes (tokens) for Fig. 5.
     foundation / sft / refined_model: model paths (sft and refined_model optional).
+    sft_prompt / refined_prompt: how those models are prompted (experiments/chat.py).
     """
 
     task: str
@@ -63,6 +65,8 @@ class Settings:
     trajectory: str = "foundation"
     agreement_k: tuple[int, ...] = (1, 3, 5, 10, 20, 50)
     stats_chunk: int = 16
+    sft_prompt: RolePrompt = RolePrompt()
+    refined_prompt: RolePrompt = RolePrompt()
 
     def __post_init__(self):
         object.__setattr__(self, "output_dir", Path(self.output_dir))

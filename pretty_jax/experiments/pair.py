@@ -101,6 +101,7 @@ class PairRun:
         self.task, self.name = inputs.task, inputs.name
         self.examples, self.prompts, self.counts = prompts_for(inputs, self.settings, models)
         self.prompt_ids = [models.tokenizer(p).input_ids for p in self.prompts]
+        self.formats, self.role_prompt_ids = plan.formats, {}
 
     def _stage(self, key: str) -> JsonlStage:
         name = f"{self.name}/{key}.jsonl"
@@ -125,9 +126,13 @@ class PairRun:
         }
 
     def model_outputs(self, key: str, model: Model, tokenizer, label: str) -> list[dict]:
-        """The outputs of a model prompted as the foundation is (the SFT or refined model)."""
-        ids = [tokenizer(p).input_ids for p in self.prompts]
-        return run_stage(self._stage(key), f"{self.name} {label}", self._generator(model, tokenizer),
+        """The outputs of the SFT or refined model (`key`), prompted in its own format
+        (experiments/chat.py), stopping also at its end-of-turn tokens."""
+        formatting = self.formats[key]
+        ids = formatting.prompt_ids(tokenizer, self.examples, self.task.prompt_fields(), self.inputs.shots)
+        self.role_prompt_ids[key] = ids
+        return run_stage(self._stage(key), f"{self.name} {label}",
+                         self._generator(formatting.stopping_model(model), tokenizer),
                          self.examples, ids, self.settings.decode, self._output_record)
 
     def refined_texts(self) -> dict[str, str] | None:
@@ -204,6 +209,7 @@ class PairRun:
             models, [PromptExample(e.id, p, e.reference) for e, p in zip(self.examples, self.prompts)],
             self.settings.alignment_config(), mesh=self.mesh,
             sft_outputs=[r["tokens"] for r in sft_records], continuations=continuations,
+            sft_prompts=self.role_prompt_ids["sft"],
         )
         write_alignment_outputs(self.record.run_dir, self.name, report)
         return {k: entry["overall"] for k, entry in report["by_prior_tokens"].items()}

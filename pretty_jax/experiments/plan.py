@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from pretty_jax.checkpoints.loading import load_tokenizer_of
 from pretty_jax.core.errors import UserError
+from pretty_jax.experiments.chat import RoleFormatting, check_renders, resolve_role
 from pretty_jax.experiments.config import Settings
 from pretty_jax.experiments.inputs import (
     InputRecord,
@@ -30,11 +32,18 @@ class Models:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """A checked experiment: settings, each pair's inputs and each model's record."""
+    """A checked experiment: settings, each pair's inputs, each model's record and
+    (after `with_formats`) the prompt formatting of the SFT and refined models ("sft",
+    "refined"). Stage inputs that formats add only re-run stages, never conflict."""
 
     settings: Settings
     pairs: list[PairInputs]
     models: dict[str, InputRecord]
+    formats: dict[str, RoleFormatting] = dataclasses.field(default_factory=dict)
+
+    def _prompt(self, role: str) -> dict[str, Any]:
+        """The stage input of a role's prompt formatting (re-run when it changes)."""
+        return {f"{role}_prompt": self.formats[role].record()} if role in self.formats else {}
 
     def stage_inputs(self) -> dict[str, dict[str, Any]]:
         """Each stage file this run uses -> the inputs its content depends on (beyond
@@ -43,19 +52,20 @@ class Plan:
         for pair in self.pairs:
             data = {"data": pair.records["data"].as_json()}
             if self.settings.sft:
-                stages[f"{pair.name}/sft.jsonl"] = data | {"sft": self.models["sft"].as_json()}
+                stages[f"{pair.name}/sft.jsonl"] = data | {"sft": self.models["sft"].as_json()} | self._prompt("sft")
             if self.settings.refined_model and any(s.kind == "refined" for s in self.settings.systems()):
-                stages[f"{pair.name}/refined.jsonl"] = data | {"refined_model": self.models["refined_model"].as_json()}
+                stages[f"{pair.name}/refined.jsonl"] = data | {"refined_model": self.models["refined_model"].as_json()} \
+                    | self._prompt("refined")
             for spec in self.settings.systems():
                 stages[f"{pair.name}/{spec.key}.jsonl"] = data | {"prior": dataclasses.asdict(spec)} | self._prior_inputs(spec, pair)
         return stages
 
     def _prior_inputs(self, spec: PriorSpec, pair: PairInputs) -> dict[str, Any]:
         if spec.kind == "sft":
-            return {"sft": self.models["sft"].as_json()}
+            return {"sft": self.models["sft"].as_json()} | self._prompt("sft")
         if spec.kind == "refined":
             source = pair.records.get("refined_file") or self.models.get("refined_model")
-            return {source.flag.lstrip("-"): source.as_json()}
+            return {source.flag.lstrip("-"): source.as_json()} | self._prompt("refined")
         if spec.kind == "dictionary":
             source = pair.records.get("lexicon") or pair.records["dictionary"]
             return {source.flag.lstrip("-"): source.as_json()}
@@ -75,3 +85,23 @@ def plan_experiment(settings: Settings) -> Plan:
     if len(set(names)) != len(names):
         raise UserError(f"--target_lang lists a language twice ({', '.join(names)})")
     return Plan(settings, pairs, models)
+
+
+def with_formats(plan: Plan) -> Plan:
+    """`plan` with the SFT and refined models' prompt formatting, from their tokenizers
+    (loaded without the weights), each checked by rendering one prompt of the first
+    pair. Apart from `plan_experiment` because it imports transformers, which takes
+    seconds: a run resolves them once it holds its output directory (a second run
+    there is refused at once), before any model loads."""
+    settings, pairs = plan.settings, plan.pairs
+    formats = {}
+    uses_refined_model = settings.refined_model and any(s.kind == "refined" for s in settings.systems())
+    for role, path, prompt in (("sft", settings.sft, settings.sft_prompt),
+                               ("refined", settings.refined_model if uses_refined_model else None,
+                                settings.refined_prompt)):
+        if path:
+            tokenizer = load_tokenizer_of(path)
+            formats[role] = resolve_role(role, prompt, tokenizer, path, settings.template)
+            pair = pairs[0]
+            check_renders(formats[role], tokenizer, pair.examples[0], pair.task.prompt_fields(), pair.shots)
+    return dataclasses.replace(plan, formats=formats)

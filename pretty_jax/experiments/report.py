@@ -11,7 +11,9 @@ results.json:
                               "prior_found_rate": float | null}},
          "alignment": {"<k>": alignment SUMMARY}        # with --align (alignment_report.py)
      }},
-     "sweep": {"<src>-<tgt>": [{"prior_tokens": k, "metrics": {...}}]}}   # with --sweep_prior_tokens
+     "sweep": {"<src>-<tgt>": [{"prior_tokens": k, "metrics": {...}}]},   # with --sweep_prior_tokens
+     "prompt_formats": {"sft" | "refined": {"format": "plain" | "chat", "prompt_template",
+                        "system_message", "chat_template_file", ...}}}   # experiments/chat.py
 
 `<key>` is "none" (the plain foundation), "<kind>-<k>tok|word" for the foundation with
 a prior, and "sft" for the SFT model.
@@ -27,6 +29,7 @@ import matplotlib
 
 from pretty_jax.alignment.plots import save_figure
 from pretty_jax.core.run_dir import RunDirectory
+from pretty_jax.experiments import chat
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -109,6 +112,8 @@ def report_markdown(results: Mapping) -> str:
     lines = [f"# PreTTY results: {task}", "", f"- foundation: `{results['foundation']}`"]
     if results.get("sft"):
         lines.append(f"- SFT: `{results['sft']}`")
+    for role, formatting in results.get("prompt_formats", {}).items():
+        lines.append(f"- {'SFT' if role == 'sft' else 'refined'} model prompted: {chat.describe(formatting)}")
     for name, pair in results["pairs"].items():
         lines += ["", f"## {pair['source_lang']} → {pair['target_lang']} ({pair['examples']} examples)", ""]
         lines += _pair_table(task, pair)

@@ -29,7 +29,7 @@ from pretty_jax.engine import parallel
 from pretty_jax.experiments import report
 from pretty_jax.experiments.config import Settings
 from pretty_jax.experiments.pair import PairRun
-from pretty_jax.experiments.plan import Models, Plan, plan_experiment
+from pretty_jax.experiments.plan import Models, Plan, plan_experiment, with_formats
 from pretty_jax.experiments.stages import RunRecord
 
 
@@ -87,6 +87,7 @@ def run_experiment(settings: Settings, mesh: Mesh | None = None, overwrite: bool
     recorded = settings.recorded(plan.models["foundation"])
     with output_run(settings.output_dir, "experiment", recorded, plan.stage_inputs(), overwrite,
                     start_fresh_on_change) as (record, begin):
+        plan = with_formats(plan)
         start = time.perf_counter()
         models = load_models(plan, mesh)
         logging.info("models loaded in %.1fs", time.perf_counter() - start)
@@ -136,5 +137,6 @@ def run_pairs(plan: Plan, models: Models, record: RunRecord, mesh: Mesh | None =
         pairs[inputs.name] = PairRun(plan, inputs, models, record, mesh).run()
     results = report.build_results(settings.task, plan.models["foundation"].path,
                                    plan.models["sft"].path if "sft" in plan.models else None, pairs, settings.sweep)
+    results["prompt_formats"] = {role: formatting.record() for role, formatting in plan.formats.items()}
     report.write_results(record.run_dir, results)
     return results

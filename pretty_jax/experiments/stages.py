@@ -18,6 +18,7 @@ only adds stages (a prior, a sweep size, a language) reuses the stages it shares
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -28,6 +29,8 @@ from pretty_jax.core.run_dir import RunDirectory
 
 RUN_CONFIG = "run_config.json"
 RUN_CONFIG_SCHEMA = "pretty_jax/run_config/2"
+# Stage inputs whose change re-runs the stage instead of refusing the run.
+RERUN_INPUTS = ("sft_prompt", "refined_prompt")
 
 
 class JsonlStage:
@@ -124,7 +127,7 @@ class RunRecord:
         found = _differences("", self.settings, settings)
         for name, inputs in stages.items():
             if name in self.stages:
-                found += _differences(f"{name}: ", self.stages[name], inputs)
+                found += _differences(f"{name}: ", _fixed(self.stages[name]), _fixed(inputs))
         return found
 
     def start(self, settings: Mapping[str, Any]) -> None:
@@ -138,15 +141,43 @@ class RunRecord:
 
     def stage(self, name: str, inputs: Mapping[str, Any]) -> JsonlStage:
         """The stage file `name` (relative to the run), its inputs recorded before it is
-        written; conflicts were refused by `conflicts`."""
-        if name not in self.stages:
-            self.stages[name] = json.loads(json.dumps(dict(inputs)))
+        written; conflicts were refused by `conflicts`, so a recorded stage whose inputs
+        differ changed only in `RERUN_INPUTS`: its file is removed (before the new inputs
+        are recorded, so a kill in between leaves it to be re-run again) and run again."""
+        inputs = json.loads(json.dumps(dict(inputs)))
+        recorded = self._recorded_inputs(name, inputs)
+        rerun = recorded is not None and recorded != inputs
+        if rerun:
+            logging.warning("re-running %s: %s", name, "; ".join(_differences("", recorded, inputs)))
+            if self.run_dir.active and self.run_dir.owns(name):
+                self.run_dir.remove([name])
+        if self.stages.get(name) != inputs:
+            self.stages[name] = inputs
             self._write()
-        return JsonlStage(self.run_dir.record(name))
+        stage = JsonlStage(self.run_dir.record(name))
+        if rerun and not self.run_dir.active:  # process 0 removed the old records
+            stage.records = []
+        return stage
+
+    def _recorded_inputs(self, name: str, inputs: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The recorded inputs of stage `name` (None if new); a run recorded before
+        prompt formats existed prompted every model plain with --prompt_template."""
+        if name not in self.stages:
+            return None
+        recorded = dict(self.stages[name])
+        for key in RERUN_INPUTS:
+            if key in inputs and key not in recorded:
+                recorded[key] = {"format": "plain", "prompt_template": (self.settings or {}).get("prompt_template")}
+        return recorded
 
     def _write(self) -> None:
         record = {"schema": RUN_CONFIG_SCHEMA, "settings": self.settings, "stages": self.stages}
         self.run_dir.write_text(RUN_CONFIG, json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def _fixed(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """A stage's inputs without those whose change only re-runs it."""
+    return {key: value for key, value in inputs.items() if key not in RERUN_INPUTS}
 
 
 def _differences(where: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
