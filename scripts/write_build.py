@@ -26,7 +26,7 @@ ENTRY_MODULES = ("run", "train", "convert", "parity", "tiny")
 DISTRIBUTIONS = {
     "absl": "absl-py", "flax": "flax", "gguf": "gguf", "jax": "jax", "matplotlib": "matplotlib",
     "ml_dtypes": "ml_dtypes", "numpy": "numpy", "optax": "optax", "pytest": "pytest", "sacrebleu": "sacrebleu",
-    "safetensors": "safetensors", "tokenizers": "tokenizers", "torch": "torch", "tqdm": "tqdm",
+    "safetensors": "safetensors", "selenium": "selenium", "tokenizers": "tokenizers", "torch": "torch", "tqdm": "tqdm",
     "transformers": "transformers",
 }
 TEST_FIXTURES = ("conftest.py", "generation_cases.py", "gguf_files.py")

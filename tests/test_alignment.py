@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from generation_cases import PRIORS, alignment_case
 
+from pretty_jax.alignment.explorer import decode_data
 from pretty_jax.alignment.plots import FIGURES
 from pretty_jax.alignment.shift import SHIFT_CLASSES, shift_shares
 from pretty_jax.alignment.statistics import (
@@ -255,7 +256,7 @@ def test_align_run_writes_json_and_figures_that_replot_identically(model_pair, t
         assert entry["overall"]["token_shift"]["unshifted"] == pytest.approx(top["1"])
     assert "explorer_page_data" not in report
     page = (out / "alignment.html").read_text(encoding="utf-8")
-    assert page.startswith("<!DOCTYPE html>") and '"examples":[{"id":"s0"' in page
+    assert page.startswith("<!DOCTYPE html>") and decode_data(page)["examples"][0]["id"] == "s0"
     assert "http://" not in page and "https://" not in page  # nothing fetched
     figures = [out / name for name in FIGURES]
     assert all(f.stat().st_size > 10_000 and f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figures)

@@ -66,10 +66,10 @@ header .models { color: #555; font-size: 12px; }
 <div id="main"><div class="muted">Choose an example on the left.</div></div>
 <div id="panel"><div class="muted">Hover over or click a token of an output to see both models' next-token distributions at that step.</div></div>
 </div>
-<script type="application/json" id="data">__DATA__</script>
+<script type="application/octet-stream" id="data">__DATA__</script>
 <script>
 "use strict";
-const DATA = JSON.parse(document.getElementById("data").textContent);
+let DATA = null;
 const CLASSES = ["unshifted", "marginal", "shifted"];
 const state = { selected: null, pinned: null };
 
@@ -182,15 +182,32 @@ function showStep(example, k, step) {
     topTable("SFT: top " + run.sft_top[step].length, run.sft_top[step], run.sft_lp[step], sftChoice, chosen, "sft-top"));
 }
 
+async function loadData() {
+  const encoded = document.getElementById("data").textContent.trim();
+  const bytes = Uint8Array.from(atob(encoded), c => c.charCodeAt(0));
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return JSON.parse(await new Response(stream).text());
+}
+
+function start(data) {
+DATA = data;
 document.getElementById("foundation").textContent = DATA.foundation;
 document.getElementById("sft").textContent = DATA.sft;
 document.getElementById("trajectory").textContent = DATA.trajectory;
 const sortK = document.getElementById("sort-k");
 DATA.ks.forEach(k => sortK.append(el("option", { value: k, textContent: label(k) })));
-for (const id of ["filter", "sort", "sort-k"]) document.getElementById(id).addEventListener("input", renderList);
+document.getElementById("filter").addEventListener("input", renderList);
+for (const id of ["sort", "sort-k"]) document.getElementById(id).addEventListener("change", renderList);
 document.querySelectorAll("input[name=colour]").forEach(r => r.addEventListener("change", () => { if (state.selected !== null) select(state.selected); }));
 renderList();
 if (DATA.examples.length) select(sortedExamples()[0].index);
+document.body.dataset.ready = "true";
+}
+
+loadData().then(start, error => {
+  document.getElementById("main").textContent = "This browser could not read the page's data: " + error;
+  throw error;
+});
 </script>
 </body>
 </html>
