@@ -37,7 +37,7 @@ header .models { color: #555; font-size: 12px; }
 #panel { width: 380px; overflow-y: auto; border-left: 1px solid #ccc; padding: 10px; font-size: 13px; }
 #panel table { border-collapse: collapse; width: 100%; margin-bottom: 8px; }
 #panel td, #panel th { border-bottom: 1px solid #eee; padding: 1px 4px; text-align: left; }
-#panel td.p { text-align: right; font-variant-numeric: tabular-nums; }
+#panel td.p, #panel th.p { text-align: right; font-variant-numeric: tabular-nums; }
 #panel tr.sft-choice td { font-weight: bold; }
 #panel tr.chosen td { background: #eef; }
 .legend span { padding: 0 5px; margin-right: 4px; }
@@ -165,7 +165,7 @@ function topTable(caption, ids, logprobs, sftChoice, chosen, cls) {
     return row;
   });
   return el("table", { className: cls }, [el("caption", { textContent: caption }),
-    el("tr", {}, [el("th", { textContent: "#" }), el("th", { textContent: "token" }), el("th", { textContent: "p" })]), ...rows]);
+    el("tr", {}, [el("th", { textContent: "#" }), el("th", { textContent: "token" }), el("th", { className: "p", textContent: "p" })]), ...rows]);
 }
 
 function showStep(example, k, step) {
