@@ -87,7 +87,9 @@ def run_alignment(
     sft_outputs: Sequence[Sequence[int]] | None = None,
     continuations: dict[int, Sequence[Sequence[int]]] | None = None,
 ) -> dict:
-    """Computes and returns the report (alignment.json's content).
+    """Computes and returns the report (alignment.json's content; with
+    `config.explorer_top_tokens`, also the explorer page's data under
+    `summary.EXPLORER_DATA`).
 
     sft_outputs / continuations: outputs an experiment already generated (the SFT model's,
     and the foundation's after k SFT prior tokens, by k); what is missing is generated.
