@@ -28,7 +28,7 @@ DISTRIBUTIONS = {
     "gguf": "gguf", "iso639": "python-iso639", "jax": "jax", "langcodes": "langcodes", "matplotlib": "matplotlib",
     "pyarrow": "pyarrow",
     "ml_dtypes": "ml_dtypes", "numpy": "numpy", "optax": "optax", "pytest": "pytest", "sacrebleu": "sacrebleu",
-    "safetensors": "safetensors", "tokenizers": "tokenizers", "torch": "torch", "tqdm": "tqdm",
+    "safetensors": "safetensors", "selenium": "selenium", "tokenizers": "tokenizers", "torch": "torch", "tqdm": "tqdm",
     "transformers": "transformers",
 }
 TEST_FIXTURES = ("conftest.py", "generation_cases.py", "gguf_files.py")

@@ -1,5 +1,6 @@
-"""Alignment statistics against plain NumPy; their invariants; chunking, padding and
-devices not changing them; the align run, its JSON and its figures."""
+"""Alignment statistics against plain NumPy; their invariants; chunking, padding, length
+grouping and devices not changing them; token distribution shift and the top tokens
+against NumPy; the align run, its JSON, its figures and its explorer page."""
 
 from __future__ import annotations
 
@@ -13,19 +14,22 @@ import numpy as np
 import pytest
 from generation_cases import PRIORS, alignment_case
 
+from pretty_jax.alignment.explorer import decode_data
 from pretty_jax.alignment.plots import FIGURES
+from pretty_jax.alignment.shift import SHIFT_CLASSES, shift_shares
 from pretty_jax.alignment.statistics import (
     STATISTICS,
     AlignmentScorer,
     check_same_tokenizer,
+    length_groups,
     step_statistics,
 )
-from pretty_jax.alignment.summary import alignment_pairs, read_report
+from pretty_jax.alignment.summary import aggregate, alignment_pairs, read_report
 from pretty_jax.checkpoints import loading
 from pretty_jax.checkpoints.sample_text import SENTENCES
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.core.errors import UserError
-from pretty_jax.engine.batching import left_pad
+from pretty_jax.engine.batching import bucket_length, left_pad
 from pretty_jax.models import forward
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +110,87 @@ def test_chunk_size_does_not_change_the_numbers(model_pair):
             np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6)
 
 
+def _padded_cells(groups, prefixes, trajectories, chunk=16) -> int:
+    """Token cells of the batches' [B, P + T] layouts as the scorer builds them (prefix
+    width bucketed, steps rounded up to the chunk)."""
+    return sum(
+        len(group) * (bucket_length(max(len(prefixes[i]) for i in group))
+                      + -(-max(max(len(trajectories[i]) for i in group), 1) // chunk) * chunk)
+        for group in groups
+    )
+
+
+def test_length_groups_cut_padding_and_keep_every_example_once():
+    rng = np.random.default_rng(3)
+    prefixes = [[1] * int(n) for n in rng.integers(1, 200, size=40)]
+    trajectories = [[2] * int(n) for n in rng.integers(0, 64, size=40)]
+    groups = length_groups(prefixes, trajectories, 8)
+    assert sorted(i for g in groups for i in g) == list(range(40))
+    assert all(len(g) == 8 for g in groups)
+    in_order = [list(range(s, s + 8)) for s in range(0, 40, 8)]
+    assert _padded_cells(groups, prefixes, trajectories) < 0.85 * _padded_cells(in_order, prefixes, trajectories)
+
+
+def test_length_grouping_leaves_each_examples_numbers_unchanged(model_pair):
+    _, _, foundation, sft = model_pair
+    prefixes = [[1, 5, 6, 7] * 5, [1, 9], [1, 4] * 12, [1, 3, 8], [1] + list(range(40, 70))]
+    trajectories = [list(range(30, 33)), list(range(50, 70)), [], list(range(60, 62)), list(range(20, 31))]
+    assert length_groups(prefixes, trajectories, 2) != [[0, 1], [2, 3], [4]]  # the grouping reorders
+    grouped = AlignmentScorer(foundation, sft, batch_size=2, chunk=4, top_tokens=5).score(prefixes, trajectories)
+    alone = AlignmentScorer(foundation, sft, batch_size=1, chunk=4, top_tokens=5)
+    for prefix, trajectory, ours in zip(prefixes, trajectories, grouped):
+        expected = alone.score([prefix], [trajectory])[0]
+        assert len(ours["tv"]) == len(trajectory)
+        np.testing.assert_array_equal(ours["lm_top_ids"], expected["lm_top_ids"])
+        for name in STATISTICS + ("lm_top_logprobs", "sft_top_logprobs"):
+            np.testing.assert_allclose(ours[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_top_tokens_equal_numpy(model_pair):
+    _, _, foundation, sft = model_pair
+    prefix, trajectory = [1, 8, 15, 22], list(range(30, 39))
+    ours = AlignmentScorer(foundation, sft, batch_size=2, chunk=4, top_tokens=10).score([prefix], [trajectory])[0]
+    tokens, mask, positions = left_pad([prefix + trajectory], 0)
+    steps = slice(len(prefix) - 1, len(prefix) + len(trajectory) - 1)
+    for model, name in ((foundation, "lm"), (sft, "sft")):
+        logits = np.asarray(forward(model.graphdef, model.params, tokens, positions, mask)[0])[0, steps].astype(np.float64)
+        logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
+        order = np.argsort(-logp, axis=-1, kind="stable")[:, :10]
+        assert ours[f"{name}_top_ids"].shape == (len(trajectory), 10)
+        np.testing.assert_array_equal(ours[f"{name}_top_ids"], order)
+        np.testing.assert_allclose(ours[f"{name}_top_logprobs"], np.take_along_axis(logp, order, -1), rtol=1e-4, atol=1e-5)
+    # The SFT model's top token is its argmax: its probability is p_sft_own.
+    np.testing.assert_allclose(np.exp(ours["sft_top_logprobs"][:, 0]), ours["p_sft_own"], rtol=1e-5)
+
+
+def numpy_shift(ranks: np.ndarray) -> dict[str, float]:
+    """Unshifted / marginal / shifted shares from 1-based ranks, by the definition."""
+    rank = np.asarray(ranks) + 1
+    return {"unshifted": np.mean(rank == 1), "marginal": np.mean((rank >= 2) & (rank <= 3)), "shifted": np.mean(rank > 3)}
+
+
+def test_token_shift_shares_equal_numpy_overall_and_by_step():
+    rng = np.random.default_rng(5)
+    lengths = [7, 0, 12, 3, 12, 1]
+    examples = [
+        {name: rng.random(n) for name in STATISTICS} | {"sft_rank_in_lm": rng.geometric(0.45, size=n) - 1}
+        for n in lengths
+    ]
+    examples[0]["sft_rank_in_lm"] = np.arange(7)  # the class boundaries: 1-based ranks 1, 2, 3, 4
+    overall, per_step = aggregate(examples, (1, 5))
+    pooled = np.concatenate([e["sft_rank_in_lm"] for e in examples])
+    for name, expected in numpy_shift(pooled).items():
+        assert overall["token_shift"][name] == pytest.approx(expected)
+    assert sum(overall["token_shift"].values()) == pytest.approx(1.0)
+    assert len(per_step) == max(lengths)
+    for t, summary in enumerate(per_step):
+        at_t = np.array([e["sft_rank_in_lm"][t] for e in examples if len(e["sft_rank_in_lm"]) > t])
+        assert summary["steps"] == len(at_t)
+        for name, expected in numpy_shift(at_t).items():
+            assert summary["token_shift"][name] == pytest.approx(expected), (t, name)
+    assert shift_shares(np.zeros(0, np.int32)) == {name: None for name in SHIFT_CLASSES}
+
+
 def test_four_devices_give_the_same_numbers(model_pair):
     foundation_dir, sft_dir, foundation, sft = model_pair
     expected = alignment_case(foundation, sft, load_tokenizer(foundation_dir))
@@ -165,6 +250,14 @@ def test_align_run_writes_json_and_figures_that_replot_identically(model_pair, t
         assert entry["per_step"][0]["steps"] == sum(len(e["trajectory"]) > 0 for e in entry["examples"])
         top = entry["overall"]["topk_agreement"]
         assert top["1"] <= top["5"] <= top["50"]
+        ranks = np.concatenate([e["steps"]["sft_rank_in_lm"] for e in entry["examples"]])
+        for name, expected in numpy_shift(ranks).items():
+            assert entry["overall"]["token_shift"][name] == pytest.approx(expected)
+        assert entry["overall"]["token_shift"]["unshifted"] == pytest.approx(top["1"])
+    assert "explorer_page_data" not in report
+    page = (out / "alignment.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and decode_data(page)["examples"][0]["id"] == "s0"
+    assert "http://" not in page and "https://" not in page  # nothing fetched
     figures = [out / name for name in FIGURES]
     assert all(f.stat().st_size > 10_000 and f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figures)
     redrawn = tmp_path / "redrawn"

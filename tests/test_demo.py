@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.cfg"
 
 
@@ -32,7 +34,13 @@ def test_demo_shows_the_prior_knowledge_effect(tmp_path):
     alignment = pair["alignment"]
     assert alignment["1"]["topk_agreement"]["1"] > alignment["0"]["topk_agreement"]["1"]
     assert alignment["1"]["kl_sft_lm"] < alignment["0"]["kl_sft_lm"]
-    for name in ("report.md", "prior_sweep.png", "eng-vrc/alignment.json", "eng-vrc/topk_agreement.png"):
+    # In token-shift terms: the prior turns the early positions unshifted.
+    by_step = json.loads((out / "eng-vrc" / "alignment.json").read_text())["by_prior_tokens"]
+    early = lambda k, name: np.mean([s["token_shift"][name] for s in by_step[k]["per_step"][:10]])  # noqa: E731
+    assert early("1", "unshifted") > 0.9 > 0.5 > early("0", "unshifted")
+    assert early("1", "shifted") < 0.5 * early("0", "shifted")
+    for name in ("report.md", "prior_sweep.png", "eng-vrc/alignment.json", "eng-vrc/topk_agreement.png",
+                 "eng-vrc/token_shift_by_step.png", "eng-vrc/alignment.html"):
         assert (out / name).exists(), name
     # A second run reuses the organism.
     again = subprocess.run(

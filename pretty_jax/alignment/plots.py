@@ -6,6 +6,9 @@ alone, so `scripts/plot_alignment.py` redraws them byte for byte.
   selected_token_probability.png  distributions of the probability of the selected
                                   tokens, per number of prior tokens (Fig. 3)
   divergence_by_step.png          KL(p_SFT || p_LM) and JS along the decoding steps (Fig. 4)
+  token_shift_by_step.png         share of shifted positions (the SFT token beyond the
+                                  foundation's top 3) and of unshifted ones (its top 1)
+                                  along the steps, one line per number of prior tokens
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-FIGURES = ("topk_agreement.png", "selected_token_probability.png", "divergence_by_step.png")
+FIGURES = ("topk_agreement.png", "selected_token_probability.png", "divergence_by_step.png", "token_shift_by_step.png")
 # No timestamps or versions in the files: the same report gives the same bytes.
 _PNG_METADATA = {"Software": None}
 
@@ -81,11 +84,29 @@ def plot_divergence_by_step(report: dict, path: Path) -> None:
     save_figure(figure, path)
 
 
-PAINTERS = dict(zip(FIGURES, (plot_topk_agreement, plot_selected_token_probability, plot_divergence_by_step)))
+def plot_token_shift_by_step(report: dict, path: Path) -> None:
+    """Share of shifted positions (left) and of unshifted ones (right) by step."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    titles = [("shifted", "shifted: SFT token beyond the foundation's top 3"),
+              ("unshifted", "unshifted: SFT token is the foundation's top 1")]
+    for axis, (name, title) in zip(axes, titles):
+        for k, entry in report["by_prior_tokens"].items():
+            steps = [s["step"] for s in entry["per_step"]]
+            axis.plot(steps, [s["token_shift"][name] for s in entry["per_step"]], marker=".", label=_label(k))
+        axis.set_ylim(0, 1.02)
+        axis.set_xlabel("decoding step after the prior")
+        axis.set_title(title, fontsize=10)
+    axes[0].set_ylabel("share of positions")
+    axes[0].legend()
+    save_figure(figure, path)
+
+
+PAINTERS = dict(zip(FIGURES, (plot_topk_agreement, plot_selected_token_probability, plot_divergence_by_step,
+                              plot_token_shift_by_step)))
 
 
 def draw_alignment_figures(report: dict, out_dir: Path) -> list[Path]:
-    """Writes the three figures into `out_dir` and returns their paths."""
+    """Writes the figures into `out_dir` and returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / name for name in FIGURES]
     for (name, paint), path in zip(PAINTERS.items(), paths):

@@ -2,8 +2,8 @@
 
 SFT model generates (greedy) -> for each k, prior = its first k tokens -> the
 trajectory (the foundation's own continuation after the prior, the rest of the SFT
-output, or the reference) -> statistics of both models along it -> alignment.json and
-the figures.
+output, or the reference) -> statistics of both models along it -> alignment.json, the
+figures and the explorer page (alignment.html).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 from jax.sharding import Mesh
 
-from pretty_jax.alignment import plots, summary
-from pretty_jax.alignment.statistics import AlignmentScorer
+from pretty_jax.alignment import explorer, plots, summary
+from pretty_jax.alignment.statistics import TOP_FIELDS, AlignmentScorer
 from pretty_jax.checkpoints.tokenizer import continuation_ids
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.run_dir import RunDirectory
@@ -55,6 +55,8 @@ class AlignmentConfig:
     top_k: the K values of the top-K agreement; decode: how continuations are generated;
     batch_size: rows per device batch; chunk: decoding steps whose full-vocabulary
       logits are alive at once.
+    explorer_top_tokens: each model's most probable next tokens per step that the
+      explorer page shows (0: no page).
     """
 
     prior_tokens: tuple[int, ...] = (0, 1, 2)
@@ -63,6 +65,7 @@ class AlignmentConfig:
     decode: DecodeConfig = DecodeConfig()
     batch_size: int = 8
     chunk: int = 16
+    explorer_top_tokens: int = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +88,9 @@ def run_alignment(
     continuations: dict[int, Sequence[Sequence[int]]] | None = None,
     sft_prompts: Sequence[Sequence[int]] | None = None,
 ) -> dict:
-    """Computes and returns the report (alignment.json's content).
+    """Computes and returns the report (alignment.json's content; with
+    `config.explorer_top_tokens`, also the explorer page's data under
+    `summary.EXPLORER_DATA`).
 
     sft_outputs / continuations: outputs an experiment already generated (the SFT model's,
     and the foundation's after k SFT prior tokens, by k); what is missing is generated.
@@ -103,8 +108,8 @@ def run_alignment(
         sft_outputs = _generate(models.sft, tokenizer, sft_prompts, None, config, mesh)
     foundation = Generator(models.foundation, tokenizer, mesh=mesh, batch_size=config.batch_size)
     scorer = AlignmentScorer(models.foundation, models.sft, mesh=mesh, batch_size=config.batch_size,
-                             chunk=config.chunk, pad_id=foundation.pad_id)
-    by_prior = {}
+                             chunk=config.chunk, pad_id=foundation.pad_id, top_tokens=config.explorer_top_tokens)
+    by_prior, tops = {}, {}
     for k in config.prior_tokens:
         if config.trajectory == "foundation" and k not in continuations:
             priors = [list(s[:k]) for s in sft_outputs]
@@ -113,12 +118,16 @@ def run_alignment(
             config.trajectory, k, prompts, sft_outputs or [], continuations.get(k), references
         )
         sft_prefixes = [p + list(prior) for p, prior in zip(sft_prompts, priors)]
-        stats = scorer.score(prefixes, trajectories, sft_prefixes)
-        by_prior[k] = summary.prior_report(ids, priors, trajectories, stats, config.top_k)
+        per_example = scorer.score(prefixes, trajectories, sft_prefixes)
+        by_prior[k] = summary.prior_report(ids, priors, trajectories, per_example, config.top_k)
+        tops[str(k)] = [{name: e[name] for name in TOP_FIELDS if name in e} for e in per_example]
         overall = by_prior[k]["overall"]
         logging.info("k=%d: %d steps, top-1 agreement %.3f, KL(sft||lm) %.3f", k, overall["steps"],
                      overall["topk_agreement"][str(config.top_k[0])] or 0.0, overall["kl_sft_lm"] or 0.0)
-    return summary.build_report(models.names[0], models.names[1], config.trajectory, config.top_k, by_prior)
+    report = summary.build_report(models.names[0], models.names[1], config.trajectory, config.top_k, by_prior)
+    if config.explorer_top_tokens:
+        report[summary.EXPLORER_DATA] = explorer.page_data(report, [e.prompt for e in examples], tops, tokenizer)
+    return report
 
 
 def _reference_ids(tokenizer, examples: Sequence[PromptExample]) -> list[list[int]]:
@@ -137,8 +146,11 @@ def _generate(model: Model, tokenizer, prompts, priors, config: AlignmentConfig,
 
 
 def write_alignment_outputs(run_dir: RunDirectory, relative_dir: str, report: dict) -> None:
-    """alignment.json and the figures into `relative_dir` of the run's directory, each
-    recorded and written atomically."""
+    """alignment.json, the figures and (when the report holds its data) the explorer
+    page into `relative_dir` of the run's directory, each recorded and written atomically."""
     run_dir.write_text(Path(relative_dir) / summary.REPORT_FILE, summary.report_json(report))
     for name, paint in plots.PAINTERS.items():
         run_dir.write_with(Path(relative_dir) / name, lambda path, paint=paint: paint(report, path))
+    if summary.EXPLORER_DATA in report:
+        title = "Foundation vs SFT, token by token" + ("" if relative_dir in (".", "") else f": {relative_dir}")
+        run_dir.write_text(Path(relative_dir) / explorer.PAGE_FILE, explorer.page_html(report[summary.EXPLORER_DATA], title))

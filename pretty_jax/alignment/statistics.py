@@ -14,11 +14,20 @@ position predicting y_t) their next-token distributions are compared:
   js              Jensen-Shannon divergence (natural log)
   tv              total variation distance
 
+and, when asked for (`top_tokens=N`), each model's N most probable next tokens:
+
+  lm_top_ids, sft_top_ids              [T, N] int32, most probable first
+  lm_top_logprobs, sft_top_logprobs    [T, N] float32, their log-probabilities
+
+(`jax.lax.top_k` inside the same chunked pass, so only [B, T, N] reaches the host,
+never [B, T, V]: what the explorer page shows on a 250k vocabulary.)
+
 All in float32 log-space. Logits never exist for all steps at once: the final hidden
 states [B, L, D] of both models are computed once, then the steps are processed in
 chunks of C inside `lax.map`, so at most 2 x [B, C, V] logits are alive (a 250k
 vocabulary stays small). Rows are laid out so every row's step t sits in the same
-column: [left padding | prompt + prior | trajectory | right padding].
+column: [left padding | prompt + prior | trajectory | right padding]; examples are
+grouped into batches by length (`length_groups`) so that padding stays small.
 
 Each model may have its own prefix (a chat SFT model after its chat-formatted prompt,
 the foundation after the plain prompt + prior): each gets its own layout, and step t
@@ -38,11 +47,13 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from pretty_jax.core.errors import UserError
+from pretty_jax.core.progress import Progress
 from pretty_jax.engine import parallel
 from pretty_jax.engine.batching import bucket_length, positions_from_mask
 from pretty_jax.models import Model
 
 STATISTICS = ("sft_rank_in_lm", "p_lm_own", "p_sft_own", "p_lm_of_sft", "kl_sft_lm", "kl_lm_sft", "js", "tv")
+TOP_FIELDS = ("lm_top_ids", "lm_top_logprobs", "sft_top_ids", "sft_top_logprobs")
 
 
 def step_statistics(logits_lm: jax.Array, logits_sft: jax.Array) -> dict[str, jax.Array]:
@@ -70,6 +81,14 @@ def step_statistics(logits_lm: jax.Array, logits_sft: jax.Array) -> dict[str, ja
     }
 
 
+def top_tokens(logits: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
+    """The `count` most probable tokens of logits [..., V]: ids [..., count] int32 and
+    their log-probabilities [..., count] float32, most probable first."""
+    logits = logits.astype(jnp.float32)
+    top_logits, ids = jax.lax.top_k(logits, count)
+    return ids.astype(jnp.int32), top_logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+
+
 def _hidden(graphdef, params, tokens_BL, positions_BL, mask_BL):
     h_BLD, _ = nnx.merge(graphdef, params).hidden_states(tokens_BL, positions_BL, mask_BL)
     return h_BLD
@@ -80,7 +99,8 @@ def _logits(graphdef, params, h_BTD):
 
 
 @functools.partial(
-    jax.jit, static_argnames=("lm_graph", "sft_graph", "first_step", "sft_first_step", "num_steps", "chunk")
+    jax.jit,
+    static_argnames=("lm_graph", "sft_graph", "first_step", "sft_first_step", "num_steps", "chunk", "top_n"),
 )
 def _batch_statistics(
     lm_graph: nnx.GraphDef,
@@ -96,10 +116,11 @@ def _batch_statistics(
     sft_first_step: int,
     num_steps: int,
     chunk: int,
+    top_n: int,
 ) -> dict[str, jax.Array]:
-    """Statistics [B, num_steps] for the steps at the LM's columns first_step,
-    first_step+1, ... and the SFT model's columns sft_first_step, ... of its own layout
-    [B, M] (num_steps is a multiple of chunk)."""
+    """Statistics [B, num_steps] (top tokens [B, num_steps, top_n] when top_n > 0) for
+    the steps at the LM's columns first_step, first_step+1, ... and the SFT model's
+    columns sft_first_step, ... of its own layout [B, M] (num_steps is a multiple of chunk)."""
 
     def hidden(graph, params, tokens, mask, first):
         h_BLD = _hidden(graph, params, tokens, positions_from_mask(mask), mask)
@@ -114,10 +135,28 @@ def _batch_statistics(
 
     def one_chunk(h_pair):
         h_lm_BCD, h_sft_BCD = h_pair
-        return step_statistics(_logits(lm_graph, lm_params, h_lm_BCD), _logits(sft_graph, sft_params, h_sft_BCD))
+        logits_lm_BCV, logits_sft_BCV = _logits(lm_graph, lm_params, h_lm_BCD), _logits(sft_graph, sft_params, h_sft_BCD)
+        stats = step_statistics(logits_lm_BCV, logits_sft_BCV)
+        if top_n:
+            stats["lm_top_ids"], stats["lm_top_logprobs"] = top_tokens(logits_lm_BCV, top_n)
+            stats["sft_top_ids"], stats["sft_top_logprobs"] = top_tokens(logits_sft_BCV, top_n)
+        return stats
 
-    stats = jax.lax.map(one_chunk, (by_chunk(h_lm_BTD), by_chunk(h_sft_BTD)))
-    return {name: value.transpose(1, 0, 2).reshape(batch, num_steps) for name, value in stats.items()}
+    stats = jax.lax.map(one_chunk, (by_chunk(h_lm_BTD), by_chunk(h_sft_BTD)))  # [T // C, B, C, ...]
+    return {
+        name: jnp.swapaxes(value, 0, 1).reshape(batch, num_steps, *value.shape[3:]) for name, value in stats.items()
+    }
+
+
+def length_groups(
+    prefixes: Sequence[Sequence[int]], trajectories: Sequence[Sequence[int]], batch_size: int
+) -> list[list[int]]:
+    """Example indices batch by batch, ordered by (bucketed prefix length, trajectory
+    length), so the rows of a batch have similar widths and padding stays small."""
+    order = sorted(
+        range(len(prefixes)), key=lambda i: (bucket_length(max(len(prefixes[i]), 1)), len(trajectories[i]), i)
+    )
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def check_same_tokenizer(lm_tokenizer, sft_tokenizer, lm_name: str, sft_name: str) -> None:
@@ -139,7 +178,10 @@ def check_same_tokenizer(lm_tokenizer, sft_tokenizer, lm_name: str, sft_name: st
 
 
 class AlignmentScorer:
-    """Teacher-forced statistics of (prefix, trajectory) pairs, batch by batch."""
+    """Teacher-forced statistics of (prefix, trajectory) pairs, batch by batch.
+
+    top_tokens: how many most probable next tokens of each model to keep per step
+    (`TOP_FIELDS`; 0 keeps none)."""
 
     def __init__(
         self,
@@ -149,6 +191,7 @@ class AlignmentScorer:
         batch_size: int = 8,
         chunk: int = 16,
         pad_id: int = 0,
+        top_tokens: int = 0,
     ):
         if foundation.config.vocab_size != sft.config.vocab_size:
             raise UserError(
@@ -159,7 +202,9 @@ class AlignmentScorer:
         if batch_size % data:
             raise UserError(f"batch_size={batch_size} must be a multiple of the mesh's data axis ({data} devices)")
         self.foundation, self.sft, self.mesh = foundation, sft, mesh
-        self.batch_size, self.chunk, self.pad_id = batch_size, chunk, pad_id
+        if not 0 <= top_tokens <= foundation.config.vocab_size:
+            raise UserError(f"top_tokens={top_tokens}: give 0 (none) up to the vocabulary size")
+        self.batch_size, self.chunk, self.pad_id, self.top_tokens = batch_size, chunk, pad_id, top_tokens
 
     def score(
         self,
@@ -167,15 +212,19 @@ class AlignmentScorer:
         trajectories: Sequence[Sequence[int]],
         sft_prefixes: Sequence[Sequence[int]] | None = None,
     ) -> list[dict[str, np.ndarray]]:
-        """Per example, each statistic over its trajectory steps ([len(trajectory)]).
+        """Per example (in the given order), each statistic over its trajectory steps
+        ([len(trajectory)], top tokens [len(trajectory), top_tokens]).
 
         sft_prefixes: the SFT model's own prefix per example (default: `prefixes`)."""
         sft_prefixes = prefixes if sft_prefixes is None else sft_prefixes
-        results = []
-        for start in range(0, len(prefixes), self.batch_size):
-            stop = min(start + self.batch_size, len(prefixes))
-            results += self._score_batch(list(prefixes[start:stop]), list(trajectories[start:stop]),
-                                         list(sft_prefixes[start:stop]))
+        results: list[dict[str, np.ndarray] | None] = [None] * len(prefixes)
+        with Progress(len(prefixes), "alignment statistics") as progress:
+            for group in length_groups(prefixes, trajectories, self.batch_size):
+                scored = self._score_batch([list(prefixes[i]) for i in group], [list(trajectories[i]) for i in group],
+                                           [list(sft_prefixes[i]) for i in group])
+                for i, stats in zip(group, scored):
+                    results[i] = stats
+                progress.update(len(group))
         return results
 
     def _layout(self, prefixes, trajectories) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -206,6 +255,7 @@ class AlignmentScorer:
             self.foundation.graphdef, self.foundation.params, self.sft.graphdef, self.sft.params,
             batch(tokens), batch(mask), batch(sft_tokens), batch(sft_mask),
             first_step=prefix_len - 1, sft_first_step=sft_prefix_len - 1, num_steps=steps, chunk=self.chunk,
+            top_n=self.top_tokens,
         )
         stats = parallel.to_host(stats)
         return [

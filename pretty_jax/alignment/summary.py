@@ -19,9 +19,14 @@ alignment.json:
 
     SUMMARY = {"steps": n, "examples": m,
                "topk_agreement": {"<K>": share of steps whose SFT argmax is in the LM top-K},
+               "token_shift": {"unshifted" | "marginal" | "shifted": share of steps},
                "p_lm_own" | "p_sft_own" | "p_lm_of_sft" | "kl_sft_lm" | "kl_lm_sft" | "js" | "tv": mean}
 
-STATISTIC names and meanings are those of `alignment.STATISTICS`.
+In memory the report may also hold, under EXPLORER_DATA, the explorer page's data
+(`alignment.explorer`: the top tokens of every step); alignment.json leaves it out.
+
+STATISTIC names and meanings are those of `alignment.STATISTICS`; the token-shift
+classes (by the foundation's rank of the SFT token) those of `alignment.shift`.
 """
 
 from __future__ import annotations
@@ -32,11 +37,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from pretty_jax.alignment.shift import shift_shares
 from pretty_jax.alignment.statistics import STATISTICS
 from pretty_jax.core.errors import UserError
 
 SCHEMA = "pretty_jax/alignment/1"
 REPORT_FILE = "alignment.json"
+EXPLORER_DATA = "explorer_page_data"
 TRAJECTORIES = ("foundation", "sft", "reference")
 MEAN_STATISTICS = tuple(s for s in STATISTICS if s != "sft_rank_in_lm")
 
@@ -84,6 +91,7 @@ def summarize(steps: Mapping[str, np.ndarray], num_examples: int, top_k: Sequenc
         "steps": count,
         "examples": num_examples,
         "topk_agreement": {str(k): float(np.mean(ranks < k)) if count else None for k in top_k},
+        "token_shift": shift_shares(ranks),
     }
     for name in MEAN_STATISTICS:
         summary[name] = float(np.mean(steps[name])) if count else None
@@ -142,8 +150,8 @@ def build_report(
 
 
 def report_json(report: dict) -> str:
-    """alignment.json's text."""
-    return json.dumps(report, indent=1)
+    """alignment.json's text (without the explorer page's data)."""
+    return json.dumps({key: value for key, value in report.items() if key != EXPLORER_DATA}, indent=1)
 
 
 def read_report(path: Path) -> dict:

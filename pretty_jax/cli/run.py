@@ -205,7 +205,7 @@ def run_align_mode() -> None:
             f"{k:>12} {o['steps']:>6} {agreement.get('1') or 0:6.3f} {agreement.get('5') or 0:6.3f} "
             f"{o['kl_sft_lm'] or 0:12.4f} {o['js'] or 0:7.4f}"
         )
-    print(f"wrote {output_dir / 'alignment.json'} and figures")
+    print(f"wrote {output_dir / 'alignment.json'}, figures and the explorer page {output_dir / 'alignment.html'}")
 
 
 def _prior_specs() -> tuple[PriorSpec, ...]:

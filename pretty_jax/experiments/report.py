@@ -28,6 +28,7 @@ from typing import Mapping, Sequence
 import matplotlib
 
 from pretty_jax.alignment.plots import save_figure
+from pretty_jax.alignment.shift import SHIFT_CLASSES
 from pretty_jax.core.run_dir import RunDirectory
 from pretty_jax.experiments import chat
 
@@ -128,11 +129,16 @@ def report_markdown(results: Mapping) -> str:
             lines += [f"| {p['prior_tokens']} | {_format(p['metrics'][main])} |" for p in results["sweep"][name]]
         if pair.get("alignment"):
             lines += ["", "### Alignment with the SFT model (along the foundation's own continuation)", "",
-                      "| prior tokens | top-1 agreement | top-5 agreement | KL(SFT‖LM) | JS |", "|---|---|---|---|---|"]
+                      "| prior tokens | top-1 agreement | top-5 agreement | KL(SFT‖LM) | JS "
+                      "| unshifted | marginal | shifted |", "|---|---|---|---|---|---|---|---|"]
             for k, summary in pair["alignment"].items():
-                agreement = summary["topk_agreement"]
+                agreement, shift = summary["topk_agreement"], summary.get("token_shift", {})
                 lines.append(f"| {k} | {_format(agreement.get('1'))} | {_format(agreement.get('5'))} | "
-                             f"{_format(summary['kl_sft_lm'])} | {_format(summary['js'])} |")
+                             f"{_format(summary['kl_sft_lm'])} | {_format(summary['js'])} | "
+                             + " | ".join(_format(shift.get(c)) for c in SHIFT_CLASSES) + " |")
+            lines += ["", "Token shift: the SFT model's token is the foundation's top-1 (unshifted), its 2nd-3rd "
+                      f"choice (marginal) or lower (shifted); by step in `{name}/token_shift_by_step.png`, "
+                      f"token by token in `{name}/alignment.html`."]
     return "\n".join(lines) + "\n"
 
 
