@@ -16,7 +16,7 @@ that stage chose (`<key>.jsonl`, like every other system). The rules:
   as dropped.
 - adaptive SFT prior (`adaptive_kl`): the SFT output's first j tokens for the smallest
   j in 0..count after which KL(SFT||LM) of the next token is below the threshold,
-  else every token up to count (engine/scoring.py).
+  else every token up to count (prior_logprobs.py).
 
 A scores record: {"id", "prior_tokens", "prior_text", "prior_found"} (the prior used),
 plus "candidates" ([[{"text", "mean_logprob"}]] per chosen word), "mean_logprob" and
@@ -36,7 +36,10 @@ from pretty_jax.checkpoints.tokenizer import continuation_ids
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.progress import Progress
 from pretty_jax.engine import parallel
-from pretty_jax.engine.scoring import adaptive_prior_lengths, continuation_logprobs
+from pretty_jax.experiments.prior_logprobs import (
+    adaptive_prior_lengths,
+    continuation_logprobs,
+)
 from pretty_jax.experiments.priors import Prior, PriorSources, PriorSpec, build_prior
 from pretty_jax.experiments.stages import JsonlStage
 from pretty_jax.models import Model

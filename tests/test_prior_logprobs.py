@@ -1,4 +1,4 @@
-"""engine/scoring.py: candidate log-probs and adaptive SFT prior lengths against a NumPy
+"""experiments/prior_logprobs.py: candidate log-probs and adaptive SFT prior lengths against a NumPy
 computation from each model's full, unpadded logits."""
 
 from __future__ import annotations
@@ -9,7 +9,10 @@ import pytest
 from pretty_jax.checkpoints import loading
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine.batching import left_pad
-from pretty_jax.engine.scoring import adaptive_prior_lengths, continuation_logprobs
+from pretty_jax.experiments.prior_logprobs import (
+    adaptive_prior_lengths,
+    continuation_logprobs,
+)
 from pretty_jax.models import forward
 
 PREFIXES = [[1, 45, 49, 12, 7], [1, 15], [1, 30, 31, 32, 33, 34, 35, 36, 37], [1, 60, 61]]
