@@ -12,6 +12,7 @@ import pytest
 from pretty_jax.core.errors import UserError
 from pretty_jax.tasks import Example
 from pretty_jax.tasks.dictionary import (
+    dictionary_prior_options,
     dictionary_prior_words,
     lexicon_prior_tags,
     read_muse,
@@ -56,6 +57,15 @@ def test_muse_drops_repeated_pairs_and_blank_lines(tmp_path):
 )
 def test_dictionary_prior_on_real_en_de(en_de, source, num_words, prior):
     assert dictionary_prior_words(source, en_de, num_words) == prior
+
+
+def test_dictionary_prior_options_list_every_translation_in_file_order(tmp_path):
+    path = tmp_path / "en-xx.txt"
+    path.write_text("the die\nthe der\nthe das\ncat katze\ncat kater\n", encoding="utf-8")
+    muse = read_muse(path)
+    assert dictionary_prior_options("The cat sleeps", muse, 2) == [("Die", "Der", "Das"), ("katze", "kater")]
+    assert dictionary_prior_options("a cat", muse, 2) == [("katze", "kater")]
+    assert dictionary_prior_options("dog", muse) is None
 
 
 def test_dictionary_prior_tries_the_lower_cased_word():

@@ -116,6 +116,26 @@ _PRIOR_WORD_COUNT = flags.DEFINE_integer(
 _SWEEP = flags.DEFINE_list(
     "sweep_prior_token_counts", [], "SFT prior sizes k for the metric-vs-k curve (Fig. 5), e.g. 0,1,2,3."
 )
+_PRIOR_CHOICE = flags.DEFINE_list(
+    "prior_choice", ["first"],
+    "Which of a dictionary's translations is the dictionary prior, one system per rule: first (the "
+    "first listed) and/or foundation (the one the foundation finds most probable after the prompt, by "
+    "mean log-prob per token), e.g. first,foundation.",
+)
+_PRIOR_MIN_LOGPROB = flags.DEFINE_float(
+    "prior_min_logprob", None,
+    "Adds a gated copy of every prior system: an example's prior whose mean log-prob per token under the "
+    "foundation after the prompt is below this is dropped (it decodes with no prior); e.g. -4.",
+)
+_ADAPTIVE_KL = flags.DEFINE_float(
+    "adaptive_kl", None,
+    "With --priors=sft, adds the adaptive SFT prior: each example takes the fewest SFT tokens (0 to "
+    "--adaptive_max_prior_tokens) after which KL(SFT||LM) of the next token is below this (nats).",
+)
+_ADAPTIVE_MAX_PRIOR_TOKENS = flags.DEFINE_integer(
+    "adaptive_max_prior_tokens", 3, "The most SFT prior tokens the adaptive prior (--adaptive_kl) adds.",
+    lower_bound=1,
+)
 # The spellings before the renames: still accepted, with a warning (see _warn_deprecated).
 DEPRECATED_FLAGS = {
     "prior_tokens": "align_prior_token_counts", "num_prior_tokens": "prior_token_count",
@@ -240,6 +260,8 @@ def settings_from_flags(output_dir: Path, **fixed) -> experiments.Settings:
         align_prior_tokens=tuple(_int_list(_ALIGN_PRIOR_TOKEN_COUNTS, 0)), trajectory=_TRAJECTORY.value,
         agreement_k=tuple(_int_list(_AGREEMENT_K, 1)), stats_chunk=_STATS_CHUNK.value,
         **prompt_flags.role_prompts_from_flags(),
+        prior_choice=tuple(_PRIOR_CHOICE.value), prior_min_logprob=_PRIOR_MIN_LOGPROB.value,
+        adaptive_kl=_ADAPTIVE_KL.value, adaptive_max_prior_tokens=_ADAPTIVE_MAX_PRIOR_TOKENS.value,
     ) | fixed
     for name in ("data", "foundation"):
         if not values[name]:

@@ -16,7 +16,7 @@ from pretty_jax.experiments.chat import RolePrompt
 from pretty_jax.experiments.inputs import (
     InputRecord,
 )
-from pretty_jax.experiments.priors import PriorSpec
+from pretty_jax.experiments.priors import PriorSpec, experiment_systems
 from pretty_jax.tasks.languages import get_language
 
 TASKS = ("translation", "summarization", "pos")
@@ -67,13 +67,20 @@ class Settings:
     stats_chunk: int = 16
     sft_prompt: RolePrompt = RolePrompt()
     refined_prompt: RolePrompt = RolePrompt()
+    prior_choice: tuple[str, ...] = ("first",)
+    prior_min_logprob: float | None = None
+    adaptive_kl: float | None = None
+    adaptive_max_prior_tokens: int = 3
 
     def __post_init__(self):
         object.__setattr__(self, "output_dir", Path(self.output_dir))
 
     def systems(self) -> list[PriorSpec]:
-        """The foundation's prior settings: --priors plus the sweep, without repeats."""
-        specs = list(self.priors) + [PriorSpec("sft", k, "tokens") if k else PriorSpec("none") for k in self.sweep]
+        """The foundation's prior settings: --priors with their scored variants
+        (priors.experiment_systems), plus the sweep, without repeats."""
+        scored = experiment_systems(self.priors, self.prior_choice, self.prior_min_logprob, self.adaptive_kl,
+                                    self.adaptive_max_prior_tokens)
+        specs = scored + [PriorSpec("sft", k, "tokens") if k else PriorSpec("none") for k in self.sweep]
         unique = {}
         for spec in specs:
             unique.setdefault(spec.key, spec)
@@ -85,12 +92,14 @@ class Settings:
         if self.task not in TASKS:
             raise UserError(f"task={self.task!r}: use one of {', '.join(TASKS)}")
         for name, value, minimum in (("limit", self.limit, 1), ("num_shots", self.num_shots, 0),
-                                     ("batch_size", self.batch_size, 1), ("stats_chunk", self.stats_chunk, 1)):
+                                     ("batch_size", self.batch_size, 1), ("stats_chunk", self.stats_chunk, 1),
+                                     ("adaptive_max_prior_tokens", self.adaptive_max_prior_tokens, 1)):
             if value is not None and value < minimum:
                 raise UserError(f"{name}={value} must be >= {minimum}")
         for spec in self.priors:
             if spec.kind != "none" and spec.count < 1:
                 raise UserError(f"priors: the {spec.kind} prior needs a size >= 1, not {spec.count}")
+        self._validate_scored_priors()
         if self.task != "pos":
             get_language(self.source_lang)
         for target in self.target_langs:
@@ -108,6 +117,17 @@ class Settings:
             raise UserError("refined_file and refined_model: give one, not both")
         if self.spm_model and not Path(self.spm_model).expanduser().is_file():
             raise UserError(f"spm_model={self.spm_model} does not exist; give a SentencePiece .model file")
+
+    def _validate_scored_priors(self) -> None:
+        if not self.prior_choice or len(set(self.prior_choice)) != len(self.prior_choice):
+            raise UserError(f"prior_choice={','.join(self.prior_choice)}: list each rule once (first, foundation)")
+        kinds = {spec.kind for spec in self.priors}
+        if "foundation" in self.prior_choice and ("dictionary" not in kinds or self.task != "translation"):
+            raise UserError("prior_choice=foundation chooses among a dictionary's translations: it needs the "
+                            "dictionary prior in priors and task=translation")
+        if self.adaptive_kl is not None and "sft" not in kinds:
+            raise UserError("adaptive_kl adds SFT prior tokens one at a time: it needs sft in priors")
+        self.systems()  # each scored spec checks its own combination
 
     def alignment_config(self) -> AlignmentConfig:
         return AlignmentConfig(self.align_prior_tokens, self.trajectory, self.agreement_k, self.decode,

@@ -23,12 +23,13 @@ from pretty_jax.core.errors import UserError
 from pretty_jax.core.progress import Progress
 from pretty_jax.engine import parallel
 from pretty_jax.engine.generator import DecodeConfig, Generator
+from pretty_jax.experiments import prior_scoring
 from pretty_jax.experiments.config import Settings
 from pretty_jax.experiments.inputs import (
     PairInputs,
 )
 from pretty_jax.experiments.plan import Models, Plan
-from pretty_jax.experiments.priors import PriorSources, PriorSpec, build_prior
+from pretty_jax.experiments.priors import Prior, PriorSources, PriorSpec, build_prior
 from pretty_jax.experiments.stages import JsonlStage, RunRecord
 from pretty_jax.models import Model
 from pretty_jax.tasks import Example, format_prompt
@@ -118,6 +119,8 @@ class PairRun:
         if prior is not None:
             tokens = tokens[len(prior.token_ids) :]
             record |= {"prior_tokens": list(prior.token_ids), "prior_text": prior.text, "prior_found": prior.found}
+            if prior.dropped:
+                record["prior_dropped"] = True
         return record | {
             "tokens": tokens,
             "text": generation.text,
@@ -153,8 +156,17 @@ class PairRun:
             lexicon=self.inputs.lexicon,
         )
 
+    def scored_priors(self, spec: PriorSpec, sources: PriorSources) -> list[Prior]:
+        """The priors the models judged first (prior_scoring.py), in their own stage."""
+        stage = self._stage(spec.key + prior_scoring.SCORES_SUFFIX)
+        judges = prior_scoring.PriorJudges(self.models.foundation, self.models.tokenizer, self.models.sft, self.mesh,
+                                           self.settings.batch_size, self.settings.answer_separator,
+                                           self.task.target_lang)
+        return prior_scoring.scored_priors(stage, _agreed_done(stage), judges, spec, self.examples, self.prompts,
+                                           self.prompt_ids, sources, f"{self.name} scoring {spec.label}")
+
     def foundation_outputs(self, spec: PriorSpec, sources: PriorSources) -> list[dict]:
-        priors = [
+        priors = self.scored_priors(spec, sources) if spec.scored else [
             build_prior(spec, e, p, self.models.tokenizer, sources, self.task.target_lang, self.settings.answer_separator)
             for e, p in zip(self.examples, self.prompts)
         ]
@@ -183,9 +195,9 @@ class PairRun:
         for spec in specs:
             found = [r.get("prior_found", True) for r in outputs[spec.key]]
             systems[spec.key] = {
-                "label": spec.label, "prior": dataclasses.asdict(spec), "metrics": self.score(outputs[spec.key]),
+                "label": spec.label, "prior": spec.as_json(), "metrics": self.score(outputs[spec.key]),
                 "prior_found_rate": float(np.mean(found)) if found else None,
-            }
+            } | prior_scoring.system_summary(spec, outputs[spec.key])
         if sft_records is not None:
             systems["sft"] = {"label": "SFT model", "prior": None, "metrics": self.score(sft_records), "prior_found_rate": None}
         result = {"task": self.task.name, "source_lang": self.task.source_lang, "target_lang": self.task.target_lang,

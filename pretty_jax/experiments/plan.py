@@ -16,6 +16,7 @@ from pretty_jax.experiments.inputs import (
     check_model,
     read_pair_inputs,
 )
+from pretty_jax.experiments.prior_scoring import SCORES_SUFFIX
 from pretty_jax.experiments.priors import PriorSpec
 from pretty_jax.models import Model
 
@@ -57,7 +58,10 @@ class Plan:
                 stages[f"{pair.name}/refined.jsonl"] = data | {"refined_model": self.models["refined_model"].as_json()} \
                     | self._prompt("refined")
             for spec in self.settings.systems():
-                stages[f"{pair.name}/{spec.key}.jsonl"] = data | {"prior": dataclasses.asdict(spec)} | self._prior_inputs(spec, pair)
+                inputs = data | {"prior": spec.as_json()} | self._prior_inputs(spec, pair)
+                stages[f"{pair.name}/{spec.key}.jsonl"] = inputs
+                if spec.scored:  # the priors the models judged first (prior_scoring.py)
+                    stages[f"{pair.name}/{spec.key}{SCORES_SUFFIX}.jsonl"] = inputs
         return stages
 
     def _prior_inputs(self, spec: PriorSpec, pair: PairInputs) -> dict[str, Any]:

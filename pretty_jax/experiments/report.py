@@ -8,7 +8,9 @@ results.json:
          "empty_references": n, "refined_missing": n,         # the latter with a refined file
          "systems": {"<key>": {"label": str, "prior": {"kind", "count", "unit"} | null,
                               "metrics": {metric: value, "<metric>_signature": str},
-                              "prior_found_rate": float | null}},
+                              "prior_found_rate": float | null,
+                              "prior_dropped": n,                 # gated priors (--prior_min_logprob)
+                              "mean_prior_tokens": float, "prior_token_counts": {k: n}}},  # --adaptive_kl
          "alignment": {"<k>": alignment SUMMARY}        # with --align (alignment_report.py)
      }},
      "sweep": {"<src>-<tgt>": [{"prior_tokens": k, "metrics": {...}}]},   # with --sweep_prior_tokens
@@ -31,6 +33,11 @@ from pretty_jax.alignment.plots import save_figure
 from pretty_jax.alignment.shift import SHIFT_CLASSES
 from pretty_jax.core.run_dir import RunDirectory
 from pretty_jax.experiments import chat
+from pretty_jax.experiments.scored_report import (
+    adaptive_points,
+    adaptive_sweep_rows,
+    scored_notes,
+)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -96,6 +103,7 @@ def _pair_notes(pair: Mapping) -> list[str]:
     if pair.get("refined_missing"):
         notes.append(f"Warning: the refined file lacks {pair['refined_missing']} of {pair['examples']} examples; "
                      "they decode with no refined prior.")
+    notes += scored_notes(pair)
     return [""] + notes if notes else []
 
 
@@ -127,6 +135,7 @@ def report_markdown(results: Mapping) -> str:
             lines += ["", f"### {dict(COLUMNS[task])[main]} against the number of SFT prior tokens", "",
                       "| prior tokens | " + dict(COLUMNS[task])[main] + " |", "|---|---|"]
             lines += [f"| {p['prior_tokens']} | {_format(p['metrics'][main])} |" for p in results["sweep"][name]]
+            lines += adaptive_sweep_rows(pair, main)
         if pair.get("alignment"):
             lines += ["", "### Alignment with the SFT model (along the foundation's own continuation)", "",
                       "| prior tokens | top-1 agreement | top-5 agreement | KL(SFT‖LM) | JS "
@@ -144,12 +153,15 @@ def report_markdown(results: Mapping) -> str:
 
 def plot_sweep(results: Mapping, path: Path) -> None:
     """Fig. 5: the main metric against the number of SFT prior tokens, per pair, with
-    the SFT model as a dashed line."""
+    the SFT model as a dashed line and each adaptive SFT prior as a star at its mean k."""
     task = results["task"]
     main = MAIN_METRIC[task]
     figure, axis = plt.subplots(figsize=(5.5, 4))
     for name, points in results["sweep"].items():
         line = axis.plot([p["prior_tokens"] for p in points], [p["metrics"][main] for p in points], marker="o", label=name)
+        for point in adaptive_points(results["pairs"][name], main):  # the adaptive prior at its mean k
+            axis.plot([point["mean_prior_tokens"]], [point["value"]], marker="*", markersize=12, linestyle="none",
+                      color=line[0].get_color(), label=f"{name} adaptive ({point['key']})")
         sft = results["pairs"][name]["systems"].get("sft")
         if sft:
             axis.axhline(sft["metrics"][main], linestyle="--", color=line[0].get_color(), label=f"{name} SFT")

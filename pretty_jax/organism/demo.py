@@ -49,16 +49,17 @@ def summary(results: dict, phases: Sequence[tuple[str, float]], total_seconds: f
     pair = results["pairs"][PAIR]
     systems = pair["systems"]
     sft_chrf = systems["sft"]["metrics"]["chrf"]
+    width = max([42] + [len(system["label"]) for system in systems.values()])
     lines = [
         "",
         f"PreTTY demo: English -> Varic (an invented language), {pair['examples']} held-out sentences",
         "",
-        f"  {'system':<42} {'chrF++':>7} {'BLEU':>6} {'in Varic':>9} {'% of SFT':>9}",
+        f"  {'system':<{width}} {'chrF++':>7} {'BLEU':>6} {'in Varic':>9} {'% of SFT':>9}",
     ]
     for system in systems.values():
         metrics = system["metrics"]
         lines.append(
-            f"  {system['label']:<42} {metrics['chrf']:7.1f} {metrics['bleu']:6.1f} "
+            f"  {system['label']:<{width}} {metrics['chrf']:7.1f} {metrics['bleu']:6.1f} "
             f"{100 * metrics['target_language_rate']:8.0f}% {100 * metrics['chrf'] / sft_chrf:8.0f}%"
         )
     if pair.get("alignment"):

@@ -2,7 +2,8 @@
 POS tagging.
 
 - `read_muse` reads a MUSE dictionary (`src tgt` per line, most frequent first).
-- `dictionary_prior_words` translates the first word(s) of a source sentence.
+- `dictionary_prior_words` translates the first word(s) of a source sentence;
+  `dictionary_prior_options` lists every translation of each of them.
 - `tag_lexicon` / `lexicon_prior_tags` give the usual tag of the first word(s).
 
 Source sentences are split into words with `languages.split_words` (runs of letters,
@@ -59,28 +60,37 @@ def _lookup(word: str, table: Mapping[str, Entry]) -> Entry | None:
     return table.get(word.lower())
 
 
-def dictionary_prior_words(source: str, dictionary: Mapping[str, Sequence[str]], num_words: int = 1) -> str | None:
-    """The pseudo prior: the first-listed translation of the first source word with an
-    entry, then of the words right after it (up to `num_words` in all, stopping at the
-    first word without an entry), joined by spaces. None when no word has an entry.
+def dictionary_prior_options(
+    source: str, dictionary: Mapping[str, Sequence[str]], num_words: int = 1
+) -> list[tuple[str, ...]] | None:
+    """Every listed translation of the first source word with an entry and of the words
+    right after it (up to `num_words` words, stopping at the first word without an
+    entry): one tuple per word, in dictionary order. None when no word has an entry.
 
-    When the translated word opens the source and is capitalised, so is its translation
-    ("The cat" with the: die -> "Die").
+    When the translated word opens the source and is capitalised, so are its
+    translations ("The cat" with the: die -> "Die").
     """
     _check_count("num_words", num_words)
     words = split_words(source)
     start = next((i for i, word in enumerate(words) if _lookup(word, dictionary)), None)
     if start is None:
         return None
-    translations = []
+    options = []
     for word in words[start : start + num_words]:
         entry = _lookup(word, dictionary)
         if not entry:
             break
-        translations.append(entry[0])
+        options.append(tuple(entry))
     if start == 0 and words[0][:1].isupper():
-        translations[0] = translations[0][:1].upper() + translations[0][1:]
-    return " ".join(translations)
+        options[0] = tuple(t[:1].upper() + t[1:] for t in options[0])
+    return options
+
+
+def dictionary_prior_words(source: str, dictionary: Mapping[str, Sequence[str]], num_words: int = 1) -> str | None:
+    """The pseudo prior: the first-listed translation of each word of
+    `dictionary_prior_options`, joined by spaces. None when no word has an entry."""
+    options = dictionary_prior_options(source, dictionary, num_words)
+    return None if options is None else " ".join(translations[0] for translations in options)
 
 
 def tag_lexicon(examples: Iterable[Example]) -> dict[str, str]:
