@@ -85,7 +85,8 @@ def _chosen_dictionary_priors(judges: PriorJudges, spec: PriorSpec, examples: Se
         for i in range(len(examples)):
             mine = [(text, score) for (row, text), score in zip(rows, scores) if row == i]
             if mine:
-                rounds[i].append([{"text": text, "mean_logprob": score} for text, score in mine])
+                rounds[i].append([{"text": text, "mean_logprob": score if np.isfinite(score) else None}  # JSON has no -inf
+                                  for text, score in mine])
                 best = int(np.argmax([score for _, score in mine]))  # the first of equal maxima
                 chosen[i].append(options[i][word][best])
     priors = []
