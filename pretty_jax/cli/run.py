@@ -30,12 +30,14 @@ from pretty_jax.alignment.runner import (
 from pretty_jax.alignment.statistics import check_same_tokenizer
 from pretty_jax.alignment.summary import TRAJECTORIES
 from pretty_jax.checkpoints import loading
-from pretty_jax.cli import decode_flags, mesh_flags
+from pretty_jax.cli import decode_flags, mesh_flags, prompt_flags
+from pretty_jax.cli.common import flag_message
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
 from pretty_jax.experiments import config, report, runner
 from pretty_jax.experiments.inputs import check_model, file_record, fill_path
+from pretty_jax.experiments.preview import first_prompt
 from pretty_jax.experiments.priors import KINDS, TEXT_ONLY_KINDS, PriorSpec
 from pretty_jax.organism import demo
 from pretty_jax.tasks.languages import get_language
@@ -96,11 +98,6 @@ _TARGET_LANGS = flags.DEFINE_list(
     "Target language code(s); each is one language pair of the run (pos: the languages to tag).",
 )
 _LIMIT = flags.DEFINE_integer("limit", None, "Use only the first N examples of the data.", lower_bound=1)
-_PROMPT_TEMPLATE = flags.DEFINE_string(
-    "prompt_template", None,
-    "Prompt format string with {source} and the task's fields ({src_lang}, {tgt_lang}; pos: "
-    "{lang}, {upos_tags}); default: a zero-shot template per task.",
-)
 _NUM_SHOTS = flags.DEFINE_integer(
     "num_shots", 0, "Few-shot examples (the first N of the data, not evaluated).", lower_bound=0
 )
@@ -230,7 +227,7 @@ def settings_from_flags(output_dir: Path, **fixed) -> experiments.Settings:
     values = dict(
         task=task, data=_DATA.value, split=_SPLIT.value, source_lang=_SOURCE_LANG.value,
         target_langs=tuple(_TARGET_LANGS.value), limit=_LIMIT.value,
-        template=_PROMPT_TEMPLATE.value or experiments.DEFAULT_TEMPLATES[task],
+        template=prompt_flags.template_from_flags(experiments.DEFAULT_TEMPLATES[task]),
         num_shots=_NUM_SHOTS.value, priors=_prior_specs(), sweep=tuple(_int_list(_SWEEP, 0)) if _SWEEP.value else (),
         decode=decode, batch_size=decode_flags.BATCH_SIZE.value, output_dir=output_dir,
         foundation=_FOUNDATION.value, sft=_SFT.value, refined_model=_REFINED_MODEL.value, dtype=_DTYPE.value,
@@ -256,6 +253,20 @@ def print_plan(settings: experiments.Settings) -> None:
     print("systems: " + ", ".join(spec.label for spec in settings.systems()) + (", SFT model" if settings.sft else ""))
     print(f"stages: {'sft, ' if settings.sft else ''}foundation x {len(settings.systems())}, score"
           + (", align" if settings.align else "") + f" -> {settings.output_dir}")
+    print_first_prompt(settings)
+
+
+def print_first_prompt(settings: experiments.Settings) -> None:
+    """The first prompt as the model reads it, between marker lines and as a Python
+    string literal (which shows a literal backslash apart from a newline)."""
+    try:
+        preview = first_prompt(settings)
+    except (UserError, OSError) as e:
+        print(f"first prompt: not shown, the data cannot be read here ({flag_message(str(e))})")
+        return
+    print(f"first prompt ({preview.pair}, example {preview.example_id}), as fed before any prior:")
+    print(f"----\n{preview.prompt}\n----")
+    print(f"as a string: {preview.prompt!r}")
 
 
 def run_experiment_mode(settings: experiments.Settings, start_fresh_on_change: bool = False) -> dict | None:
