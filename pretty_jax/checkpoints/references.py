@@ -116,9 +116,10 @@ def _from_hub(repo: str, revision: str | None, named: str, local: Path) -> Path:
     except IncompleteSnapshotError as e:
         raise UserError(f"{tried}: {str(e).splitlines()[0]}") from None
     except LocalEntryNotFoundError:
+        network = "unset HF_HUB_OFFLINE where a network exists" if constants.is_offline_mode() else "check the network"
         raise UserError(
-            f"{tried}: not in the cache and the hub cannot be reached. Download it where a network exists "
-            "(unset HF_HUB_OFFLINE), point HF_HOME / HF_HUB_CACHE at the cache that holds it, or give a local path"
+            f"{tried}: not in the cache and the hub cannot be reached. To download it, {network}; or point "
+            "HF_HOME / HF_HUB_CACHE at the cache that holds it, or give a local path"
         ) from None
     except (HfHubHTTPError, ValueError, OSError) as e:  # unknown repo or revision, gated, a broken cache
         raise UserError(f"{tried}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
