@@ -29,7 +29,7 @@ DISTRIBUTIONS = {
     "pyarrow": "pyarrow",
     "ml_dtypes": "ml_dtypes", "numpy": "numpy", "optax": "optax", "pytest": "pytest", "sacrebleu": "sacrebleu",
     "safetensors": "safetensors", "selenium": "selenium", "tokenizers": "tokenizers", "torch": "torch", "tqdm": "tqdm",
-    "transformers": "transformers",
+    "transformers": "transformers", "huggingface_hub": "huggingface_hub",
 }
 TEST_FIXTURES = ("conftest.py", "generation_cases.py", "gguf_files.py")
 # Every py_test's main: runs its test file under pytest (in each py_test's srcs, no target of its own).

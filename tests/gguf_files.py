@@ -201,6 +201,10 @@ def _write(path: Path, architecture: str, config: dict, hf_dir: Path, tensors, m
     return path
 
 
+# ggml's integer tensor types and the numpy dtype each stores.
+INTEGER_TYPES = {"I8": np.int8, "I16": np.int16, "I32": np.int32}
+
+
 def write_gguf(
     hf_dir: Path, path: Path, tensor_type: str = "F32", architecture: str | None = None,
     types: dict[str, str] | None = None, metadata: dict | None = None,
@@ -209,7 +213,7 @@ def write_gguf(
 
     tensor_type: "F32", or a type `gguf.quants.quantize` can make (Q8_0, Q4_0, Q4_1,
       Q5_0, ...) for the 2-D weight matrices; 1-D tensors (norms, biases) stay F32 as
-      in llama.cpp.
+      in llama.cpp; an integer type of `INTEGER_TYPES` stores round(100 w).
     architecture: `general.architecture`; default llama.cpp's name of the HF model_type.
     types: llama.cpp tensor name -> type, overriding `tensor_type` for that tensor.
     metadata: metadata key -> value, added to (or replacing) what llama.cpp writes.
@@ -229,7 +233,9 @@ def write_gguf(
             array = array + np.float32(1)  # Gemma's RMSNorm scales by 1 + w; llama.cpp stores 1 + w
         name = gguf_name(hf_key, architecture)
         type_name = (types or {}).get(name, "F32" if array.ndim == 1 else tensor_type)
-        if type_name != "F32":
+        if type_name in INTEGER_TYPES:  # llama.cpp's integer tensors (never a weight)
+            array = np.round(array * 100).astype(INTEGER_TYPES[type_name])
+        elif type_name != "F32":
             array = gguf.quants.quantize(array, gguf.GGMLQuantizationType[type_name])
         tensors.append((name, array, type_name))
     return _write(path, architecture, config, hf_dir, tensors, metadata)

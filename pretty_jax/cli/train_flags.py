@@ -31,7 +31,8 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("eval_file", None, "Held-out data in the format of --train_file (optional).")
 flags.DEFINE_string(
-    "init", _DEFAULTS.init, "Checkpoint directory (HF or converted) to start from, or 'scratch' for random weights."
+    "init", _DEFAULTS.init,
+    "Checkpoint to start from (HF or converted directory, .gguf, hub id org/name[@revision]), or 'scratch'."
 )
 flags.DEFINE_string(
     "model_config", None, "With --init=scratch: an HF config.json of a supported family (the architecture)."

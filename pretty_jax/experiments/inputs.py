@@ -44,8 +44,9 @@ class InputRecord:
 
 def check_model(path_text: str, flag: str) -> InputRecord:
     """Checks that `path_text` names a model this project loads, without reading its
-    weights; returns its record."""
-    path = Path(path_text).expanduser().absolute()
+    weights; returns its record (the local path a hub id or package reference resolves
+    to, see `checkpoints.references`)."""
+    path = loading.check_model_path(path_text, flag).absolute()
     directory = loading.model_directory(path, flag)
     loading.load_config(directory)
     if not (directory / loading.PARAMS_FILE).exists():

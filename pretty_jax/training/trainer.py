@@ -27,7 +27,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from pretty_jax.checkpoints import export
+from pretty_jax.checkpoints import export, loading, references
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
@@ -51,7 +51,7 @@ OnStep = Callable[[int, dict[str, jax.Array]], None]
 
 def _load_data(settings: TrainSettings, config: ModelConfig) -> tuple[data.Sequences, data.Sequences | None]:
     """The training and (if any) evaluation sequences, checked against the model."""
-    tokenizer = load_tokenizer(Path(settings.tokenizer_dir))
+    tokenizer = load_tokenizer(_tokenizer_dir(settings))
     eos_id, pad_id = data.special_ids(tokenizer, config.special_tokens.eos_token_ids)
     load = lambda path, flag: data.load_sequences(
         Path(path), settings.data_mode, tokenizer, settings.max_seq_len, eos_id, pad_id, flag
@@ -212,7 +212,7 @@ class _Run:
             export.save_hf_checkpoint(
                 out_dir, self.start.config, host, self.start.hf_config,
                 dtype=self.settings.export_dtype, generation_config=self.start.generation_config,
-                tokenizer_dir=self.settings.tokenizer_dir, overwrite=True,
+                tokenizer_dir=_tokenizer_dir(self.settings), overwrite=True,
                 work_dir=self.output_dir / HF_WORK_DIR,
             )
             logging.info("exported the model (%s) to %s", self.settings.export_dtype, out_dir)
@@ -227,15 +227,28 @@ def check_mesh(settings: TrainSettings, mesh: Mesh | None) -> None:
         )
 
 
+def _tokenizer_dir(settings: TrainSettings) -> Path:
+    """The tokenizer directory: --tokenizer, else the --init checkpoint's (a hub id
+    resolved to its snapshot in the HF cache, see `references`)."""
+    flag = "--tokenizer" if settings.tokenizer else "--init"
+    return references.resolve(settings.tokenizer_dir, flag)
+
+
 def check_inputs(settings: TrainSettings) -> None:
     """Refuses, naming the flag, an input path that does not exist (before the output
-    directory is touched)."""
-    paths = [("--init", settings.init, "a checkpoint directory, a .gguf file or scratch")]
+    directory is touched); a hub id or package reference in --init or --tokenizer is
+    resolved here, once."""
+    paths = [("--init", settings.init, "a checkpoint directory, a .gguf file, a hub id or scratch")]
     paths += [("--model_config", settings.model_config, "an HF config.json")]
-    paths += [("--tokenizer", settings.tokenizer, "a tokenizer directory")]
+    paths += [("--tokenizer", settings.tokenizer, "a tokenizer directory or a hub id")]
     for flag, path, what in paths:
-        if path is not None and not (flag == "--init" and settings.from_scratch) and not Path(path).exists():
+        if path is None or (flag == "--init" and settings.from_scratch):
+            continue
+        local = Path(path) if flag == "--model_config" else references.resolve(path, flag)
+        if not local.exists():
             raise UserError(f"{flag}={path} does not exist; give {what}")
+    if not settings.from_scratch:
+        loading.check_model_path(settings.init, "--init")
 
 
 def _check_owned(output: run_dir.RunDirectory) -> None:
