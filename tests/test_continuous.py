@@ -122,3 +122,20 @@ def test_scheduler_takes_short_prompts_first_within_its_window():
     assert row_buckets(10, 1) == (1, 2, 4, 8, 10)
     assert row_buckets(8, 2) == (2, 4, 8)
     assert Scheduler([3, 17, 40], 4).prefill_shape([0, 1], slots=10, data=1) == (2, 32)
+
+
+def test_records_finishing_out_of_order_are_appended_in_example_order(tmp_path):
+    from pretty_jax.experiments.ordered import InOrder
+    from pretty_jax.experiments.stages import JsonlStage
+
+    stage = JsonlStage(tmp_path / "stage.jsonl")
+    stage.append([{"id": "a"}])
+    writer = InOrder(stage, first=1)
+    writer.add(3, {"id": "d"})
+    writer.add(2, {"id": "c"})
+    assert (tmp_path / "stage.jsonl").read_text() == '{"id": "a"}\n' and writer.pending == 2
+    writer.add(1, {"id": "b"})
+    assert [r["id"] for r in JsonlStage(tmp_path / "stage.jsonl").records] == ["a", "b", "c", "d"]
+    assert writer.pending == 0
+    with pytest.raises(ValueError, match="example 2 was already written"):
+        writer.add(2, {"id": "c"})

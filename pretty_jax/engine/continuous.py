@@ -65,6 +65,8 @@ def run_pool(
     statics: the `LoopStatics` of the run (max_new_tokens, eos, pad, logprobs).
     refill_at: finished slots that end a chunk while examples wait.
     """
+    if not inputs:
+        return
     data = 1 if mesh is None else mesh.shape[parallel.DATA]
     pad_id, N = statics.pad_id, statics.max_new_tokens
     ring_len = max(bucket_length(len(x)) for x in inputs) + N
