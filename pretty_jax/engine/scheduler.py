@@ -4,14 +4,22 @@ Examples are taken in prompt-length order within a window of the oldest waiting 
 (so a refill group's prompts have similar lengths and little prefill padding, while no
 example waits behind more than `window` later ones); a group of n examples is padded to
 a row bucket (multiples of the mesh's `data` size, powers of two up to the pool size)
-and its prompts to a `bucket_length`, so a run compiles a handful of prefill programs.
+and its prompts to a multiple of 16 tokens (`prefill_length`), so a run compiles a
+handful of prefill programs. The buckets are finer than static batches' powers of two:
+prefill cost grows with the padded length, and a refill group is a few rows, not a
+batch whose rows differ widely in length.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from pretty_jax.engine.batching import bucket_length
+PREFILL_STEP = 16
+
+
+def prefill_length(length: int) -> int:
+    """A refill group's padded prompt length: the next multiple of `PREFILL_STEP`."""
+    return -(-length // PREFILL_STEP) * PREFILL_STEP
 
 
 def row_buckets(slots: int, data: int) -> tuple[int, ...]:
@@ -49,4 +57,4 @@ class Scheduler:
     def prefill_shape(self, group: Sequence[int], slots: int, data: int) -> tuple[int, int]:
         """(rows, length) a group is padded to."""
         rows = next(r for r in row_buckets(slots, data) if r >= len(group))
-        return rows, bucket_length(max(self.lengths[i] for i in group))
+        return rows, prefill_length(max(self.lengths[i] for i in group))
