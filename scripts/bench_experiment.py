@@ -170,15 +170,6 @@ def main(argv):
         ours_s, ours_load, records = run_ours(gguf, Path(directory) / "out")
     generators = _CountingGenerator.made
     model = generators[0].model
-    theirs_s, theirs_load, theirs = run_transformers(gguf, records, tuple(model.config.special_tokens.eos_token_ids))
-
-    identical = total = 0
-    for key, rows in records.items():
-        for record, tokens in zip(rows, theirs[key]):
-            total += 1
-            identical += record["tokens"] == tokens
-            if record["tokens"] != tokens:
-                print(f"differs: {key} {record['id']}: ours {record['tokens'][:12]}... theirs {tokens[:12]}...")
     steps = sum(g.stats.steps for g in generators)
     busy = sum(g.stats.busy_slot_steps for g in generators)
     programs = set().union(*(g.stats.programs for g in generators))
@@ -187,12 +178,22 @@ def main(argv):
     bandwidth = copy_bandwidth()
     floor = weight_bytes * (busy / _SLOTS.value) / bandwidth
     lengths = [len(r["tokens"]) for rows in records.values() for r in rows]
-    print(f"examples {total}, tokens generated {busy} (per example: median {np.median(lengths):.0f}, "
+    print(f"examples {len(lengths)}, tokens generated {busy} (per example: median {np.median(lengths):.0f}, "
           f"max {max(lengths)}, at the limit {sum(n >= _MAX_NEW_TOKENS.value for n in lengths)})")
     print(f"steps run {steps} ({_SLOTS.value} slots; {busy / _SLOTS.value:.0f} needed at full slots)")
     print(f"compiled programs {len(programs)}: {sorted(programs, key=str)}")
     print(f"weight-bandwidth floor {floor:.1f}s ({weight_bytes / 2**30:.2f} GiB of weights x "
           f"{busy / _SLOTS.value:.0f} steps / {bandwidth / 1e9:.1f} GB/s copy bandwidth)")
+    print(f"ours: {ours_s:.1f}s without the model load ({ours_load:.1f}s)", flush=True)
+
+    theirs_s, theirs_load, theirs = run_transformers(gguf, records, tuple(model.config.special_tokens.eos_token_ids))
+    identical = total = 0
+    for key, rows in records.items():
+        for record, tokens in zip(rows, theirs[key]):
+            total += 1
+            identical += record["tokens"] == tokens
+            if record["tokens"] != tokens:
+                print(f"differs: {key} {record['id']}: ours {record['tokens'][:12]}... theirs {tokens[:12]}...")
     print(f"model load: ours {ours_load:.1f}s, transformers {theirs_load:.1f}s (not counted below)")
     print(f"experiment speedup={theirs_s / ours_s:.2f} ours_s={ours_s:.1f} transformers_s={theirs_s:.1f} "
           f"identical={identical}/{total} slot_utilisation={utilisation:.2f}")
