@@ -1,10 +1,11 @@
 """`Generator.generate`: prompts with prior tokens in, continuations out.
 
-The host side of decoding: validates and (if needed) truncates the inputs, groups
-them into fixed-size batches with bucketed lengths (so a long run compiles a handful
-of programs, not one per batch), places them on the mesh, runs the on-device loop of
-`decode.py` or `beam_search.py` (chosen by the strategy's type, `LOOPS`), and turns
-the `DecodeOutput` buffers back into per-example results.
+The host side of decoding: validates and (if needed) truncates the inputs, then
+either keeps a pool of slots busy (greedy and sampling: continuous batching,
+`continuous.py`) or groups the inputs into fixed-size batches with bucketed lengths
+and runs the on-device loop of `decode.py` or `beam_search.py` on each (chosen by the
+strategy's type, `LOOPS`), and turns the `DecodeOutput` buffers back into per-example
+results.
 """
 
 from __future__ import annotations
