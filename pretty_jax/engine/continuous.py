@@ -27,18 +27,25 @@ from pretty_jax.models import Model
 CHUNK_STEPS = 64
 
 
+# (model graph, pool shape, strategy, program) of every program this process built.
+_BUILT: set = set()
+
+
 @dataclasses.dataclass
 class PoolStats:
     """What a pool did, summed over `generate` calls.
 
     steps: pool steps run; busy_slot_steps: slot-steps that produced a token;
-    programs: the compiled shapes, e.g. ("prefill", rows, length) and ("chunk", S).
+    programs: the program shapes used, e.g. ("prefill", rows, length), ("chunk", S);
+    built: how many of them this process had not built before (compiled, or read
+      from the persistent compilation cache).
     """
 
     slots: int
     steps: int = 0
     busy_slot_steps: int = 0
     programs: set = dataclasses.field(default_factory=set)
+    built: int = 0
 
     @property
     def utilisation(self) -> float:
@@ -77,7 +84,7 @@ def run_pool(
     )
     graphdef, params = model.graphdef, model.params
     state = slots.empty_pool(graphdef, params, pool=pool, mesh=mesh)
-    stats.programs.add(("chunk", ring_len))
+    _note_program(stats, (graphdef, pool, strategy), ("chunk", ring_len))
     scheduler = Scheduler([len(x) for x in inputs], window=4 * num_slots)
     held = [-1] * num_slots  # input index each slot holds, -1 when free
     remaining = len(inputs)
@@ -115,13 +122,19 @@ def _admit(state, free, group, inputs, example_ids, seed, scheduler, pool, model
     tokens, mask, _ = left_pad([inputs[i] for i in group] + [inputs[group[0]]] * padding, pool.pad_id, length)
     slot_R = np.array(free[: len(group)] + [pool.slots] * padding, np.int32)
     ids_R = np.array([example_ids[i] for i in group] + [example_ids[group[0]]] * padding, np.int32)
-    key = ("prefill", rows, length)
-    if key not in stats.programs:
-        logging.info("continuous batching: compiling prefill of %d rows x %d tokens", rows, length)
-        stats.programs.add(key)
+    _note_program(stats, (model.graphdef, pool), ("prefill", rows, length))
     put = lambda a: parallel.device_batch(mesh, a)  # noqa: E731
     return slots.admit(model.graphdef, model.params, state, _replicated(mesh, slot_R), put(tokens), put(mask),
                        put(ids_R), np.int32(seed), pool=pool, mesh=mesh)
+
+
+def _note_program(stats: PoolStats, owner: tuple, key: tuple) -> None:
+    """Counts a program shape, logging the first use in this process."""
+    stats.programs.add(key)
+    if (owner, key) not in _BUILT:
+        _BUILT.add((owner, key))
+        stats.built += 1
+        logging.info("continuous batching: building %s program %s", key[0], key[1:])
 
 
 def _release(state, done, num_slots, mesh):

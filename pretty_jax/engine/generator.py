@@ -171,9 +171,9 @@ class Generator:
         busy = self.stats.busy_slot_steps - before.busy_slot_steps
         logging.info(
             "continuous batching: %d examples in %d steps of %d slots (utilisation %.2f); "
-            "%d compiled programs (%d new)", len(inputs), steps, self.batch_size,
-            busy / max(1, steps * self.batch_size), len(self.stats.programs),
-            len(self.stats.programs - before.programs),
+            "%d programs so far (%d built now: compiled or read from the compilation cache)", len(inputs), steps,
+            self.batch_size, busy / max(1, steps * self.batch_size), len(self.stats.programs),
+            self.stats.built - before.built,
         )
         return results
 
