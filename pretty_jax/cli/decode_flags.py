@@ -13,7 +13,8 @@ from pretty_jax.engine.generator import DecodeConfig
 from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling
 
 BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size", 8, "Examples per device batch (a multiple of --mesh_data); the last batch is padded.",
+    "batch_size", 8, "Decoding slots, refilled as examples finish (beam search: rows per batch); a multiple of "
+    "--mesh_data.",
     lower_bound=1,
 )
 

@@ -8,6 +8,7 @@ import re
 from absl import flags
 from jax.sharding import Mesh
 
+from pretty_jax.cli import cache_flags
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
 
@@ -30,7 +31,9 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, wi
 
 
 def mesh_from_flags() -> Mesh:
-    """Initialises multi-host JAX if asked, then builds the (data, model) mesh."""
+    """Initialises multi-host JAX if asked and the compilation cache (`cache_flags`),
+    then builds the (data, model) mesh."""
+    cache_flags.apply()
     if _MULTIHOST.value:
         parallel.initialize_multihost(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     try:

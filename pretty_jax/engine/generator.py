@@ -1,10 +1,11 @@
 """`Generator.generate`: prompts with prior tokens in, continuations out.
 
-The host side of decoding: validates and (if needed) truncates the inputs, groups
-them into fixed-size batches with bucketed lengths (so a long run compiles a handful
-of programs, not one per batch), places them on the mesh, runs the on-device loop of
-`decode.py` or `beam_search.py` (chosen by the strategy's type, `LOOPS`), and turns
-the `DecodeOutput` buffers back into per-example results.
+The host side of decoding: validates and (if needed) truncates the inputs, then
+either keeps a pool of slots busy (greedy and sampling: continuous batching,
+`continuous.py`) or groups the inputs into fixed-size batches with bucketed lengths
+and runs the on-device loop of `decode.py` or `beam_search.py` on each (chosen by the
+strategy's type, `LOOPS`), and turns the `DecodeOutput` buffers back into per-example
+results.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
 from pretty_jax.engine.batching import bucket_length, left_pad
 from pretty_jax.engine.beam_search import beam_decode
+from pretty_jax.engine.continuous import PoolStats, run_pool
 from pretty_jax.engine.decode import FINISH_REASONS, DecodeOutput, LoopStatics, decode
 from pretty_jax.engine.stopping import StopStrings
 from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling, Strategy
@@ -82,11 +84,17 @@ LOOPS: dict[type, Callable[..., DecodeOutput]] = {Greedy: _token_loop, Sampling:
 class Generator:
     """Decodes with one model on one mesh; compiled programs are reused across calls.
 
-    batch_size: rows per device batch (a multiple of the mesh's `data` size); the last
-      batch is padded with copies of a real row whose results are dropped.
+    batch_size: rows per device batch (a multiple of the mesh's `data` size): the slots
+      of the continuous-batching pool, or the rows of a static batch (whose last batch
+      is padded with copies of a real row whose results are dropped).
+    continuous: greedy and sampling keep `batch_size` slots busy, refilling a finished
+      row's slot with the next waiting example (continuous.py); False decodes static
+      batches, each until its longest row ends. Beam search always runs static batches.
+      Per example the results are the same either way.
     """
 
-    def __init__(self, model: Model, tokenizer=None, mesh: Mesh | None = None, batch_size: int = 8):
+    def __init__(self, model: Model, tokenizer=None, mesh: Mesh | None = None, batch_size: int = 8,
+                 continuous: bool = True):
         data = 1 if mesh is None else mesh.shape[parallel.DATA]
         if batch_size < 1 or batch_size % data:
             raise UserError(
@@ -96,6 +104,8 @@ class Generator:
         self.tokenizer = tokenizer
         self.mesh = mesh
         self.batch_size = batch_size
+        self.continuous = continuous
+        self.stats = PoolStats(slots=batch_size)
         self._stop_cache: dict[tuple[str, ...], StopStrings] = {}
         tokens = model.config.special_tokens
         self.pad_id = tokens.pad_token_id if tokens.pad_token_id is not None else (tokens.eos_token_ids or (0,))[0]
@@ -106,11 +116,14 @@ class Generator:
         priors: Sequence[Sequence[int]] | None = None,
         config: DecodeConfig = DecodeConfig(),
         example_ids: Sequence[int] | None = None,
+        on_result: Callable[[int, Generation], None] | None = None,
     ) -> list[Generation]:
         """Continues each prompt after its prior tokens (0..k per example).
 
         example_ids: integers that seed each example's sampling (default: positions in
           `prompts`); give stable ids so that a resumed or re-batched run samples alike.
+        on_result(index, generation): called as each example finishes (in any order
+          with continuous batching), e.g. to save or count it.
         """
         priors = [[] for _ in prompts] if priors is None else priors
         example_ids = list(range(len(prompts))) if example_ids is None else list(example_ids)
@@ -119,10 +132,14 @@ class Generator:
         self._validate(prompts, priors, example_ids)
         inputs, dropped = self._fit_context(prompts, priors, example_ids, config)
         stop = self._stop_strings(config.stop_strings)
+        if LOOPS.get(type(config.strategy)) is None:
+            raise UserError(f"strategy={config.strategy!r}: use Greedy(), Sampling(...) or BeamSearch(...)")
+        if self.continuous and LOOPS[type(config.strategy)] is _token_loop:
+            return self._generate_continuous(inputs, priors, example_ids, dropped, config, stop, on_result)
         results: list[Generation] = []
         for start in range(0, len(inputs), self.batch_size):
             rows = list(range(start, min(start + self.batch_size, len(inputs))))
-            results += self._generate_batch(
+            batch = self._generate_batch(
                 [inputs[r] for r in rows],
                 [priors[r] for r in rows],
                 [example_ids[r] for r in rows],
@@ -130,7 +147,48 @@ class Generator:
                 config,
                 stop,
             )
+            for r, generation in zip(rows, batch):
+                if on_result is not None:
+                    on_result(r, generation)
+            results += batch
         return results
+
+    def _generate_continuous(self, inputs, priors, example_ids, dropped, config, stop, on_result) -> list[Generation]:
+        results: list[Generation | None] = [None] * len(inputs)
+
+        def done(index: int, out: DecodeOutput) -> None:
+            results[index] = self._result(
+                out.tokens[0, : out.lengths[0]], int(out.finish[0]), priors[index], dropped[index], config, stop,
+                None if out.logprobs is None else out.logprobs[0, : out.lengths[0]], None,
+            )
+            if on_result is not None:
+                on_result(index, results[index])
+
+        before = dataclasses.replace(self.stats, programs=set(self.stats.programs))
+        run_pool(self.model, self.mesh, self.batch_size, inputs, example_ids, config.seed,
+                 self._stop_tables(stop), config.strategy, self._statics(0, config), self.stats, done)
+        steps = self.stats.steps - before.steps
+        busy = self.stats.busy_slot_steps - before.busy_slot_steps
+        logging.info(
+            "continuous batching: %d examples in %d steps of %d slots (utilisation %.2f); "
+            "%d programs so far (%d built now: compiled or read from the compilation cache)", len(inputs), steps,
+            self.batch_size, busy / max(1, steps * self.batch_size), len(self.stats.programs),
+            self.stats.built - before.built,
+        )
+        return results
+
+    def _statics(self, prefill_len: int, config: DecodeConfig) -> LoopStatics:
+        return LoopStatics(
+            max_new_tokens=config.max_new_tokens,
+            eos_ids=tuple(self.model.config.special_tokens.eos_token_ids),
+            pad_id=self.pad_id,
+            cache_len=prefill_len + config.max_new_tokens,
+            return_logprobs=config.return_logprobs,
+        )
+
+    @staticmethod
+    def _stop_tables(stop: StopStrings | None):
+        return None if stop is None else (jax.numpy.asarray(stop.tables), jax.numpy.asarray(stop.accept))
 
     def _validate(self, prompts, priors, example_ids) -> None:
         vocab = self.model.config.vocab_size
@@ -185,23 +243,15 @@ class Generator:
         return self._stop_cache[stop_strings]
 
     def _generate_batch(self, inputs, priors, example_ids, dropped, config, stop) -> list[Generation]:
-        loop = LOOPS.get(type(config.strategy))
-        if loop is None:
-            raise UserError(f"strategy={config.strategy!r}: use Greedy(), Sampling(...) or BeamSearch(...)")
+        loop = LOOPS[type(config.strategy)]
         real = len(inputs)
         padding = self.batch_size - real
         inputs = inputs + [inputs[0]] * padding
         ids = np.array(example_ids + [example_ids[0]] * padding, np.int32)
         prefill_len = bucket_length(max(len(x) for x in inputs))
         tokens, mask, _ = left_pad(inputs, self.pad_id, prefill_len)
-        statics = LoopStatics(
-            max_new_tokens=config.max_new_tokens,
-            eos_ids=tuple(self.model.config.special_tokens.eos_token_ids),
-            pad_id=self.pad_id,
-            cache_len=prefill_len + config.max_new_tokens,
-            return_logprobs=config.return_logprobs,
-        )
-        stop_tables = None if stop is None else (jax.numpy.asarray(stop.tables), jax.numpy.asarray(stop.accept))
+        statics = self._statics(prefill_len, config)
+        stop_tables = self._stop_tables(stop)
         out = parallel.to_host(loop(
             self.model, parallel.device_batch(self.mesh, tokens), parallel.device_batch(self.mesh, mask),
             parallel.device_batch(self.mesh, ids), np.int32(config.seed), stop_tables,

@@ -28,6 +28,7 @@ from pretty_jax.experiments.config import Settings
 from pretty_jax.experiments.inputs import (
     PairInputs,
 )
+from pretty_jax.experiments.ordered import InOrder
 from pretty_jax.experiments.plan import Models, Plan
 from pretty_jax.experiments.priors import Prior, PriorSources, PriorSpec, build_prior
 from pretty_jax.experiments.stages import JsonlStage, RunRecord
@@ -74,22 +75,26 @@ def run_stage(
     record: Callable[[int, Any], dict],
     priors: Callable[[int], Sequence[int]] = lambda i: (),
 ) -> list[dict]:
-    """Generates the examples `stage` lacks, batch by batch, appending each batch.
+    """Generates the examples `stage` lacks, appending each one as soon as it and every
+    example before it are finished (continuous batching finishes them out of order).
 
     record(i, generation) -> the JSON record of example i. Returns all records in
     example order."""
     done = _agreed_done(stage)
     if done > len(examples) or [r["id"] for r in stage.records] != [e.id for e in examples[:done]]:
         raise UserError(f"{stage.path} does not hold the first outputs of this run's examples; use --overwrite")
-    batch = generator.batch_size
+    rows = list(range(done, len(examples)))
+    writer = InOrder(stage, done, write=parallel.is_main_process())
     with Progress(len(examples), name, initial=done) as progress:
-        for first in range(done, len(examples), batch):
-            rows = range(first, min(first + batch, len(examples)))
-            results = generator.generate(
-                [prompt_ids[i] for i in rows], [priors(i) for i in rows], config, example_ids=list(rows)
-            )
-            stage.append([record(i, g) for i, g in zip(rows, results)], write=parallel.is_main_process())
-            progress.update(len(rows))
+
+        def finished(k: int, generation) -> None:
+            writer.add(rows[k], record(rows[k], generation))
+            progress.update(1)
+
+        generator.generate([prompt_ids[i] for i in rows], [priors(i) for i in rows], config, example_ids=rows,
+                           on_result=finished)
+    if writer.pending or stage.done != len(examples):
+        raise RuntimeError(f"{stage.path}: {len(examples) - stage.done} examples were not written")
     return stage.records
 
 
