@@ -65,37 +65,54 @@ def _agreed_done(stage: JsonlStage) -> int:
     return int(multihost_utils.broadcast_one_to_all(np.int32(stage.done)))
 
 
-def run_stage(
-    stage: JsonlStage,
+@dataclasses.dataclass(frozen=True)
+class StageJob:
+    """One stage's share of a pool: its file, how to record example i's generation and
+    which prior tokens example i decodes after."""
+
+    stage: JsonlStage
+    record: Callable[[int, Any], dict]
+    priors: Callable[[int], Sequence[int]] = lambda i: ()
+
+
+def run_stages(
+    jobs: Sequence[StageJob],
     name: str,
     generator: Generator,
     examples: Sequence[Example],
     prompt_ids: Sequence[Sequence[int]],
     config: DecodeConfig,
-    record: Callable[[int, Any], dict],
-    priors: Callable[[int], Sequence[int]] = lambda i: (),
-) -> list[dict]:
-    """Generates the examples `stage` lacks, appending each one as soon as it and every
-    example before it are finished (continuous batching finishes them out of order).
+) -> list[list[dict]]:
+    """Generates the examples each stage lacks, all stages in one pool of slots (so the
+    slots stay busy until the last example of the last stage), appending each record as
+    soon as it and every example before it in its stage are finished (continuous
+    batching finishes them out of order).
 
-    record(i, generation) -> the JSON record of example i. Returns all records in
-    example order."""
-    done = _agreed_done(stage)
-    if done > len(examples) or [r["id"] for r in stage.records] != [e.id for e in examples[:done]]:
-        raise UserError(f"{stage.path} does not hold the first outputs of this run's examples; use --overwrite")
-    rows = list(range(done, len(examples)))
-    writer = InOrder(stage, done, write=parallel.is_main_process())
-    with Progress(len(examples), name, initial=done) as progress:
+    record(i, generation) -> the JSON record of example i. Returns each stage's records
+    in example order."""
+    rows: list[tuple[int, int]] = []  # (job, example) per row of the pool
+    writers = []
+    for j, job in enumerate(jobs):
+        done = _agreed_done(job.stage)
+        if done > len(examples) or [r["id"] for r in job.stage.records] != [e.id for e in examples[:done]]:
+            raise UserError(f"{job.stage.path} does not hold the first outputs of this run's examples; use --overwrite")
+        writers.append(InOrder(job.stage, done, write=parallel.is_main_process()))
+        rows += [(j, i) for i in range(done, len(examples))]
+    total = len(jobs) * len(examples)
+    with Progress(total, name, initial=total - len(rows)) as progress:
 
         def finished(k: int, generation) -> None:
-            writer.add(rows[k], record(rows[k], generation))
+            j, i = rows[k]
+            writers[j].add(i, jobs[j].record(i, generation))
             progress.update(1)
 
-        generator.generate([prompt_ids[i] for i in rows], [priors(i) for i in rows], config, example_ids=rows,
-                           on_result=finished)
-    if writer.pending or stage.done != len(examples):
-        raise RuntimeError(f"{stage.path}: {len(examples) - stage.done} examples were not written")
-    return stage.records
+        if rows:
+            generator.generate([prompt_ids[i] for _, i in rows], [jobs[j].priors(i) for j, i in rows], config,
+                               example_ids=[i for _, i in rows], on_result=finished)
+    for job, writer in zip(jobs, writers):
+        if writer.pending or job.stage.done != len(examples):
+            raise RuntimeError(f"{job.stage.path}: {len(examples) - job.stage.done} examples were not written")
+    return [job.stage.records for job in jobs]
 
 
 class PairRun:
@@ -139,9 +156,10 @@ class PairRun:
         formatting = self.formats[key]
         ids = formatting.prompt_ids(tokenizer, self.examples, self.task.prompt_fields(), self.inputs.shots)
         self.role_prompt_ids[key] = ids
-        return run_stage(self._stage(key), f"{self.name} {label}",
-                         self._generator(formatting.stopping_model(model), tokenizer),
-                         self.examples, ids, self.settings.decode, self._output_record)
+        [records] = run_stages([StageJob(self._stage(key), self._output_record)], f"{self.name} {label}",
+                               self._generator(formatting.stopping_model(model), tokenizer),
+                               self.examples, ids, self.settings.decode)
+        return records
 
     def refined_texts(self) -> dict[str, str] | None:
         if self.inputs.refined_texts is not None:
@@ -170,18 +188,23 @@ class PairRun:
         return prior_scoring.scored_priors(stage, _agreed_done(stage), judges, spec, self.examples, self.prompts,
                                            self.prompt_ids, sources, f"{self.name} scoring {spec.label}")
 
-    def foundation_outputs(self, spec: PriorSpec, sources: PriorSources) -> list[dict]:
-        priors = self.scored_priors(spec, sources) if spec.scored else [
-            build_prior(spec, e, p, self.models.tokenizer, sources, self.task.target_lang, self.settings.answer_separator)
-            for e, p in zip(self.examples, self.prompts)
-        ]
-        return run_stage(
-            self._stage(spec.key), f"{self.name} {spec.label}",
-            self._generator(self.models.foundation, self.models.tokenizer), self.examples, self.prompt_ids,
-            dataclasses.replace(self.settings.decode, include_prior=True),
-            lambda i, g: self._output_record(i, g, priors[i]),
-            priors=lambda i: priors[i].token_ids,
-        )
+    def foundation_outputs(self, specs: Sequence[PriorSpec], sources: PriorSources) -> dict[str, list[dict]]:
+        """Every foundation system's outputs (by spec key), all systems' stages decoded in
+        one pool of slots."""
+        jobs = []
+        for spec in specs:
+            priors = self.scored_priors(spec, sources) if spec.scored else [
+                build_prior(spec, e, p, self.models.tokenizer, sources, self.task.target_lang,
+                            self.settings.answer_separator)
+                for e, p in zip(self.examples, self.prompts)
+            ]
+            jobs.append(StageJob(self._stage(spec.key),
+                                 lambda i, g, priors=priors: self._output_record(i, g, priors[i]),
+                                 lambda i, priors=priors: priors[i].token_ids))
+        outputs = run_stages(jobs, f"{self.name} foundation ({len(specs)} systems)",
+                             self._generator(self.models.foundation, self.models.tokenizer), self.examples,
+                             self.prompt_ids, dataclasses.replace(self.settings.decode, include_prior=True))
+        return {spec.key: records for spec, records in zip(specs, outputs)}
 
     def score(self, records: list[dict]) -> dict:
         return self.task.score([r["prediction"] for r in records], self.examples)
@@ -193,9 +216,7 @@ class PairRun:
             sft_records = self.model_outputs("sft", self.models.sft, self.models.sft_tokenizer, "SFT")
         specs = self.settings.systems()
         sources = self.prior_sources(sft_records, specs)
-        systems, outputs = {}, {}
-        for spec in specs:
-            outputs[spec.key] = self.foundation_outputs(spec, sources)
+        systems, outputs = {}, self.foundation_outputs(specs, sources)
         logging.info("%s: scoring", self.name)
         for spec in specs:
             found = [r.get("prior_found", True) for r in outputs[spec.key]]
