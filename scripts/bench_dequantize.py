@@ -72,8 +72,8 @@ def _real_file(path: str) -> None:
 
     largest = {}
     for tensor in GGUFFile(path).tensors.values():
-        name = tensor.tensor_type.name
-        if name not in largest or tensor.n_elements > largest[name].n_elements:
+        name = tensor.type_name
+        if name not in largest or np.prod(tensor.shape) > np.prod(largest[name].shape):
             largest[name] = tensor
     for name, tensor in sorted(largest.items()):
         shape = tuple(int(d) for d in reversed(tensor.shape))

@@ -3,6 +3,7 @@ tiny HF checkpoints, read by us as transformers reads the same file."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -201,6 +202,31 @@ def test_integer_weight_is_refused_with_the_tensor_name(tiny_checkpoint, tmp_pat
     ):
         loading.load_model(path)
     assert list(gguf_cache.iterdir()) == []  # nothing half-written is cached
+
+
+def test_a_load_maps_the_tensors_by_the_views_index_without_parsing_the_file(gguf_file, monkeypatch):
+    from pretty_jax.checkpoints.gguf import importer
+    from pretty_jax.checkpoints.gguf.reader import GGUFFile, TensorDirectory
+
+    path = gguf_file("llama", "K")  # mixed quantised and float tensors
+    first = _params(loading.load_model(path))  # writes the view, index included
+    parsed = GGUFFile(path).tensors
+    view = loading.model_directory(path)
+    indexed = TensorDirectory.from_json(path, json.loads((view / importer.TENSORS_FILE).read_text())).tensors
+    assert list(indexed) == list(parsed)
+    for name, tensor in parsed.items():
+        assert (indexed[name].type_name, indexed[name].shape) == (tensor.type_name, tensor.shape)
+        assert indexed[name].data.dtype == tensor.data.dtype
+        np.testing.assert_array_equal(indexed[name].data, tensor.data)
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("the GGUF file was parsed again")
+
+    monkeypatch.setattr(gguf, "GGUFReader", no_parse)
+    again = _params(loading.load_model(path))
+    assert again.keys() == first.keys()
+    for key in first:
+        np.testing.assert_array_equal(again[key], first[key])
 
 
 def test_gguf_without_the_gguf_package_says_what_to_install(gguf_file, monkeypatch):

@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pretty_jax.checkpoints.gguf.reader import GGUFFile
+from pretty_jax.checkpoints.gguf.reader import GGUFFile, TensorDirectory
 from pretty_jax.checkpoints.gguf.tensor_names import (
     GEMMA3_BLOCK_TENSORS,
     LLAMA_BLOCK_TENSORS,
@@ -109,7 +109,7 @@ ARCHITECTURES = {
 }
 
 
-def architecture_of(file: GGUFFile) -> Architecture:
+def architecture_of(file: GGUFFile | TensorDirectory) -> Architecture:
     """The `Architecture` of the model in `file`; ConfigError when it is not supported."""
     name = file.architecture_name
     if name not in ARCHITECTURES:

@@ -11,8 +11,8 @@ pretty_jax already reads:
 - `cached_view`: a directory with the HF config (`metadata.hf_config`), the tokenizer
   transformers rebuilds from the metadata, and a pointer back to the file.
   `checkpoint.load_model` and `checkpoint.convert_checkpoint` take a `.gguf` path
-  through it: the weights are read from the GGUF itself at every load (`open_view_tensors`),
-  and only these small files are cached, under `$XDG_CACHE_HOME/pretty_jax/gguf/`
+  through it: the weights are read from the GGUF itself at every load (`open_view_tensors`,
+  memory-mapped by the tensor index the view keeps), and only these small files are cached, under `$XDG_CACHE_HOME/pretty_jax/gguf/`
   (default `~/.cache/pretty_jax/gguf/`), keyed by the file's path, size and
   modification time.
 
@@ -38,7 +38,7 @@ import numpy as np
 from pretty_jax.checkpoints.gguf import quants
 from pretty_jax.checkpoints.gguf.architectures import architecture_of
 from pretty_jax.checkpoints.gguf.metadata import hf_config
-from pretty_jax.checkpoints.gguf.reader import GGUFFile, is_gguf
+from pretty_jax.checkpoints.gguf.reader import GGUFFile, TensorDirectory, is_gguf
 from pretty_jax.checkpoints.gguf.tensor_names import hf_name, undo_llama_cpp_changes
 from pretty_jax.core.errors import CheckpointError
 from pretty_jax.core.progress import Progress
@@ -46,16 +46,16 @@ from pretty_jax.models.conversion import TensorSource
 
 __all__ = ["SOURCE_FILE", "cached_view", "is_gguf", "open_tensors", "open_view_tensors", "write_view"]
 
-# In a cached view directory: which GGUF file holds the weights.
+# In a cached view directory: which GGUF file holds the weights, and where in it each
+# tensor lies (so a load memory-maps them without parsing the file's metadata again).
 SOURCE_FILE = "gguf_source.json"
-FORMAT = "pretty_jax/gguf-view/1"  # bump when the view's files change: caches rebuild
+TENSORS_FILE = "gguf_tensors.json"
+FORMAT = "pretty_jax/gguf-view/2"  # bump when the view's files change: caches rebuild
 
 
-def _check_tensor_types(file: GGUFFile) -> None:
+def _check_tensor_types(file: TensorDirectory) -> None:
     unsupported = [
-        f"{name} ({tensor.tensor_type.name})"
-        for name, tensor in file.tensors.items()
-        if not quants.supported(tensor.tensor_type.name)
+        f"{name} ({tensor.type_name})" for name, tensor in file.tensors.items() if not quants.supported(tensor.type_name)
     ]
     if unsupported:
         shown = ", ".join(unsupported[:5]) + (f" and {len(unsupported) - 5} more" if len(unsupported) > 5 else "")
@@ -65,7 +65,7 @@ def _check_tensor_types(file: GGUFFile) -> None:
         )
 
 
-def open_tensors(file: GGUFFile, config: Mapping[str, Any]) -> TensorSource:
+def open_tensors(file: TensorDirectory, config: Mapping[str, Any]) -> TensorSource:
     """The file's tensors under HF names, read as float32 in HF's layout (integer
     tensor types, like every type `quants` does not know, are refused)."""
     architecture = architecture_of(file)
@@ -79,7 +79,7 @@ def open_tensors(file: GGUFFile, config: Mapping[str, Any]) -> TensorSource:
 
     def read(key: str) -> np.ndarray:
         tensor = by_hf_name[key]
-        array = quants.dequantize(tensor.data, tensor.tensor_type.name, shape(key))
+        array = quants.dequantize(tensor.data, tensor.type_name, shape(key))
         return undo_llama_cpp_changes(architecture, key, array, config)
 
     # Every type `_check_tensor_types` lets through is a float or a float quantisation.
@@ -105,10 +105,13 @@ def write_view(path: Path, directory: Path) -> None:
 
     file = GGUFFile(path)
     config = hf_config(file)
-    open_tensors(file, config)  # refuse unsupported tensor types before anything is written
+    tensors = file.tensor_directory()
+    open_tensors(tensors, config)  # refuse unsupported tensor types before anything is written
     directory.mkdir(parents=True)
-    progress = Progress(3, f"GGUF view of {path.name} (config, tokenizer, source)", unit="files")
+    progress = Progress(4, f"GGUF view of {path.name} (config, tensor index, tokenizer, source)", unit="files")
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    progress.update()
+    (directory / TENSORS_FILE).write_text(json.dumps(tensors.as_json()) + "\n")
     progress.update()
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
@@ -146,7 +149,8 @@ def cached_view(path: str | Path) -> Path:
 
 
 def open_view_tensors(directory: Path) -> TensorSource:
-    """The tensors of the GGUF file a view directory points at."""
+    """The tensors of the GGUF file a view directory points at, memory-mapped by the
+    view's tensor index."""
     record = json.loads((directory / SOURCE_FILE).read_text())
     path = Path(record["gguf"])
     if not path.is_file() or _source_record(path) != record:
@@ -154,5 +158,5 @@ def open_view_tensors(directory: Path) -> TensorSource:
             f"{directory}: the GGUF file it was made from ({path}) is gone or has changed; "
             "load the .gguf file itself again"
         )
-    file = GGUFFile(path)
-    return open_tensors(file, json.loads((directory / "config.json").read_text()))
+    tensors = TensorDirectory.from_json(path, json.loads((directory / TENSORS_FILE).read_text()))
+    return open_tensors(tensors, json.loads((directory / "config.json").read_text()))

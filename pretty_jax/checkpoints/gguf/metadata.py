@@ -81,7 +81,7 @@ def _rope_parameters(file: GGUFFile, arch: str) -> dict[str, Any]:
 def _stored_dtype(file: GGUFFile) -> str:
     """float32 when every tensor is stored in F32, else bfloat16 (what a converted
     checkpoint and a direct load use by default)."""
-    return "float32" if all(t.tensor_type.name == "F32" for t in file.tensors.values()) else "bfloat16"
+    return "float32" if all(t.type_name == "F32" for t in file.tensors.values()) else "bfloat16"
 
 
 def _tensor_directory_facts(file: GGUFFile) -> dict[str, Any]:
