@@ -1,4 +1,4 @@
-"""Sampling filters against NumPy, and the strategies' argument checks."""
+"""Greedy's argmax and the sampling filters against NumPy, and the strategies' argument checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,20 @@ import numpy as np
 import pytest
 
 from pretty_jax.core.errors import UserError
-from pretty_jax.engine.strategies import BeamSearch, Sampling, _top_p_filter
+from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling, _top_p_filter
+
+
+def test_greedy_picks_numpys_argmax_first_of_ties_and_first_nan():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 1000)).astype(np.float32)
+    logits[1, [7, 400, 999]] = 9.0  # a tie: the first index wins
+    logits[2, [3, 500]] = np.nan  # NaN: argmax returns the first NaN
+    logits[3] = -np.inf  # nothing finite: index 0
+    logits[4, 10] = np.inf
+    logits[5] = 0.0
+    ours = np.asarray(jax.jit(Greedy().next_token)(jnp.asarray(logits), None))
+    np.testing.assert_array_equal(ours, np.argmax(logits, axis=-1))
+    assert ours.dtype == np.int32
 
 
 def test_top_p_keeps_the_smallest_set_reaching_p():

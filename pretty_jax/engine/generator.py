@@ -106,7 +106,6 @@ class Generator:
         self.batch_size = batch_size
         self.continuous = continuous
         self.stats = PoolStats(slots=batch_size)
-        self._stop_cache: dict[tuple[str, ...], StopStrings] = {}
         tokens = model.config.special_tokens
         self.pad_id = tokens.pad_token_id if tokens.pad_token_id is not None else (tokens.eos_token_ids or (0,))[0]
 
@@ -236,11 +235,7 @@ class Generator:
             return None
         if self.tokenizer is None:
             raise UserError("stop strings need the model's tokenizer")
-        if stop_strings not in self._stop_cache:
-            self._stop_cache[stop_strings] = StopStrings.for_tokenizer(
-                stop_strings, self.tokenizer, self.model.config.vocab_size
-            )
-        return self._stop_cache[stop_strings]
+        return StopStrings.for_tokenizer(stop_strings, self.tokenizer, self.model.config.vocab_size)
 
     def _generate_batch(self, inputs, priors, example_ids, dropped, config, stop) -> list[Generation]:
         loop = LOOPS[type(config.strategy)]

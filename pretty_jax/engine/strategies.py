@@ -15,11 +15,25 @@ import jax.numpy as jnp
 from pretty_jax.core.errors import SettingError
 
 
+def first_argmax(logits_BV: jax.Array) -> jax.Array:
+    """[B] int32 `jnp.argmax(logits_BV, -1)`: the first maximum, or the first NaN of a
+    row that holds one. Computed as a max, then the first index equal to it (plain
+    vectorised reductions, several times faster on CPU than argmax's paired
+    value-index reduction over a large vocabulary)."""
+    vocab = logits_BV.shape[-1]
+    index_V = jnp.arange(vocab, dtype=jnp.int32)
+    nan_BV = jnp.isnan(logits_BV)
+    max_B1 = jnp.max(jnp.where(nan_BV, -jnp.inf, logits_BV), axis=-1, keepdims=True)
+    first_B = jnp.min(jnp.where(logits_BV == max_B1, index_V, vocab), axis=-1)
+    first_nan_B = jnp.min(jnp.where(nan_BV, index_V, vocab), axis=-1)
+    return jnp.where(first_nan_B < vocab, first_nan_B, first_B)
+
+
 @dataclasses.dataclass(frozen=True)
 class Greedy:
     def next_token(self, logits_BV: jax.Array, keys_B: jax.Array) -> jax.Array:
         del keys_B
-        return jnp.argmax(logits_BV, axis=-1).astype(jnp.int32)
+        return first_argmax(logits_BV)
 
 
 @dataclasses.dataclass(frozen=True)
