@@ -177,7 +177,7 @@ def uninterrupted(pair, tmp_path_factory):
 
 @pytest.mark.parametrize("phase,log_line", [
     ("sft stage", "eng-fra SFT: 4/12"),
-    ("prior stage", "eng-fra foundation ("),  # the first record of the foundation systems' pool
+    ("prior stage", "foundation, 2 systems x 2 pairs"),  # the first record of the foundation systems' pool
     ("scoring", "eng-fra: scoring"),
     ("alignment", "eng-fra: alignment statistics"),
 ])

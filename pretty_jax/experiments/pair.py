@@ -1,5 +1,6 @@
 """One language pair of an experiment: its prompts and its stages (SFT / refined
-outputs, the foundation with each prior, scores, alignment) under OUT/<pair>/."""
+outputs, the foundation with each prior, scores, alignment) under OUT/<pair>/, and
+`foundation_outputs`, which decodes every pair's foundation stages in one pool."""
 
 from __future__ import annotations
 
@@ -67,26 +68,22 @@ def _agreed_done(stage: JsonlStage) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class StageJob:
-    """One stage's share of a pool: its file, how to record example i's generation and
-    which prior tokens example i decodes after."""
+    """One stage's share of a pool: its file, its examples and their prompt ids, how to
+    record example i's generation and which prior tokens example i decodes after."""
 
     stage: JsonlStage
+    examples: Sequence[Example]
+    prompt_ids: Sequence[Sequence[int]]
     record: Callable[[int, Any], dict]
     priors: Callable[[int], Sequence[int]] = lambda i: ()
 
 
-def run_stages(
-    jobs: Sequence[StageJob],
-    name: str,
-    generator: Generator,
-    examples: Sequence[Example],
-    prompt_ids: Sequence[Sequence[int]],
-    config: DecodeConfig,
-) -> list[list[dict]]:
+def run_stages(jobs: Sequence[StageJob], name: str, generator: Generator, config: DecodeConfig) -> list[list[dict]]:
     """Generates the examples each stage lacks, all stages in one pool of slots (so the
     slots stay busy until the last example of the last stage), appending each record as
     soon as it and every example before it in its stage are finished (continuous
-    batching finishes them out of order).
+    batching finishes them out of order). Example i of every stage samples with
+    example id i, as it would alone.
 
     record(i, generation) -> the JSON record of example i. Returns each stage's records
     in example order."""
@@ -94,11 +91,11 @@ def run_stages(
     writers = []
     for j, job in enumerate(jobs):
         done = _agreed_done(job.stage)
-        if done > len(examples) or [r["id"] for r in job.stage.records] != [e.id for e in examples[:done]]:
+        if done > len(job.examples) or [r["id"] for r in job.stage.records] != [e.id for e in job.examples[:done]]:
             raise UserError(f"{job.stage.path} does not hold the first outputs of this run's examples; use --overwrite")
         writers.append(InOrder(job.stage, done, write=parallel.is_main_process()))
-        rows += [(j, i) for i in range(done, len(examples))]
-    total = len(jobs) * len(examples)
+        rows += [(j, i) for i in range(done, len(job.examples))]
+    total = sum(len(job.examples) for job in jobs)
     with Progress(total, name, initial=total - len(rows)) as progress:
 
         def finished(k: int, generation) -> None:
@@ -107,12 +104,34 @@ def run_stages(
             progress.update(1)
 
         if rows:
-            generator.generate([prompt_ids[i] for _, i in rows], [jobs[j].priors(i) for j, i in rows], config,
+            generator.generate([jobs[j].prompt_ids[i] for j, i in rows], [jobs[j].priors(i) for j, i in rows], config,
                                example_ids=[i for _, i in rows], on_result=finished)
     for job, writer in zip(jobs, writers):
-        if writer.pending or job.stage.done != len(examples):
-            raise RuntimeError(f"{job.stage.path}: {len(examples) - job.stage.done} examples were not written")
+        if writer.pending or job.stage.done != len(job.examples):
+            raise RuntimeError(f"{job.stage.path}: {len(job.examples) - job.stage.done} examples were not written")
     return [job.stage.records for job in jobs]
+
+
+def foundation_outputs(runs: Sequence["PairRun"], models: Models, mesh: Mesh | None,
+                       settings: Settings) -> list[dict[str, list[dict]]]:
+    """Every foundation system's outputs of every pair (per pair, by spec key), all the
+    pairs' stages decoded in one pool of slots: the pool drains once, at the very end,
+    instead of once per pair."""
+    jobs = [run.foundation_jobs() for run in runs]
+    names = ", ".join(run.name for run in runs)
+    systems = len(jobs[0]) if jobs else 0
+    outputs = run_stages(
+        [job for pair_jobs in jobs for job in pair_jobs],
+        f"foundation, {systems} systems x {len(runs)} pairs ({names})",
+        Generator(models.foundation, models.tokenizer, mesh=mesh, batch_size=settings.batch_size),
+        dataclasses.replace(settings.decode, include_prior=True),
+    )
+    results, first = [], 0
+    for run, pair_jobs in zip(runs, jobs):
+        records = outputs[first : first + len(pair_jobs)]
+        results.append({spec.key: r for spec, r in zip(run.specs, records)})
+        first += len(pair_jobs)
+    return results
 
 
 class PairRun:
@@ -156,9 +175,9 @@ class PairRun:
         formatting = self.formats[key]
         ids = formatting.prompt_ids(tokenizer, self.examples, self.task.prompt_fields(), self.inputs.shots)
         self.role_prompt_ids[key] = ids
-        [records] = run_stages([StageJob(self._stage(key), self._output_record)], f"{self.name} {label}",
-                               self._generator(formatting.stopping_model(model), tokenizer),
-                               self.examples, ids, self.settings.decode)
+        job = StageJob(self._stage(key), self.examples, ids, self._output_record)
+        [records] = run_stages([job], f"{self.name} {label}", self._generator(formatting.stopping_model(model), tokenizer),
+                               self.settings.decode)
         return records
 
     def refined_texts(self) -> dict[str, str] | None:
@@ -188,35 +207,37 @@ class PairRun:
         return prior_scoring.scored_priors(stage, _agreed_done(stage), judges, spec, self.examples, self.prompts,
                                            self.prompt_ids, sources, f"{self.name} scoring {spec.label}")
 
-    def foundation_outputs(self, specs: Sequence[PriorSpec], sources: PriorSources) -> dict[str, list[dict]]:
-        """Every foundation system's outputs (by spec key), all systems' stages decoded in
-        one pool of slots."""
+    def foundation_jobs(self) -> list[StageJob]:
+        """The stage of every foundation system (`prepare` first), with its priors."""
         jobs = []
-        for spec in specs:
-            priors = self.scored_priors(spec, sources) if spec.scored else [
-                build_prior(spec, e, p, self.models.tokenizer, sources, self.task.target_lang,
+        for spec in self.specs:
+            priors = self.scored_priors(spec, self.sources) if spec.scored else [
+                build_prior(spec, e, p, self.models.tokenizer, self.sources, self.task.target_lang,
                             self.settings.answer_separator)
                 for e, p in zip(self.examples, self.prompts)
             ]
-            jobs.append(StageJob(self._stage(spec.key),
+            jobs.append(StageJob(self._stage(spec.key), self.examples, self.prompt_ids,
                                  lambda i, g, priors=priors: self._output_record(i, g, priors[i]),
                                  lambda i, priors=priors: priors[i].token_ids))
-        outputs = run_stages(jobs, f"{self.name} foundation ({len(specs)} systems)",
-                             self._generator(self.models.foundation, self.models.tokenizer), self.examples,
-                             self.prompt_ids, dataclasses.replace(self.settings.decode, include_prior=True))
-        return {spec.key: records for spec, records in zip(specs, outputs)}
+        return jobs
 
     def score(self, records: list[dict]) -> dict:
         return self.task.score([r["prediction"] for r in records], self.examples)
 
-    def run(self) -> dict:
-        """Every stage of this pair; returns its results.json entry."""
-        sft_records = None
+    def prepare(self) -> None:
+        """The stages before the foundation's: the SFT (and refined) outputs the priors
+        are made of."""
+        self.sft_records = None
         if self.models.sft is not None:
-            sft_records = self.model_outputs("sft", self.models.sft, self.models.sft_tokenizer, "SFT")
-        specs = self.settings.systems()
-        sources = self.prior_sources(sft_records, specs)
-        systems, outputs = {}, self.foundation_outputs(specs, sources)
+            self.sft_records = self.model_outputs("sft", self.models.sft, self.models.sft_tokenizer, "SFT")
+        self.specs = self.settings.systems()
+        self.sources = self.prior_sources(self.sft_records, self.specs)
+
+    def finish(self, outputs: dict[str, list[dict]]) -> dict:
+        """Scores and alignment from every system's outputs; returns this pair's
+        results.json entry."""
+        specs, sft_records = self.specs, self.sft_records
+        systems = {}
         logging.info("%s: scoring", self.name)
         for spec in specs:
             found = [r.get("prior_found", True) for r in outputs[spec.key]]

@@ -4,9 +4,12 @@ Per language pair (OUT/<src>-<tgt>/):
   1. sft.jsonl          the SFT model's outputs (when --sft is given)
   2. refined.jsonl      a refined system's outputs (when --refined_model is given)
   3. <prior>.jsonl      the foundation's outputs with each prior prefilled
-                        (none.jsonl, sft-1tok.jsonl, dictionary-1word.jsonl, ...)
+                        (none.jsonl, sft-1tok.jsonl, dictionary-1word.jsonl, ...);
+                        every pair's systems decode in one pool of slots
   4. scores of every system -> OUT/results.json and OUT/report.md (see report.py)
   5. alignment.json + figures (with --align), from the outputs above
+
+Steps 1-2 run for every pair, then step 3 for all pairs at once, then 4-5 per pair.
 
 Stages append finished examples and resume after a kill (see stages.py).
 """
@@ -28,7 +31,7 @@ from pretty_jax.core.run_dir import RunDirectory, check_output_dir
 from pretty_jax.engine import parallel
 from pretty_jax.experiments import report
 from pretty_jax.experiments.config import Settings
-from pretty_jax.experiments.pair import PairRun
+from pretty_jax.experiments.pair import PairRun, foundation_outputs
 from pretty_jax.experiments.plan import Models, Plan, plan_experiment, with_formats
 from pretty_jax.experiments.stages import RunRecord
 
@@ -132,9 +135,11 @@ def run_pairs(plan: Plan, models: Models, record: RunRecord, mesh: Mesh | None =
     """Runs every pair of a checked plan with loaded models into `record`'s directory;
     writes and returns results.json's content."""
     settings = plan.settings
-    pairs = {}
-    for inputs in plan.pairs:
-        pairs[inputs.name] = PairRun(plan, inputs, models, record, mesh).run()
+    runs = [PairRun(plan, inputs, models, record, mesh) for inputs in plan.pairs]
+    for run in runs:
+        run.prepare()
+    outputs = foundation_outputs(runs, models, mesh, settings)
+    pairs = {run.name: run.finish(pair_outputs) for run, pair_outputs in zip(runs, outputs)}
     results = report.build_results(settings.task, plan.models["foundation"].path,
                                    plan.models["sft"].path if "sft" in plan.models else None, pairs, settings.sweep)
     results["prompt_formats"] = {role: formatting.record() for role, formatting in plan.formats.items()}
