@@ -149,9 +149,6 @@ class PairRun:
         name = f"{self.name}/{key}.jsonl"
         return self.record.stage(name, self.stage_inputs[name])
 
-    def _generator(self, model: Model, tokenizer) -> Generator:
-        return Generator(model, tokenizer, mesh=self.mesh, batch_size=self.settings.batch_size)
-
     def _output_record(self, i: int, generation, prior=None) -> dict:
         """An output's record; with a prior, the generation includes the prior tokens
         (decoded together with the continuation, so spacing is the tokenizer's)."""
@@ -176,8 +173,9 @@ class PairRun:
         ids = formatting.prompt_ids(tokenizer, self.examples, self.task.prompt_fields(), self.inputs.shots)
         self.role_prompt_ids[key] = ids
         job = StageJob(self._stage(key), self.examples, ids, self._output_record)
-        [records] = run_stages([job], f"{self.name} {label}", self._generator(formatting.stopping_model(model), tokenizer),
-                               self.settings.decode)
+        generator = Generator(formatting.stopping_model(model), tokenizer, mesh=self.mesh,
+                              batch_size=self.settings.batch_size)
+        [records] = run_stages([job], f"{self.name} {label}", generator, self.settings.decode)
         return records
 
     def refined_texts(self) -> dict[str, str] | None:
