@@ -15,7 +15,7 @@ from pretty_jax.checkpoints import loading
 from pretty_jax.checkpoints.sample_text import SENTENCES
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.engine.generator import DecodeConfig, Generator
-from pretty_jax.engine.scheduler import Scheduler, row_buckets
+from pretty_jax.engine.scheduler import Scheduler, prefix_families, row_buckets
 from pretty_jax.engine.strategies import Greedy, Sampling
 
 PRIOR_CYCLE = ([], [10], [20, 30], [], [7], [3, 4, 5], [], [11])
@@ -123,6 +123,36 @@ def test_scheduler_takes_short_prompts_first_within_its_window():
     assert row_buckets(8, 2) == (2, 4, 8)
     assert Scheduler([3, 17, 40], 4).prefill_shape([0, 1], slots=10, data=1) == (2, 32)
     assert Scheduler([3, 17, 40], 4).prefill_shape([2], slots=10, data=1) == (1, 48)
+
+
+def test_prefix_families_put_each_example_with_the_longest_it_is_a_prefix_of():
+    inputs = [[1, 2], [1, 2, 3], [1, 2, 4], [5], [1, 2, 3], [1], [6, 7], [5, 1], [2]]
+    families = prefix_families(inputs)
+    assert sorted(i for f in families for i in f) == list(range(len(inputs)))
+    for family in families:
+        host = inputs[family[0]]
+        assert all(host[: len(inputs[i])] == inputs[i] for i in family)
+        assert [len(inputs[i]) for i in family] == sorted((len(inputs[i]) for i in family), reverse=True)
+    assert families == [[1, 4, 0, 5], [2], [7, 3], [6], [8]]
+    assert prefix_families([]) == []
+
+
+@pytest.mark.parametrize(
+    "slots, strategy", [(4, Greedy()), (1, Greedy()), (4, Sampling(1.0, top_k=50))], ids=["greedy", "one-slot", "sampling"]
+)
+def test_a_prompt_with_and_without_its_priors_shares_one_prefill(setup, slots, strategy):
+    """none, a 1-token and a 2-token prior of one prompt (a prefix chain) and a sibling
+    prior: two prefills per prompt, and every example gets what static batching gives."""
+    model, tokenizer, prompts, _ = setup
+    shared_prompts, shared_priors = [], []
+    for prompt in prompts[:5]:
+        for prior in ([], [10], [10, 20], [30]):
+            shared_prompts.append(prompt)
+            shared_priors.append(prior)
+    config = DecodeConfig(max_new_tokens=12, strategy=strategy, seed=5, return_logprobs=True)
+    ours, theirs, stats = _both(model, tokenizer, shared_prompts, shared_priors, config, slots=slots)
+    _assert_same(ours, theirs)
+    assert stats.prefilled == 2 * 5
 
 
 def test_records_finishing_out_of_order_are_appended_in_example_order(tmp_path):

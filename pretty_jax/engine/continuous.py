@@ -1,7 +1,8 @@
 """The host loop of continuous batching: refill free slots, run a chunk, collect.
 
 `run_pool` keeps a pool of B slots (slots.py) busy until every example is done: it
-admits waiting examples (`Scheduler`) into free slots, decodes a chunk on device until
+prefills the next waiting examples (`Scheduler`; one prefill serves every example that is
+a prefix of another), admits them into free slots, decodes a chunk on device until
 enough slots finished to be worth a refill, hands each finished example to `on_done`
 and frees its slot. Every process of a multi-host run sees the same gathered results
 and so makes the same decisions.
@@ -9,6 +10,7 @@ and so makes the same decisions.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from typing import Callable, Sequence
@@ -20,7 +22,12 @@ from jax.sharding import Mesh
 from pretty_jax.engine import parallel, slots
 from pretty_jax.engine.batching import left_pad
 from pretty_jax.engine.decode import DecodeOutput
-from pretty_jax.engine.scheduler import Scheduler, prefill_length
+from pretty_jax.engine.scheduler import (
+    Scheduler,
+    prefill_length,
+    prefix_families,
+    row_buckets,
+)
 from pretty_jax.models import Model
 
 # At most this many pool steps per device call, so results stream back to the host.
@@ -38,7 +45,8 @@ class PoolStats:
     steps: pool steps run; busy_slot_steps: slot-steps that produced a token;
     programs: the program shapes used, e.g. ("prefill", rows, length), ("chunk", S);
     built: how many of them this process had not built before (compiled, or read
-      from the persistent compilation cache).
+      from the persistent compilation cache);
+    prefilled: examples that ran a prefill (the others were a prefix of one of them).
     """
 
     slots: int
@@ -46,6 +54,7 @@ class PoolStats:
     busy_slot_steps: int = 0
     programs: set = dataclasses.field(default_factory=set)
     built: int = 0
+    prefilled: int = 0
 
     @property
     def utilisation(self) -> float:
@@ -85,17 +94,25 @@ def run_pool(
     graphdef, params = model.graphdef, model.params
     state = slots.empty_pool(graphdef, params, pool=pool, mesh=mesh)
     _note_program(stats, (graphdef, pool, strategy), ("chunk", ring_len))
-    scheduler = Scheduler([len(x) for x in inputs], window=4 * num_slots)
+    families = prefix_families(inputs)
+    scheduler = Scheduler([len(inputs[f[0]]) for f in families], window=4 * num_slots)
+    waiting: collections.deque[_Placement] = collections.deque()  # prefilled, no slot yet
     held = [-1] * num_slots  # input index each slot holds, -1 when free
     remaining = len(inputs)
     while remaining:
         free = [s for s in range(num_slots) if held[s] < 0]
-        group = scheduler.take(len(free))
-        if group:
-            state = _admit(state, free, group, inputs, example_ids, seed, scheduler, pool, model, mesh, data, stats)
-            for slot, index in zip(free, group):
-                held[slot] = index
-        want = min(refill_at, len(scheduler)) if len(scheduler) else num_slots + 1
+        taken = scheduler.take(len(free) - len(waiting)) if len(free) > len(waiting) else []
+        if taken:
+            waiting.extend(_prefill(taken, families, inputs, scheduler, pool, model, mesh, data, stats))
+        by_block: dict[int, list[tuple[int, _Placement]]] = {}  # one admit per prefilled block
+        for slot in free[: len(waiting)]:
+            placement = waiting.popleft()
+            by_block.setdefault(id(placement.rows), []).append((slot, placement))
+            held[slot] = placement.index
+        for group in by_block.values():
+            state = _admit(state, group, example_ids, seed, pool, model, mesh, stats)
+        pending = len(scheduler) + len(waiting)
+        want = min(refill_at, pending) if pending else num_slots + 1
         state, ran = slots.run_chunk(graphdef, params, state, stop_tables, np.int32(want),
                                      strategy=strategy, pool=pool, mesh=mesh, chunk_steps=CHUNK_STEPS)
         host = parallel.to_host((ran, state.active, state.finish, state.tokens, state.lengths,
@@ -115,17 +132,44 @@ def run_pool(
             state = _release(state, done, num_slots, mesh)
 
 
-def _admit(state, free, group, inputs, example_ids, seed, scheduler, pool, model, mesh, data, stats):
-    """Prefills `group` into the first len(group) `free` slots."""
-    rows, length = scheduler.prefill_shape(group, pool.slots, data)
-    padding = rows - len(group)
-    tokens, mask, _ = left_pad([inputs[i] for i in group] + [inputs[group[0]]] * padding, pool.pad_id, length)
-    slot_R = np.array(free[: len(group)] + [pool.slots] * padding, np.int32)
-    ids_R = np.array([example_ids[i] for i in group] + [example_ids[group[0]]] * padding, np.int32)
+@dataclasses.dataclass(frozen=True)
+class _Placement:
+    """Input `index` is the first `length` tokens of row `row` of the prefilled `rows`."""
+
+    index: int
+    rows: slots.Prefilled
+    row: int
+    length: int
+
+
+def _prefill(taken, families, inputs, scheduler, pool, model, mesh, data, stats) -> list[_Placement]:
+    """Prefills the hosts of the `taken` families (one row each); every member of a
+    family is placed from its host's row."""
+    hosts = [families[k][0] for k in taken]
+    rows, length = scheduler.prefill_shape(taken, pool.slots, data)
+    padding = rows - len(hosts)
+    tokens, mask, _ = left_pad([inputs[i] for i in hosts] + [inputs[hosts[0]]] * padding, pool.pad_id, length)
     _note_program(stats, (model.graphdef, pool), ("prefill", rows, length))
     put = lambda a: parallel.device_batch(mesh, a)  # noqa: E731
-    return slots.admit(model.graphdef, model.params, state, _replicated(mesh, slot_R), put(tokens), put(mask),
-                       put(ids_R), np.int32(seed), pool=pool, mesh=mesh)
+    block = slots.prefill_rows(model.graphdef, model.params, put(tokens), put(mask), mesh=mesh)
+    stats.prefilled += len(hosts)
+    return [_Placement(i, block, r, len(inputs[i])) for r, k in enumerate(taken) for i in families[k]]
+
+
+def _admit(state, group, example_ids, seed, pool, model, mesh, stats):
+    """Places `group`, (slot, placement) pairs from one prefilled block, into the pool."""
+    F = next(r for r in row_buckets(pool.slots, 1) if r >= len(group))
+    padding = [(pool.slots, group[0][1])] * (F - len(group))
+    entries = group + padding
+    rows = group[0][1].rows
+    _note_program(stats, (model.graphdef, pool), ("admit", rows.positions.shape[0], rows.positions.shape[1], F))
+    index = lambda values: _replicated(mesh, np.array(values, np.int32))  # noqa: E731
+    return slots.admit(
+        model.graphdef, model.params, state, rows,
+        index([p.row for _, p in entries]), index([p.length for _, p in entries]),
+        index([slot for slot, _ in entries]), index([example_ids[p.index] for _, p in entries]),
+        np.int32(seed), pool=pool, mesh=mesh,
+    )
 
 
 def _note_program(stats: PoolStats, owner: tuple, key: tuple) -> None:

@@ -169,10 +169,10 @@ class Generator:
         steps = self.stats.steps - before.steps
         busy = self.stats.busy_slot_steps - before.busy_slot_steps
         logging.info(
-            "continuous batching: %d examples in %d steps of %d slots (utilisation %.2f); "
-            "%d programs so far (%d built now: compiled or read from the compilation cache)", len(inputs), steps,
-            self.batch_size, busy / max(1, steps * self.batch_size), len(self.stats.programs),
-            self.stats.built - before.built,
+            "continuous batching: %d examples (%d prefilled, the rest prefixes of them) in %d steps of %d slots "
+            "(utilisation %.2f); %d programs so far (%d built now: compiled or read from the compilation cache)",
+            len(inputs), self.stats.prefilled - before.prefilled, steps, self.batch_size,
+            busy / max(1, steps * self.batch_size), len(self.stats.programs), self.stats.built - before.built,
         )
         return results
 

@@ -8,6 +8,11 @@ and its prompts to a multiple of 16 tokens (`prefill_length`), so a run compiles
 handful of prefill programs. The buckets are finer than static batches' powers of two:
 prefill cost grows with the padded length, and a refill group is a few rows, not a
 batch whose rows differ widely in length.
+
+Examples whose tokens are a prefix of another example's (the no-prior system of a
+prompt, beside the same prompt with a prior) form a family with it (`prefix_families`):
+the scheduler takes whole families, and one prefill of the longest member serves them
+all.
 """
 
 from __future__ import annotations
@@ -29,6 +34,29 @@ def row_buckets(slots: int, data: int) -> tuple[int, ...]:
         sizes.append(size)
         size *= 2
     return tuple(sizes) + (slots,)
+
+
+def prefix_families(inputs: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Groups input indices into families: each family is [host, members...] where every
+    member's tokens are a prefix of the host's (equal tokens included), members longest
+    first; every index is in exactly one family; families in order of their first index.
+
+    In lexicographic order the inputs a sequence is a prefix of come right after it, so
+    each input joins the family of its successor when that extends it: a chain of
+    prefixes ending at the longest (the none and oracle rows of one prompt, say).
+    """
+    order = sorted(range(len(inputs)), key=lambda i: (tuple(inputs[i]), i))
+    host_of: dict[int, int] = {}
+    successor = None
+    for i in reversed(order):
+        n = len(inputs[i])
+        extends = successor is not None and list(inputs[successor][:n]) == list(inputs[i])
+        host_of[i] = host_of[successor] if extends else i
+        successor = i
+    families: dict[int, list[int]] = {}
+    for i in sorted(range(len(inputs)), key=lambda i: (-len(inputs[i]), i)):
+        families.setdefault(host_of[i], []).append(i)
+    return sorted(families.values(), key=min)
 
 
 class Scheduler:

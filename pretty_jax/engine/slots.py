@@ -1,9 +1,13 @@
 """Continuous batching on device: a fixed pool of B slots decoding side by side.
 
-Two jitted programs share a `SlotState`:
+Three jitted programs, two of them on a `SlotState`:
 
-- `admit` prefills R waiting examples (left-padded to a bucket P) and moves them into
-  R free slots: their rows of the KV cache, next-token logits, positions, keys.
+- `prefill_rows` prefills R waiting examples (left-padded to a bucket P) into a
+  `Prefilled` block, outside the pool;
+- `admit` moves examples from such a block into free slots: their rows of the KV cache,
+  next-token logits, positions, keys. One row serves every example whose tokens are a
+  prefix of it (cut columns are masked), so a prompt with and without its prior
+  costs one prefill; an example the free slots cannot take yet waits in its block.
 - `run_chunk` decodes one token per running slot per step (exactly `decode._step`'s
   arithmetic, with a per-slot step count) until enough slots have finished to refill,
   every slot is done, or `chunk_steps` steps ran.
@@ -29,13 +33,13 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from pretty_jax.engine import parallel
+from pretty_jax.engine.batching import positions_from_mask
 from pretty_jax.engine.decode import (
     FINISH_EOS,
     FINISH_LENGTH,
     FINISH_STOP,
     RUNNING,
     example_keys,
-    prefill,
 )
 from pretty_jax.engine.stopping import advance_states
 from pretty_jax.engine.strategies import Greedy, Sampling
@@ -120,13 +124,43 @@ def empty_pool(graphdef: nnx.GraphDef, params: nnx.State, *, pool: PoolStatics, 
     ))
 
 
-def _to_ring(block_RKPX: jax.Array, ring_len: int, clock: jax.Array, fill) -> jax.Array:
-    """[R, K, P, X] prefill columns -> [R, K, S, X] ring rows whose last P columns end
-    just before column `clock mod S` (axis 2 is the column axis)."""
-    pad = [(0, 0)] * block_RKPX.ndim
-    pad[2] = (ring_len - block_RKPX.shape[2], 0)
-    padded = jnp.pad(block_RKPX, pad, constant_values=fill)
-    return jnp.roll(padded, clock % ring_len, axis=2)
+def _to_ring(block: jax.Array, axis: int, ring_len: int, clock: jax.Array, fill) -> jax.Array:
+    """Prefill columns (P along `axis`) -> ring rows (S along `axis`) whose last P
+    columns end just before column `clock mod S`."""
+    pad = [(0, 0)] * block.ndim
+    pad[axis] = (ring_len - block.shape[axis], 0)
+    padded = jnp.pad(block, pad, constant_values=fill)
+    return jnp.roll(padded, clock % ring_len, axis=axis)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Prefilled:
+    """R left-padded rows prefilled side by side, not yet in the pool. An example is
+    placed from a row whole, or cut to the row's first L tokens when its tokens are a
+    prefix of the row's (the cut columns are masked, as padding is).
+
+    keys, values: one [R, K, P, H] array per layer.
+    positions: [R, P] int32 position of each column's token, -1 on padding.
+    hidden: [R, P, D] final-normed hidden states (the logits after any column).
+    """
+
+    keys: tuple[jax.Array, ...]
+    values: tuple[jax.Array, ...]
+    positions: jax.Array
+    hidden: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "mesh"))
+def prefill_rows(
+    graphdef: nnx.GraphDef, params: nnx.State, tokens_RP: jax.Array, mask_RP: jax.Array, *, mesh: Mesh | None
+) -> Prefilled:
+    """Runs R left-padded rows [R, P] through the model."""
+    model = nnx.merge(graphdef, params)
+    R, P = tokens_RP.shape
+    cache = parallel.constrain_cache(mesh, new_cache(model.config, R, P, jax.tree.leaves(params)[0].dtype))
+    hidden_RPD, cache = model.hidden_states(tokens_RP, positions_from_mask(mask_RP), mask_RP, cache)
+    return Prefilled(keys=cache.keys, values=cache.values, positions=cache.positions, hidden=hidden_RPD)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "pool", "mesh"), donate_argnames=("state",))
@@ -134,43 +168,47 @@ def admit(
     graphdef: nnx.GraphDef,
     params: nnx.State,
     state: SlotState,
-    slot_R: jax.Array,
-    tokens_RP: jax.Array,
-    mask_RP: jax.Array,
-    example_ids_R: jax.Array,
+    rows: Prefilled,
+    row_F: jax.Array,
+    length_F: jax.Array,
+    slot_F: jax.Array,
+    example_ids_F: jax.Array,
     seed: jax.Array,
     *,
     pool: PoolStatics,
     mesh: Mesh | None,
 ) -> SlotState:
-    """Prefills R left-padded examples and puts them into slots `slot_R` (an index of
-    B or more drops that row: padding of the refill group)."""
-    P = tokens_RP.shape[1]
-    logits_RV, positions_R, cache = prefill(graphdef, params, tokens_RP, mask_RP, P, mesh)
-    put = lambda old, new: old.at[slot_R].set(new, mode="drop")  # noqa: E731
-    ring = lambda block, fill: _to_ring(block, pool.ring_len, state.clock, fill)  # noqa: E731
+    """Puts F examples into slots `slot_F` (an index of B or more drops that entry:
+    padding): example f is the first `length_F[f]` tokens of prefilled row `row_F[f]`."""
+    model = nnx.merge(graphdef, params)
+    P = rows.positions.shape[1]
+    row_positions_FP = rows.positions[row_F]
+    positions_FP = jnp.where(row_positions_FP < length_F[:, None], row_positions_FP, -1)
+    last_column_F = P - jnp.sum(row_positions_FP >= 0, axis=1) + length_F - 1
+    logits_FV = model.logits(rows.hidden[row_F, last_column_F][:, None])[:, 0]
+    put = lambda old, new: old.at[slot_F].set(new, mode="drop")  # noqa: E731
+    ring = lambda block, axis, fill: _to_ring(block, axis, pool.ring_len, state.clock, fill)  # noqa: E731
     old = state.cache
-    positions_RS = ring(cache.positions[:, None], -1)[:, 0]
     new_cache_ = KVCache(
-        keys=tuple(put(o, ring(n.astype(o.dtype), 0)) for o, n in zip(old.keys, cache.keys)),
-        values=tuple(put(o, ring(n.astype(o.dtype), 0)) for o, n in zip(old.values, cache.values)),
-        positions=put(old.positions, positions_RS),
+        keys=tuple(put(o, ring(n[row_F].astype(o.dtype), 2, 0)) for o, n in zip(old.keys, rows.keys)),
+        values=tuple(put(o, ring(n[row_F].astype(o.dtype), 2, 0)) for o, n in zip(old.values, rows.values)),
+        positions=put(old.positions, ring(positions_FP, 1, -1)),
         end=old.end,
     )
-    R, N = tokens_RP.shape[0], pool.max_new_tokens
+    F, N = slot_F.shape[0], pool.max_new_tokens
     return _constrain(mesh, SlotState(
         clock=state.clock,
-        active=put(state.active, jnp.ones((R,), bool)),
-        example_ids=put(state.example_ids, example_ids_R),
-        keys=put(state.keys, example_keys(seed, example_ids_R)),
-        next_logits=put(state.next_logits, logits_RV),
-        tokens=put(state.tokens, jnp.full((R, N), pool.pad_id, jnp.int32)),
-        logprobs=put(state.logprobs, jnp.zeros((R, N), jnp.float32)),
-        steps=put(state.steps, jnp.zeros((R,), jnp.int32)),
-        finish=put(state.finish, jnp.full((R,), RUNNING, jnp.int32)),
-        lengths=put(state.lengths, jnp.full((R,), N, jnp.int32)),
-        positions=put(state.positions, positions_R),
-        stop_states=put(state.stop_states, jnp.zeros((R, pool.num_stops), jnp.int32)),
+        active=put(state.active, jnp.ones((F,), bool)),
+        example_ids=put(state.example_ids, example_ids_F),
+        keys=put(state.keys, example_keys(seed, example_ids_F)),
+        next_logits=put(state.next_logits, logits_FV),
+        tokens=put(state.tokens, jnp.full((F, N), pool.pad_id, jnp.int32)),
+        logprobs=put(state.logprobs, jnp.zeros((F, N), jnp.float32)),
+        steps=put(state.steps, jnp.zeros((F,), jnp.int32)),
+        finish=put(state.finish, jnp.full((F,), RUNNING, jnp.int32)),
+        lengths=put(state.lengths, jnp.full((F,), N, jnp.int32)),
+        positions=put(state.positions, length_F),
+        stop_states=put(state.stop_states, jnp.zeros((F, pool.num_stops), jnp.int32)),
         cache=new_cache_,
     ))
 
