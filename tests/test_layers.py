@@ -32,17 +32,19 @@ def _numpy_attention(q, k, v, q_pos, k_pos, scale, window=None, slopes=None):
     return out
 
 
-@pytest.mark.parametrize("window,alibi", [(None, False), (3, False), (None, True)])
-def test_attend_matches_numpy_with_padding_gqa_window_and_alibi(window, alibi):
+@pytest.mark.parametrize("window,alibi,K", [(None, False, 2), (3, False, 2), (None, True, 2), (None, False, 1), (3, False, 1)])
+def test_attend_matches_numpy_with_padding_gqa_window_and_alibi(window, alibi, K):
+    """K = 1: a single KV head's keys and values come without a head axis, [B, S, H]."""
     rng = np.random.default_rng(0)
-    B, T, N, K, H = 2, 6, 4, 2, 8
+    B, T, N, H = 2, 6, 4, 8
     q = rng.normal(size=(B, T, N, H)).astype(np.float32)
     k = rng.normal(size=(B, T, K, H)).astype(np.float32)
     v = rng.normal(size=(B, T, K, H)).astype(np.float32)
     positions = np.array([[-1, -1, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5]])  # row 0 left-padded
     slopes = alibi_slopes(N) if alibi else None
+    as_cached = (lambda x: x[:, :, 0]) if K == 1 else (lambda x: x.transpose(0, 2, 1, 3))
     ours = attend(
-        jnp.asarray(q), jnp.asarray(k.transpose(0, 2, 1, 3)), jnp.asarray(v.transpose(0, 2, 1, 3)),
+        jnp.asarray(q), jnp.asarray(as_cached(k)), jnp.asarray(as_cached(v)),
         jnp.asarray(np.maximum(positions, 0)),
         jnp.asarray(positions), scale=H**-0.5, window=window, alibi_slopes_N=slopes,
     )

@@ -83,7 +83,8 @@ def device_batch(mesh: Mesh | None, host: np.ndarray) -> jax.Array:
 
 def cache_sharding(mesh: Mesh, cache: KVCache) -> KVCache:
     """NamedShardings for a KV cache: rows on `data`, key/value heads on `model`."""
-    kv = [NamedSharding(mesh, partition_spec(mesh, k.shape, ("batch", "kv_heads", None, None))) for k in cache.keys]
+    axes = ("batch", None, None) if cache.keys[0].ndim == 3 else ("batch", "kv_heads", None, None)
+    kv = [NamedSharding(mesh, partition_spec(mesh, k.shape, axes)) for k in cache.keys]
     return KVCache(
         keys=tuple(kv),
         values=tuple(kv),

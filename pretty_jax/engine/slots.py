@@ -62,7 +62,7 @@ class SlotState:
     lengths: [B] int32 tokens of a finished example (its last one ends it).
     positions: [B] int32 position of each slot's next token.
     stop_states: [B, num_stops] int32 stop-string automaton states.
-    cache: the ring KV cache, [B, K, S, H] per layer.
+    cache: the ring KV cache, [B, K, S, H] per layer ([B, S, H] for a single KV head).
     """
 
     clock: jax.Array
@@ -140,7 +140,7 @@ class Prefilled:
     placed from a row whole, or cut to the row's first L tokens when its tokens are a
     prefix of the row's (the cut columns are masked, as padding is).
 
-    keys, values: one [R, K, P, H] array per layer.
+    keys, values: one [R, K, P, H] array per layer ([R, P, H] for a single KV head).
     positions: [R, P] int32 position of each column's token, -1 on padding.
     hidden: [R, P, D] final-normed hidden states (the logits after any column).
     """
@@ -190,8 +190,8 @@ def admit(
     ring = lambda block, axis, fill: _to_ring(block, axis, pool.ring_len, state.clock, fill)  # noqa: E731
     old = state.cache
     new_cache_ = KVCache(
-        keys=tuple(put(o, ring(n[row_F].astype(o.dtype), 2, 0)) for o, n in zip(old.keys, rows.keys)),
-        values=tuple(put(o, ring(n[row_F].astype(o.dtype), 2, 0)) for o, n in zip(old.values, rows.values)),
+        keys=tuple(put(o, ring(n[row_F].astype(o.dtype), -2, 0)) for o, n in zip(old.keys, rows.keys)),
+        values=tuple(put(o, ring(n[row_F].astype(o.dtype), -2, 0)) for o, n in zip(old.values, rows.values)),
         positions=put(old.positions, ring(positions_FP, 1, -1)),
         end=old.end,
     )

@@ -132,7 +132,9 @@ class KVCache:
     """Keys and values of every layer for a batch of left-aligned rows.
 
     keys, values: one [B, K, S, H] array per layer (heads before slots, so attention
-      reads each head's keys contiguously and needs no transpose).
+      reads each head's keys contiguously), or [B, S, H] when the model has a single KV
+      head: XLA would drop a size-1 head axis with a bitcast between the cache update
+      and the attention matmul, and then copy every layer's cache at every decode step.
     positions: [B, S] int32, the position of the token held in each slot, -1 if the
       slot is empty or holds padding.
     end: [] int32, the first free slot (shared by all rows).
@@ -153,7 +155,7 @@ class KVCache:
         head_dim: int,
         dtype: jnp.dtype,
     ) -> "KVCache":
-        shape = (batch, num_kv_heads, max_len, head_dim)
+        shape = (batch, max_len, head_dim) if num_kv_heads == 1 else (batch, num_kv_heads, max_len, head_dim)
         return cls(
             keys=tuple(jnp.zeros(shape, dtype) for _ in range(num_layers)),
             values=tuple(jnp.zeros(shape, dtype) for _ in range(num_layers)),
@@ -179,17 +181,24 @@ def attend(
 ) -> jax.Array:
     """Grouped-query attention with position-based causal (and sliding-window) masks.
 
+    Keys and values are [B, K, S, H], or [B, S, H] for a single KV head (`KVCache`).
     Scores and softmax are float32. `alibi_slopes_N` adds slope * key position to
     the scores (BLOOM's ALiBi; softmax is shift-invariant per query, so this equals the
     slope * (key - query) distance form). Returns [B, T, N, H] in v's dtype.
     """
     batch, q_len, num_heads, head_dim = q_BTNH.shape
-    num_kv_heads = k_BKSH.shape[1]
+    one_head = k_BKSH.ndim == 3
+    num_kv_heads = 1 if one_head else k_BKSH.shape[1]
     group = num_heads // num_kv_heads
-    q_BTKGH = q_BTNH.reshape(batch, q_len, num_kv_heads, group, head_dim)
-    scores_BKTGS = jnp.einsum(
-        "btkgh,bksh->bktgs", q_BTKGH, k_BKSH, preferred_element_type=jnp.float32
-    ) * jnp.float32(scale)
+    if one_head:
+        scores_BKTGS = jnp.einsum(
+            "btgh,bsh->btgs", q_BTNH, k_BKSH, preferred_element_type=jnp.float32
+        )[:, None] * jnp.float32(scale)
+    else:
+        q_BTKGH = q_BTNH.reshape(batch, q_len, num_kv_heads, group, head_dim)
+        scores_BKTGS = jnp.einsum(
+            "btkgh,bksh->bktgs", q_BTKGH, k_BKSH, preferred_element_type=jnp.float32
+        ) * jnp.float32(scale)
     if alibi_slopes_N is not None:
         slopes_KG = jnp.asarray(alibi_slopes_N, jnp.float32).reshape(num_kv_heads, group)
         k_pos_BS = k_positions_BS.astype(jnp.float32)
@@ -201,6 +210,8 @@ def attend(
         visible_BTS &= q_pos_BT1 - k_pos_B1S < window
     scores_BKTGS = jnp.where(visible_BTS[:, None, :, None, :], scores_BKTGS, _MASKED_SCORE)
     probs_BKTGS = jax.nn.softmax(scores_BKTGS, axis=-1).astype(v_BKSH.dtype)
+    if one_head:
+        return jnp.einsum("btgs,bsh->btgh", probs_BKTGS[:, 0], v_BKSH)
     out_BKTGH = jnp.einsum("bktgs,bksh->bktgh", probs_BKTGS, v_BKSH)
     return out_BKTGH.transpose(0, 2, 1, 3, 4).reshape(batch, q_len, num_heads, head_dim)
 
@@ -211,14 +222,17 @@ def write_kv(
     v_BTKH: jax.Array,
     write_slot: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
-    """Returns the keys/values to attend over, [B, K, S, H]: the new ones written into
-    the cache's slots [write_slot, write_slot + T), or just the new ones without a
-    cache."""
-    k_BKTH, v_BKTH = k_BTKH.transpose(0, 2, 1, 3), v_BTKH.transpose(0, 2, 1, 3)
+    """Returns the keys/values to attend over, [B, K, S, H] ([B, S, H] for a single KV
+    head, as `KVCache` holds them): the new ones written into the cache's slots
+    [write_slot, write_slot + T), or just the new ones without a cache."""
+    if k_BTKH.shape[2] == 1:
+        k_BKTH, v_BKTH = k_BTKH[:, :, 0], v_BTKH[:, :, 0]
+    else:
+        k_BKTH, v_BKTH = k_BTKH.transpose(0, 2, 1, 3), v_BTKH.transpose(0, 2, 1, 3)
     if cache_kv is None:
         return k_BKTH, v_BKTH
     cached_k, cached_v = cache_kv
-    start = (0, 0, write_slot, 0)
+    start = (0,) * (k_BKTH.ndim - 2) + (write_slot, 0)
     k = jax.lax.dynamic_update_slice(cached_k, k_BKTH.astype(cached_k.dtype), start)
     v = jax.lax.dynamic_update_slice(cached_v, v_BKTH.astype(cached_v.dtype), start)
     return k, v
