@@ -91,9 +91,9 @@ def run_pool(
         num_stops=0 if stop_tables is None else int(stop_tables[0].shape[0]),
         return_logprobs=statics.return_logprobs,
     )
-    graphdef, params = model.graphdef, model.params
-    state = slots.empty_pool(graphdef, params, pool=pool, mesh=mesh)
-    _note_program(stats, (graphdef, pool, strategy), ("chunk", ring_len))
+    graph, params = slots.Graph(model.graphdef), model.params
+    state = slots.empty_pool(graph, params, pool=pool, mesh=mesh)
+    _note_program(stats, (graph, pool, strategy), ("chunk", ring_len))
     families = prefix_families(inputs)
     scheduler = Scheduler([len(inputs[f[0]]) for f in families], window=4 * num_slots)
     waiting: collections.deque[_Placement] = collections.deque()  # prefilled, no slot yet
@@ -103,17 +103,17 @@ def run_pool(
         free = [s for s in range(num_slots) if held[s] < 0]
         taken = scheduler.take(len(free) - len(waiting)) if len(free) > len(waiting) else []
         if taken:
-            waiting.extend(_prefill(taken, families, inputs, scheduler, pool, model, mesh, data, stats))
+            waiting.extend(_prefill(taken, families, inputs, scheduler, pool, graph, params, mesh, data, stats))
         by_block: dict[int, list[tuple[int, _Placement]]] = {}  # one admit per prefilled block
         for slot in free[: len(waiting)]:
             placement = waiting.popleft()
             by_block.setdefault(id(placement.rows), []).append((slot, placement))
             held[slot] = placement.index
         for group in by_block.values():
-            state = _admit(state, group, example_ids, seed, pool, model, mesh, stats)
+            state = _admit(state, group, example_ids, seed, pool, graph, params, mesh, stats)
         pending = len(scheduler) + len(waiting)
         want = min(refill_at, pending) if pending else num_slots + 1
-        state, ran = slots.run_chunk(graphdef, params, state, stop_tables, np.int32(want),
+        state, ran = slots.run_chunk(graph, params, state, stop_tables, np.int32(want),
                                      strategy=strategy, pool=pool, mesh=mesh, chunk_steps=CHUNK_STEPS)
         host = parallel.to_host((ran, state.active, state.finish, state.tokens, state.lengths,
                                  state.logprobs if statics.return_logprobs else None))
@@ -142,30 +142,30 @@ class _Placement:
     length: int
 
 
-def _prefill(taken, families, inputs, scheduler, pool, model, mesh, data, stats) -> list[_Placement]:
+def _prefill(taken, families, inputs, scheduler, pool, graph, params, mesh, data, stats) -> list[_Placement]:
     """Prefills the hosts of the `taken` families (one row each); every member of a
     family is placed from its host's row."""
     hosts = [families[k][0] for k in taken]
     rows, length = scheduler.prefill_shape(taken, pool.slots, data)
     padding = rows - len(hosts)
     tokens, mask, _ = left_pad([inputs[i] for i in hosts] + [inputs[hosts[0]]] * padding, pool.pad_id, length)
-    _note_program(stats, (model.graphdef, pool), ("prefill", rows, length))
+    _note_program(stats, (graph, pool), ("prefill", rows, length))
     put = lambda a: parallel.device_batch(mesh, a)  # noqa: E731
-    block = slots.prefill_rows(model.graphdef, model.params, put(tokens), put(mask), mesh=mesh)
+    block = slots.prefill_rows(graph, params, put(tokens), put(mask), mesh=mesh)
     stats.prefilled += len(hosts)
     return [_Placement(i, block, r, len(inputs[i])) for r, k in enumerate(taken) for i in families[k]]
 
 
-def _admit(state, group, example_ids, seed, pool, model, mesh, stats):
+def _admit(state, group, example_ids, seed, pool, graph, params, mesh, stats):
     """Places `group`, (slot, placement) pairs from one prefilled block, into the pool."""
     F = next(r for r in row_buckets(pool.slots, 1) if r >= len(group))
     padding = [(pool.slots, group[0][1])] * (F - len(group))
     entries = group + padding
     rows = group[0][1].rows
-    _note_program(stats, (model.graphdef, pool), ("admit", rows.positions.shape[0], rows.positions.shape[1], F))
+    _note_program(stats, (graph, pool), ("admit", rows.positions.shape[0], rows.positions.shape[1], F))
     index = lambda values: _replicated(mesh, np.array(values, np.int32))  # noqa: E731
     return slots.admit(
-        model.graphdef, model.params, state, rows,
+        graph, params, state, rows,
         index([p.row for _, p in entries]), index([p.length for _, p in entries]),
         index([slot for slot, _ in entries]), index([example_ids[p.index] for _, p in entries]),
         np.int32(seed), pool=pool, mesh=mesh,
