@@ -3,7 +3,8 @@
 `tiny_checkpoint` is built by transformers (torch), for the tests that compare against
 it; `jax_checkpoint` is the same preset built without torch, and `jax_sft_stand_in` a
 copy with perturbed weights (a second model standing in for an SFT model), for every
-other test."""
+other test. Each test module's compiled programs are dropped when it ends
+(`_compiled_programs_per_module`)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,24 @@ import json
 import shutil
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
 from pretty_jax.checkpoints import tiny
 from pretty_jax.checkpoints.sample_text import SENTENCES
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compiled_programs_per_module():
+    """Empties JAX's caches of compiled programs after each test module. XLA's CPU backend
+    maps each program's code into memory in ~10 small mappings; the suite compiles
+    thousands of programs in one process, and kept, they reach Linux's default limit of
+    65,530 mappings per process (vm.max_map_count), where the next compilation crashes
+    with a segmentation fault."""
+    yield
+    jax.clear_caches()
 
 
 @pytest.fixture(scope="session")
