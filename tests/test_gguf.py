@@ -164,6 +164,9 @@ def test_convert_cli_works_where_torch_cannot_be_imported(jax_checkpoint, tmp_pa
     out = tmp_path / "converted"
     result = run_module_without_torch("convert", f"--gguf={path}", f"--out_dir={out}", "--dtype=float32")
     assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(("pretty_jax", "."))) == [
+        "config.json", "tokenizer.json", "tokenizer_config.json",  # not the view's own files
+    ]
     converted, direct = _params(loading.load_model(out)), _params(loading.load_model(path, "float32"))
     assert converted.keys() == direct.keys()
     for key, value in converted.items():
