@@ -4,16 +4,47 @@ names, LLaMA's Q/K row permutation, Gemma's norms stored as 1 + w, and norms/bia
 kept in F32 when the weight matrices are quantised. Also a tiny Gemma 3 checkpoint
 that its GGUF file describes completely, and files of random K-quant blocks, which
 gguf-py cannot quantise to. The tests import these files and compare with
-transformers loading the same file.
+transformers loading the same file. Also what the GGUF test modules share: a cache of
+view directories per test (`gguf_cache`) and commands run where torch cannot be
+imported (`run_without_torch`).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from safetensors.numpy import load_file
+
+@pytest.fixture(autouse=True)
+def gguf_cache(tmp_path, monkeypatch):
+    """Each test gets its own, empty cache of GGUF view directories (and so do the
+    commands it runs)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "pretty_jax" / "gguf"
+
+
+def run_without_torch(code: str) -> subprocess.CompletedProcess:
+    """Runs the Python `code` in a new process where `import torch` fails, as in a
+    venv without torch. (transformers imports torch whenever it is installed, so
+    "torch was not imported" can only be shown where it cannot be: None in
+    `sys.modules` makes `import torch` raise and transformers' own check
+    `importlib.util.find_spec("torch")` answer None.)"""
+    prelude = "import sys\nsys.modules['torch'] = None\n"
+    return subprocess.run([sys.executable, "-c", prelude + code], check=False, capture_output=True, text=True)
+
+
+def run_module_without_torch(module: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m pretty_jax.<module> args` where `import torch` fails."""
+    return run_without_torch(
+        f"import runpy\nsys.argv = {[module, *args]!r}\n"
+        f"runpy.run_module('pretty_jax.{module}', run_name='__main__', alter_sys=True)\n"
+    )
+
 
 # llama.cpp token types (gguf.TokenType).
 NORMAL, UNKNOWN, CONTROL, UNUSED, BYTE = 1, 2, 3, 5, 6

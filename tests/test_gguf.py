@@ -4,6 +4,7 @@ tiny HF checkpoints, read by us as transformers reads the same file."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,20 +23,15 @@ from pretty_jax.engine.batching import left_pad
 from pretty_jax.models import Model
 
 gguf = pytest.importorskip("gguf")
-from gguf_files import (
+from gguf_files import (  # noqa: F401 (gguf_cache: an autouse fixture)
     build_tiny_gemma3,
+    gguf_cache,
     random_blocks,
+    run_module_without_torch,
+    run_without_torch,
     write_gguf,
     write_random_k_quant_gguf,
 )
-
-
-@pytest.fixture(autouse=True)
-def gguf_cache(tmp_path, monkeypatch):
-    """Each test gets its own cache of GGUF view directories (and so do the commands
-    it runs)."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return tmp_path / "cache" / "pretty_jax" / "gguf"
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +128,79 @@ def test_gguf_tokenizer_is_the_checkpoint_tokenizer(tiny_checkpoint, gguf_file, 
     assert loading.model_directory(gguf_file(preset)) == view  # cached
 
 
+@pytest.mark.parametrize("preset", ["llama", "qwen2", "gemma3"])
+def test_gguf_tokenizer_files_are_the_ones_transformers_writes(gguf_file, tmp_path, preset):
+    from transformers import AutoTokenizer
+
+    path = gguf_file(preset, "Q8_0")
+    view = loading.model_directory(path)  # rebuilt without transformers' GGUF reader
+    AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(tmp_path / "reference")
+    written = sorted(p.name for p in (tmp_path / "reference").iterdir())
+    assert written == ["tokenizer.json", "tokenizer_config.json"]
+    for name in written:
+        assert (view / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("preset", ["llama", "qwen2"])
+def test_a_gguf_model_loads_where_torch_cannot_be_imported(jax_checkpoint, tmp_path, gguf_cache, preset):
+    path = write_gguf(jax_checkpoint(preset), tmp_path / "model.gguf", "Q8_0")
+    result = run_without_torch(
+        "import json\nfrom pretty_jax.checkpoints import loading\n"
+        f"model = loading.load_model({str(path)!r})\ntokenizer = loading.load_tokenizer_of({str(path)!r})\n"
+        f"ids = [tokenizer(sentence).input_ids for sentence in {SENTENCES!r}]\n"
+        "torch = sorted(name for name, module in sys.modules.items() if name.split('.')[0] == 'torch' and module)\n"
+        "print(json.dumps({'ids': ids, 'torch': torch, 'layers': model.config.num_layers}))\n"
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout.splitlines()[-1])
+    assert loaded["torch"] == [] and loaded["layers"] == 2
+    checkpoint_tokenizer = load_tokenizer(jax_checkpoint(preset))
+    assert loaded["ids"] == [checkpoint_tokenizer(sentence).input_ids for sentence in SENTENCES]
+    assert len(list(gguf_cache.iterdir())) == 1  # the view, written in that process
+
+
+def test_convert_cli_works_where_torch_cannot_be_imported(jax_checkpoint, tmp_path):
+    path = write_gguf(jax_checkpoint("llama"), tmp_path / "model.gguf", "Q8_0")
+    out = tmp_path / "converted"
+    result = run_module_without_torch("convert", f"--gguf={path}", f"--out_dir={out}", "--dtype=float32")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(("pretty_jax", "."))) == [
+        "config.json", "tokenizer.json", "tokenizer_config.json",  # not the view's own files
+    ]
+    converted, direct = _params(loading.load_model(out)), _params(loading.load_model(path, "float32"))
+    assert converted.keys() == direct.keys()
+    for key, value in converted.items():
+        np.testing.assert_array_equal(value, direct[key], err_msg=key)
+
+
+def test_parity_cli_without_torch_names_the_extra_in_one_line(jax_checkpoint, tmp_path, gguf_cache):
+    path = write_gguf(jax_checkpoint("llama"), tmp_path / "model.gguf")
+    result = run_module_without_torch("parity", f"--gguf={path}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: comparing against HF transformers needs torch: pip install 'pretty_jax[test]'"
+    assert not gguf_cache.exists()  # refused before the model was read
+
+
+def test_a_gguf_replaced_by_one_of_the_same_size_and_time_is_read_anew(jax_checkpoint, tmp_path):
+    from pretty_jax.checkpoints.gguf import importer
+    from pretty_jax.core import fingerprint
+
+    first, second = (
+        write_gguf(jax_checkpoint("llama"), tmp_path / f"{theta}.gguf", metadata={"llama.rope.freq_base": theta})
+        for theta in (10000.0, 20000.0)
+    )
+    assert first.stat().st_size == second.stat().st_size and first.read_bytes() != second.read_bytes()
+    path, when = tmp_path / "model.gguf", first.stat().st_mtime_ns
+    for source, theta in ((first, 10000.0), (second, 20000.0)):
+        path.write_bytes(source.read_bytes())
+        os.utime(path, ns=(when, when))
+        view = loading.model_directory(path)
+        assert loading.load_config(view).rope.theta == theta
+        assert loading.load_model(path).config.rope.theta == theta
+        recorded = json.loads((view / importer.SOURCE_FILE).read_text())["fingerprint"]
+        assert recorded == fingerprint.model_fingerprint(path)["model.gguf"]  # what run_config.json records
+
+
 def test_convert_cli_writes_a_checkpoint_equal_to_the_gguf(gguf_file, tmp_path):
     path = gguf_file("llama", "Q8_0")
     out = tmp_path / "converted"
@@ -205,7 +274,7 @@ def test_integer_weight_is_refused_with_the_tensor_name(tiny_checkpoint, tmp_pat
 
 
 def test_a_load_maps_the_tensors_by_the_views_index_without_parsing_the_file(gguf_file, monkeypatch):
-    from pretty_jax.checkpoints.gguf import importer
+    from pretty_jax.checkpoints.gguf import importer, reader
     from pretty_jax.checkpoints.gguf.reader import GGUFFile, TensorDirectory
 
     path = gguf_file("llama", "K")  # mixed quantised and float tensors
@@ -222,7 +291,7 @@ def test_a_load_maps_the_tensors_by_the_views_index_without_parsing_the_file(ggu
     def no_parse(*args, **kwargs):
         raise AssertionError("the GGUF file was parsed again")
 
-    monkeypatch.setattr(gguf, "GGUFReader", no_parse)
+    monkeypatch.setattr(reader, "read_header", no_parse)
     again = _params(loading.load_model(path))
     assert again.keys() == first.keys()
     for key in first:

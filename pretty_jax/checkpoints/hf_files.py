@@ -179,7 +179,10 @@ def _torch_to_numpy(tensor: Any, torch: Any) -> np.ndarray:
 
 
 def is_weight_file(path: Path) -> bool:
-    return path.name.endswith(WEIGHT_SUFFIXES) or path.name in (SAFETENSORS_INDEX, TORCH_INDEX, importer.SOURCE_FILE)
+    """Weights, or where they are: an index, or a GGUF view's pointer to its file and
+    that file's tensor index."""
+    indexes = (SAFETENSORS_INDEX, TORCH_INDEX, importer.SOURCE_FILE, importer.TENSORS_FILE)
+    return path.name.endswith(WEIGHT_SUFFIXES) or path.name in indexes
 
 
 def is_bookkeeping_file(path: Path) -> bool:

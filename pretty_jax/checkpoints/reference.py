@@ -14,13 +14,15 @@ from pretty_jax.core.errors import MissingDependencyError
 from pretty_jax.engine.strategies import BeamSearch, Greedy
 
 
+# The extra that installs what the reference needs (torch, and accelerate for GGUF files).
+_INSTALL = "pip install 'pretty_jax[test]'"
+
+
 def _torch():
     try:
         import torch
     except ImportError:
-        raise MissingDependencyError(
-            "comparing against HF transformers needs torch: pip install torch==2.13.0"
-        ) from None
+        raise MissingDependencyError(f"comparing against HF transformers needs torch: {_INSTALL}") from None
     return torch
 
 
@@ -29,8 +31,16 @@ def _require_accelerate() -> None:
         import accelerate  # noqa: F401
     except ImportError:
         raise MissingDependencyError(
-            "transformers loads GGUF files only with accelerate installed: pip install accelerate"
+            f"transformers loads GGUF files only with accelerate installed: {_INSTALL}"
         ) from None
+
+
+def require_reference_packages(gguf: bool = False) -> None:
+    """Refuses, in one line naming the extra to install, a reference that cannot load:
+    torch, and accelerate too for a GGUF file (`gguf`)."""
+    _torch()
+    if gguf:
+        _require_accelerate()
 
 
 class HFReference:
@@ -41,13 +51,11 @@ class HFReference:
     """
 
     def __init__(self, hf_dir: str | Path, dtype: str = "float32", gguf_file: str | None = None):
+        require_reference_packages(gguf=gguf_file is not None)
         torch = _torch()
         from transformers import AutoModelForCausalLM
 
-        kwargs = {}
-        if gguf_file is not None:
-            _require_accelerate()
-            kwargs["gguf_file"] = gguf_file
+        kwargs = {} if gguf_file is None else {"gguf_file": gguf_file}
         self.torch = torch
         self.model = AutoModelForCausalLM.from_pretrained(
             hf_dir, dtype=getattr(torch, dtype), **kwargs

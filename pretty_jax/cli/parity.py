@@ -5,8 +5,9 @@
     python -m pretty_jax.parity --gguf=FILE [--generate] ...
 
 With --gguf the reference is transformers loading the llama.cpp file itself
-(`from_pretrained(dir, gguf_file=name)`, which needs `accelerate`), and ours is loaded
-from the same file (`loading.load_model("x.gguf")`), tokenizer included.
+(`from_pretrained(dir, gguf_file=name)`, which needs torch and `accelerate`: the `test`
+extra), and ours is loaded from the same file (`loading.load_model("x.gguf")`),
+tokenizer included.
 
 Runs a left-padded batch of prompts (default: built-in sentences in several languages
 and scripts) through the transformers PyTorch model and through ours — once as a full
@@ -32,7 +33,7 @@ import numpy as np
 from absl import flags
 
 from pretty_jax.checkpoints import loading, parity
-from pretty_jax.checkpoints.reference import HFReference
+from pretty_jax.checkpoints.reference import HFReference, require_reference_packages
 from pretty_jax.checkpoints.sample_text import SENTENCES
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.cli import decode_flags, mesh_flags
@@ -158,6 +159,7 @@ def _hf_reference() -> HFReference:
 
 def main(argv: list[str]) -> None:
     del argv
+    require_reference_packages(gguf=_GGUF.value is not None)  # before any model is read
     _check_model_flags()
     reference_path = _reference()
     prompts = read_prompts(_PROMPTS.value)

@@ -2,10 +2,14 @@
 changed in place (a corrected refined file, a retrained model in the same directory).
 
 A file up to `HASH_LIMIT` bytes is hashed whole (sha256). A larger one, and every
-weight file of a model, is described by its size, modification time and a digest of
-its header (safetensors: the JSON header; others: the first MiB), which reading is
-cheap even for a 7B checkpoint; small model files (config, index, tokenizer) are
-hashed whole.
+weight file of a model directory, is described by its size, modification time and a
+digest of its header (safetensors: the JSON header; others: the first MiB), which
+reading is cheap even for a 7B checkpoint; small model files (config, index,
+tokenizer) are hashed whole. A GGUF file is a whole model whose header (metadata,
+tokenizer, tensor index) runs to megabytes with no length prefix (6.5 MB in Gemma 3
+270M, whose special token ids lie past its first MiB): it is hashed whole, once per
+process for each version of the file (`content_sha256`), and the cached view of it that
+loading reads is keyed by that same digest (`checkpoints.gguf.importer`).
 
 A fingerprint is a JSON-able dict {file name: {"size", "mtime_ns"?, "sha256" |
 "header_sha256"}}; `describe_change` names the first file that differs and how.
@@ -13,6 +17,7 @@ A fingerprint is a JSON-able dict {file name: {"size", "mtime_ns"?, "sha256" |
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from pathlib import Path
@@ -57,6 +62,26 @@ def file_fingerprint(path: Path) -> dict:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "header_sha256": _header_sha256(path)}
 
 
+def content_sha256(path: Path) -> str:
+    """The sha256 of the file's content, read once per process for each version of the
+    file: a version is known by device, inode, size, modification and change time, and
+    the change time moves with every write or replacement and cannot be set back."""
+    stat = Path(path).stat()
+    version = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    return _remembered_sha256(str(Path(path).resolve()), version)
+
+
+@functools.lru_cache(maxsize=64)
+def _remembered_sha256(path: str, version: tuple[int, ...]) -> str:
+    del version  # part of the cache key only
+    return _sha256(Path(path))
+
+
+def gguf_fingerprint(path: Path) -> dict:
+    """{"size", "sha256"} of a GGUF file, the digest of its whole content."""
+    return {"size": Path(path).stat().st_size, "sha256": content_sha256(path)}
+
+
 def _weight_fingerprint(path: Path) -> dict:
     stat = path.stat()
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "header_sha256": _header_sha256(path)}
@@ -77,10 +102,10 @@ def files_fingerprint(paths: list[Path]) -> dict[str, dict]:
 
 def model_fingerprint(path: Path) -> dict[str, dict]:
     """A model directory (every file in it; weights by size, mtime and header) or a GGUF
-    file (the same for the file)."""
+    file (by its size and the digest of its content)."""
     path = Path(path)
     if path.is_file():
-        return {path.name: _weight_fingerprint(path)}
+        return {path.name: gguf_fingerprint(path)}
     fingerprint = {}
     for file in sorted(p for p in path.iterdir() if p.is_file() and p.name not in _IGNORED):
         if file.name.endswith(".tmp"):

@@ -84,12 +84,10 @@ def _gemma3_config(file: GGUFFile, config: dict[str, Any]) -> dict[str, Any]:
     local RoPE base 10000, no RoPE scaling, query_pre_attn_scalar 256), which llama.cpp
     hard-codes too, so this config leaves them out or writes those defaults."""
     _refuse_what_transformers_misreads(file, config)
-    window = file.one_value("gemma3.attention.sliding_window")
-    if window is None:
-        raise ConfigError(f"{file.path}: missing metadata gemma3.attention.sliding_window")
+    window = file.whole("gemma3.attention.sliding_window")
     local_rope = {"rope_type": "default", "rope_theta": gemma3.HF_DEFAULTS["rope_local_base_freq"]}
     return config | {
-        "sliding_window": int(window),
+        "sliding_window": window,
         "rope_parameters": {"full_attention": config["rope_parameters"], "sliding_attention": local_rope},
     }
 

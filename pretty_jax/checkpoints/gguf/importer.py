@@ -9,12 +9,14 @@ pretty_jax already reads:
   whose `read` dequantises (`quants`) and undoes llama.cpp's changes to the tensors, so
   the family layouts of `models/` apply unchanged;
 - `cached_view`: a directory with the HF config (`metadata.hf_config`), the tokenizer
-  transformers rebuilds from the metadata, and a pointer back to the file.
-  `checkpoint.load_model` and `checkpoint.convert_checkpoint` take a `.gguf` path
-  through it: the weights are read from the GGUF itself at every load (`open_view_tensors`,
-  memory-mapped by the tensor index the view keeps), and only these small files are cached, under `$XDG_CACHE_HOME/pretty_jax/gguf/`
-  (default `~/.cache/pretty_jax/gguf/`), keyed by the file's path, size and
-  modification time.
+  transformers would rebuild from the metadata (`tokenizer`, without torch), and a
+  pointer back to the file. `checkpoint.load_model` and `checkpoint.convert_checkpoint`
+  take a `.gguf` path through it: the weights are read from the GGUF itself at every
+  load (`open_view_tensors`, memory-mapped by the tensor index the view keeps), and
+  only these small files are cached, under `$XDG_CACHE_HOME/pretty_jax/gguf/` (default
+  `~/.cache/pretty_jax/gguf/`), keyed by the file's path and the digest of its content
+  that a run's fingerprint records (`core.fingerprint.gguf_fingerprint`): a file
+  replaced by another, even of the same size and modification time, gets its own view.
 
 Architectures: those of `architectures.ARCHITECTURES`. The reference is transformers
 loading the same file (`from_pretrained(dir, gguf_file=name)`): where it reads a file
@@ -40,7 +42,9 @@ from pretty_jax.checkpoints.gguf.architectures import architecture_of
 from pretty_jax.checkpoints.gguf.metadata import hf_config
 from pretty_jax.checkpoints.gguf.reader import GGUFFile, TensorDirectory, is_gguf
 from pretty_jax.checkpoints.gguf.tensor_names import hf_name, undo_llama_cpp_changes
+from pretty_jax.checkpoints.gguf.tokenizer import save_tokenizer
 from pretty_jax.core.errors import CheckpointError
+from pretty_jax.core.fingerprint import gguf_fingerprint
 from pretty_jax.core.progress import Progress
 from pretty_jax.models.conversion import TensorSource
 
@@ -50,7 +54,7 @@ __all__ = ["SOURCE_FILE", "cached_view", "is_gguf", "open_tensors", "open_view_t
 # tensor lies (so a load memory-maps them without parsing the file's metadata again).
 SOURCE_FILE = "gguf_source.json"
 TENSORS_FILE = "gguf_tensors.json"
-FORMAT = "pretty_jax/gguf-view/2"  # bump when the view's files change: caches rebuild
+FORMAT = "pretty_jax/gguf-view/3"  # bump when the view's files change: caches rebuild
 
 
 def _check_tensor_types(file: TensorDirectory) -> None:
@@ -94,32 +98,32 @@ def _cache_root() -> Path:
 
 
 def _source_record(path: Path) -> dict[str, Any]:
-    stat = path.stat()
-    return {"format": FORMAT, "gguf": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    """What a view was made from: the view format, the file's path and fingerprint."""
+    return {"format": FORMAT, "gguf": str(path), "fingerprint": gguf_fingerprint(path)}
 
 
-def write_view(path: Path, directory: Path) -> None:
-    """Writes `config.json`, the tokenizer files and `SOURCE_FILE` for the GGUF file
-    `path` into the (new) `directory`."""
-    from transformers import AutoTokenizer
+def _refuse_tensorless(file: GGUFFile) -> None:
+    if not file.tensors:
+        raise CheckpointError(f"{file.path}: holds no tensors (a vocabulary-only GGUF file?); it is not a model")
 
+
+def write_view(path: Path, directory: Path, record: dict[str, Any]) -> None:
+    """Writes `config.json`, the tokenizer files and `SOURCE_FILE` (holding `record`)
+    for the GGUF file `path` into the (new) `directory`."""
     file = GGUFFile(path)
+    _refuse_tensorless(file)
     config = hf_config(file)
     tensors = file.tensor_directory()
     open_tensors(tensors, config)  # refuse unsupported tensor types before anything is written
     directory.mkdir(parents=True)
     progress = Progress(4, f"GGUF view of {path.name} (config, tensor index, tokenizer, source)", unit="files")
-    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (directory / "config.json").write_text(json.dumps(config, indent=2, allow_nan=False) + "\n")
     progress.update()
     (directory / TENSORS_FILE).write_text(json.dumps(tensors.as_json()) + "\n")
     progress.update()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    except (ValueError, KeyError) as e:
-        raise CheckpointError(f"{path}: transformers cannot rebuild its tokenizer ({e})") from None
-    tokenizer.save_pretrained(directory)
+    save_tokenizer(file, directory)
     progress.update()
-    (directory / SOURCE_FILE).write_text(json.dumps(_source_record(path), indent=2) + "\n")
+    (directory / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
     progress.update()
     progress.close()
 
@@ -130,14 +134,16 @@ def cached_view(path: str | Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     record = _source_record(path)
-    key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]  # path and content
     directory = _cache_root() / f"{path.stem}-{key}"
     if (directory / SOURCE_FILE).exists():
         return directory
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.stem}-", dir=directory.parent))
     try:
-        write_view(path, staging / "view")
+        write_view(path, staging / "view", record)
+        if _source_record(path) != record:  # a view is made from one version of the file only
+            raise CheckpointError(f"{path} changed while its view was made; load it again")
         try:
             (staging / "view").rename(directory)
         except OSError:  # another process wrote it first
@@ -153,6 +159,7 @@ def open_view_tensors(directory: Path) -> TensorSource:
     view's tensor index."""
     record = json.loads((directory / SOURCE_FILE).read_text())
     path = Path(record["gguf"])
+    # In the process that called `cached_view` the digest is remembered: no second read.
     if not path.is_file() or _source_record(path) != record:
         raise CheckpointError(
             f"{directory}: the GGUF file it was made from ({path}) is gone or has changed; "
