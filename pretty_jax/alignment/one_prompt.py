@@ -152,8 +152,8 @@ def pad(text: str, columns: int) -> str:
 def render(result: OnePrompt, same_vocabulary: bool = False) -> str:
     """The look as text: prompt and prior, the continuations, and an aligned table of
     the top-k next tokens (rank, then token and probability per model and point)."""
-    lines = [f"prompt ({result.prompt_tokens} tokens): {shown(result.prompt)}",
-             f"prior: {shown(result.prior)} = {len(result.prior_tokens)} tokens after the prompt: "
+    lines = [f"prompt ({_count(result.prompt_tokens, 'token')}): {shown(result.prompt)}",
+             f"prior: {shown(result.prior)} = {_count(len(result.prior_tokens), 'token')} after the prompt: "
              + " ".join(shown(t) for t in result.prior_tokens), "",
              f"greedy continuation (at most {result.max_new_tokens} new tokens):"]
     continuations = [("foundation", result.foundation.continuation),
@@ -170,6 +170,10 @@ def render(result: OnePrompt, same_vocabulary: bool = False) -> str:
         lines += ["", "the SFT model's most probable token is the foundation's "
                   f"rank {foundation_rank(result, 0)} after the prompt, rank {foundation_rank(result, 1)} after the prior"]
     return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _table(columns: Sequence[tuple[str, NextTokens]]) -> str:
