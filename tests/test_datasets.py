@@ -77,8 +77,9 @@ def _origin_paths() -> dict[str, bytes]:
 
 class FixtureServer:
     """Serves `files` (URL path -> bytes) with Range support, and hub files
-    (/datasets/<repo>/resolve/<revision>/<path>) by a redirect to a second server (the
-    "CDN", another port) as the hub does, with the hub's digest and commit headers.
+    (/datasets/<repo>/resolve/<revision>/<path>) as the hub does: a relative redirect,
+    then the hub's digest and commit headers with a redirect to a second server (the
+    "CDN", another port).
 
     break_once: paths whose first response sends half the body, then closes.
     ignore_range: answer every request with the whole file.
@@ -116,7 +117,13 @@ class FixtureServer:
                 port = self.server.server_port
                 fixture.requests.append((port, self.path, self.headers.get("Range"),
                                          self.headers.get("Authorization")))
-                if self.path.startswith("/datasets/"):
+                if self.path.startswith("/datasets/"):  # the hub's first answer: a relative redirect
+                    self.send_response(307)
+                    self.send_header("Location", "/api/resolve-cache/" + self.path.split("/resolve/", 1)[1])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if self.path.startswith("/api/resolve-cache/"):
                     return self._hub_redirect()
                 payload = fixture.hub.get(self.path[len("/cdn"):]) if self.path.startswith("/cdn/") else (
                     fixture.files.get(self.path))
@@ -128,8 +135,7 @@ class FixtureServer:
                 self._send(payload)
 
             def _hub_redirect(self):
-                repo_path = self.path.split("/resolve/", 1)[1].split("/", 1)[1]
-                path = "/" + repo_path
+                path = "/" + self.path.removeprefix("/api/resolve-cache/").split("/", 1)[1]
                 if path not in fixture.hub:
                     self.send_error(404)
                     return

@@ -1,6 +1,6 @@
 """One file over HTTP into a partial file: resumed where an earlier try stopped (a Range
 request from the partial file's size), with progress, and redirects followed by hand so
-that the first response's headers (the hub's digest and commit) are kept and a token is
+that the headers of the host asked (the hub's digest and commit) are kept and a token is
 never sent to another host than the one it was given for.
 
 Digests: `file_digest` computes a "<kind>:<hex>" digest (sha256, or gitblob: git's id of
@@ -42,8 +42,8 @@ class Interrupted(UserError):
 
 @dataclasses.dataclass(frozen=True)
 class Fetched:
-    """What the server said of a downloaded file: the first response's headers (before
-    any redirect; names lower-cased) and the file's size."""
+    """What the server said of a downloaded file: the headers of the last response from
+    the host asked (names lower-cased) and the file's size."""
 
     headers: Mapping[str, str]
     size: int
@@ -59,20 +59,20 @@ _OPENER = urllib.request.build_opener(_NoRedirects)
 
 def _open(url: str, headers: Mapping[str, str], start: int) -> tuple[http.client.HTTPResponse, dict[str, str]]:
     """The response that carries the body of `url` from byte `start`, and the headers of
-    the first response. Authorization goes only to the host of `url`."""
-    first_headers: dict[str, str] | None = None
+    the last response from the host of `url` (a hub answers there with the file's digest
+    and commit, then redirects to a CDN). Authorization goes only to the host of `url`."""
     host = urllib.parse.urlsplit(url).netloc
+    host_headers: dict[str, str] = {}
     for _ in range(MAX_REDIRECTS + 1):
-        sent = dict(headers) if urllib.parse.urlsplit(url).netloc == host else {
-            k: v for k, v in headers.items() if k.lower() != "authorization"}
+        same_host = urllib.parse.urlsplit(url).netloc == host
+        sent = dict(headers) if same_host else {k: v for k, v in headers.items() if k.lower() != "authorization"}
         if start:
             sent["Range"] = f"bytes={start}-"
-        request = urllib.request.Request(url, headers=sent)
         try:
-            response = _OPENER.open(request, timeout=TIMEOUT_S)
+            response = _OPENER.open(urllib.request.Request(url, headers=sent), timeout=TIMEOUT_S)
         except urllib.error.HTTPError as e:
-            if first_headers is None:
-                first_headers = {k.lower(): v for k, v in e.headers.items()}
+            if same_host:
+                host_headers = {k.lower(): v for k, v in e.headers.items()}
             if e.code in (301, 302, 303, 307, 308) and e.headers.get("Location"):
                 url = urllib.parse.urljoin(url, e.headers["Location"])
                 continue
@@ -81,9 +81,9 @@ def _open(url: str, headers: Mapping[str, str], start: int) -> tuple[http.client
             raise Unreachable(url, str(e.reason)) from None
         except (TimeoutError, ConnectionError) as e:
             raise Unreachable(url, str(e)) from None
-        if first_headers is None:
-            first_headers = {k.lower(): v for k, v in response.headers.items()}
-        return response, first_headers
+        if same_host:
+            host_headers = {k.lower(): v for k, v in response.headers.items()}
+        return response, host_headers
     raise UserError(f"{url}: more than {MAX_REDIRECTS} redirects")
 
 
@@ -96,7 +96,7 @@ def download(url: str, partial: Path, label: str, headers: Mapping[str, str] | N
     (the partial file keeps what arrived), UserError naming `url` for an HTTP error."""
     start = partial.stat().st_size if partial.exists() else 0
     try:
-        response, first_headers = _open(url, headers or {}, start)
+        response, host_headers = _open(url, headers or {}, start)
     except urllib.error.HTTPError as e:
         if e.code == 416 and start:  # the partial file already holds the whole file
             return Fetched({k.lower(): v for k, v in e.headers.items()}, start)
@@ -128,7 +128,7 @@ def download(url: str, partial: Path, label: str, headers: Mapping[str, str] | N
                 progress.update(-(-received // 1024) - shown)
     if total and received != total:
         raise Interrupted(f"{url}: {received:,} of {total:,} bytes arrived; run the same command again to resume")
-    return Fetched(first_headers, received)
+    return Fetched(host_headers, received)
 
 
 def _http_error(url: str, code: int, reason: str) -> str:
