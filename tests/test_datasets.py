@@ -5,7 +5,6 @@ by the project's own readers. Offline it says what to download and where to put 
 
 from __future__ import annotations
 
-import bz2
 import dataclasses
 import hashlib
 import http.server
