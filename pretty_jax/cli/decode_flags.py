@@ -4,10 +4,9 @@
 
 from __future__ import annotations
 
-import re
-
 from absl import flags
 
+from pretty_jax.cli.escapes import unescape
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine.generator import DecodeConfig
 from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling
@@ -51,14 +50,6 @@ _OVERFLOW = flags.DEFINE_enum(
     "overflow", "truncate", ["truncate", "error"],
     "Inputs longer than max_len - max_new_tokens: drop prompt tokens from the left (logged), or refuse.",
 )
-
-
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
-
-
-def unescape(text: str) -> str:
-    """Reads \\n, \\t, \\r and \\\\ in a flag value as the characters they name."""
-    return re.sub(r"\\([ntr\\])", lambda m: _ESCAPES[m.group(1)], text)
 
 
 def strategy_from_flags() -> Greedy | Sampling | BeamSearch:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from absl import flags
 
-from pretty_jax.cli.decode_flags import unescape
+from pretty_jax.cli.escapes import unescape
 from pretty_jax.core.errors import UserError
 from pretty_jax.experiments.chat import FORMATS, RolePrompt
 
