@@ -218,7 +218,7 @@ class Generator:
         checked = []
         for prompt, prior, example in zip(prompts, priors, example_ids):
             stream_prompts = tuple(prompt) if streams > 1 else (prompt,)
-            if len(stream_prompts) != streams:
+            if len(stream_prompts) != streams or any(np.ndim(p) != 1 for p in stream_prompts):
                 raise UserError(f"example {example}: {len(stream_prompts)} prompts for a system of {streams} streams")
             stream_prompts = tuple(tuple(int(t) for t in p) for p in stream_prompts)
             prior = tuple(int(t) for t in prior)
