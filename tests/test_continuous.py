@@ -15,7 +15,7 @@ from pretty_jax.checkpoints import loading
 from pretty_jax.checkpoints.sample_text import SENTENCES
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.engine.generator import DecodeConfig, Generator
-from pretty_jax.engine.scheduler import Scheduler, prefix_families, row_buckets
+from pretty_jax.engine.scheduler import Scheduler, prefill_length, prefix_families, row_buckets
 from pretty_jax.engine.strategies import Greedy, Sampling
 
 PRIOR_CYCLE = ([], [10], [20, 30], [], [7], [3, 4, 5], [], [11])
@@ -121,13 +121,13 @@ def test_scheduler_takes_short_prompts_first_within_its_window():
     assert len(scheduler) == 0
     assert row_buckets(10, 1) == (1, 2, 4, 8, 10)
     assert row_buckets(8, 2) == (2, 4, 8)
-    assert Scheduler([3, 17, 40], 4).prefill_shape([0, 1], slots=10, data=1) == (2, 32)
-    assert Scheduler([3, 17, 40], 4).prefill_shape([2], slots=10, data=1) == (1, 48)
+    assert prefill_length(17) == 32 and prefill_length(32) == 32
+    assert prefill_length(40) == 48
 
 
 def test_prefix_families_put_each_example_with_the_longest_it_is_a_prefix_of():
     inputs = [[1, 2], [1, 2, 3], [1, 2, 4], [5], [1, 2, 3], [1], [6, 7], [5, 1], [2]]
-    families = prefix_families(inputs)
+    families = prefix_families([(x,) for x in inputs])
     assert sorted(i for f in families for i in f) == list(range(len(inputs)))
     for family in families:
         host = inputs[family[0]]
@@ -135,6 +135,12 @@ def test_prefix_families_put_each_example_with_the_longest_it_is_a_prefix_of():
         assert [len(inputs[i]) for i in family] == sorted((len(inputs[i]) for i in family), reverse=True)
     assert families == [[1, 4, 0, 5], [2], [7, 3], [6], [8]]
     assert prefix_families([]) == []
+
+
+def test_a_family_holds_only_examples_that_are_prefixes_in_every_stream():
+    # Stream 0 chains all three; in stream 1 the second is no prefix of the host.
+    inputs = [([1, 2, 3], [7, 8, 9]), ([1, 2], [7, 5]), ([1], [7])]
+    assert prefix_families(inputs) == [[0, 2], [1]]
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine.batching import bucket_length, left_pad, positions_from_mask
 from pretty_jax.engine.generator import DecodeConfig, Generator
-from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling
+from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling, beam_settings
 from pretty_jax.models import forward
 
 PRIORS = ([], [10], [20, 30], [], [7], [3, 4, 5])
@@ -49,7 +49,8 @@ def _assert_identical_to_hf(directory, prompts, config: DecodeConfig):
     generator = Generator(model, load_tokenizer(directory), batch_size=4)
     ours = generator.generate(prompts, list(PRIORS), config)
     tokens, mask, _ = left_pad([p + list(q) for p, q in zip(prompts, PRIORS)], generator.pad_id)
-    theirs = HFReference(directory).generate(tokens, mask, config.max_new_tokens, generator.pad_id, config.strategy)
+    theirs = HFReference(directory).generate(
+        tokens, mask, config.max_new_tokens, generator.pad_id, **beam_settings(config.strategy))
     for row, result in enumerate(ours):
         reference = [int(t) for t in theirs[row]]
         n = len(result.tokens)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pretty_jax.core.errors import UserError
-from pretty_jax.engine.stopping import StopStrings, advance_states
+from pretty_jax.engine.stopping import StopStrings, StopTables
 
 TOKEN_TEXTS = ["", "a", "b", "ab", "ba", "\n", "a\n", "\n\n", "x", "aab", "bab", "\nx"]
 
@@ -16,13 +16,13 @@ TOKEN_TEXTS = ["", "a", "b", "ab", "ba", "\n", "a\n", "\n\n", "x", "aab", "bab",
 @pytest.mark.parametrize("stops", [("\n",), ("ab",), ("aab", "\n\n"), ("abab", "b\nx")])
 def test_automaton_matches_str_find(stops):
     matcher = StopStrings(stops, TOKEN_TEXTS)
-    tables = (jnp.asarray(matcher.tables), jnp.asarray(matcher.accept))
+    tables = StopTables.of(matcher, len(TOKEN_TEXTS))
     rng = np.random.default_rng(0)
     sequences = rng.integers(0, len(TOKEN_TEXTS), size=(64, 10))
     states = jnp.zeros((64, len(stops)), jnp.int32)
     first_hit = np.full(64, -1)
     for step in range(10):
-        states, hit = advance_states(*tables, states, jnp.asarray(sequences[:, step], jnp.int32))
+        states, hit = tables.advance(states, jnp.asarray(sequences[:, step], jnp.int32))
         newly = np.asarray(hit) & (first_hit < 0)
         first_hit[newly] = step
     for row, sequence in enumerate(sequences):

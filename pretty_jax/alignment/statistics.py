@@ -50,7 +50,7 @@ from pretty_jax.core.errors import UserError
 from pretty_jax.core.progress import Progress
 from pretty_jax.engine import parallel
 from pretty_jax.engine.batching import bucket_length, positions_from_mask
-from pretty_jax.models import Model
+from pretty_jax.models import Graph, Model
 
 STATISTICS = ("sft_rank_in_lm", "p_lm_own", "p_sft_own", "p_lm_of_sft", "kl_sft_lm", "kl_lm_sft", "js", "tv")
 TOP_FIELDS = ("lm_top_ids", "lm_top_logprobs", "sft_top_ids", "sft_top_logprobs")
@@ -89,13 +89,13 @@ def top_tokens(logits: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
     return ids.astype(jnp.int32), top_logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
 
 
-def _hidden(graphdef, params, tokens_BL, positions_BL, mask_BL):
-    h_BLD, _ = nnx.merge(graphdef, params).hidden_states(tokens_BL, positions_BL, mask_BL)
+def _hidden(graph: Graph, params, tokens_BL, positions_BL, mask_BL):
+    h_BLD, _ = nnx.merge(graph.graphdef, params).hidden_states(tokens_BL, positions_BL, mask_BL)
     return h_BLD
 
 
-def _logits(graphdef, params, h_BTD):
-    return nnx.merge(graphdef, params).logits(h_BTD)
+def _logits(graph: Graph, params, h_BTD):
+    return nnx.merge(graph.graphdef, params).logits(h_BTD)
 
 
 @functools.partial(
@@ -103,9 +103,9 @@ def _logits(graphdef, params, h_BTD):
     static_argnames=("lm_graph", "sft_graph", "first_step", "sft_first_step", "num_steps", "chunk", "top_n"),
 )
 def _batch_statistics(
-    lm_graph: nnx.GraphDef,
+    lm_graph: Graph,
     lm_params: nnx.State,
-    sft_graph: nnx.GraphDef,
+    sft_graph: Graph,
     sft_params: nnx.State,
     tokens_BL: jax.Array,
     mask_BL: jax.Array,
@@ -252,7 +252,7 @@ class AlignmentScorer:
         sft_tokens, sft_mask, sft_prefix_len, _ = self._layout(sft_prefixes, trajectories)
         batch = functools.partial(parallel.device_batch, self.mesh)
         stats = _batch_statistics(
-            self.foundation.graphdef, self.foundation.params, self.sft.graphdef, self.sft.params,
+            self.foundation.graph, self.foundation.params, self.sft.graph, self.sft.params,
             batch(tokens), batch(mask), batch(sft_tokens), batch(sft_mask),
             first_step=prefix_len - 1, sft_first_step=sft_prefix_len - 1, num_steps=steps, chunk=self.chunk,
             top_n=self.top_tokens,

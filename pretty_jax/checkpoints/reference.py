@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from pretty_jax.core.errors import MissingDependencyError
-from pretty_jax.engine.strategies import BeamSearch, Greedy
 
 
 # The extra that installs what the reference needs (torch, and accelerate for GGUF files).
@@ -82,14 +81,15 @@ class HFReference:
         attention_mask_BT: np.ndarray,
         max_new_tokens: int,
         pad_id: int,
-        strategy: Greedy | BeamSearch = Greedy(),
+        **beam_search,
     ) -> np.ndarray:
-        """HF `generate` with the same strategy (greedy or beam search) on a left-padded
-        batch; returns only the new tokens [B, <= max_new_tokens], filled with `pad_id`
-        after each row ends."""
-        if not isinstance(strategy, (Greedy, BeamSearch)):
-            raise ValueError(f"strategy={strategy!r}: the reference compares greedy or beam search")
-        beams = strategy if isinstance(strategy, BeamSearch) else None
+        """HF `generate`, greedy or (with `num_beams`, `length_penalty`,
+        `early_stopping`: HF's names, as `BeamSearch` has them) beam search, on a
+        left-padded batch; returns only the new tokens [B, <= max_new_tokens], filled
+        with `pad_id` after each row ends."""
+        unknown = set(beam_search) - {"num_beams", "length_penalty", "early_stopping"}
+        if unknown:
+            raise ValueError(f"the reference compares greedy or beam search, not {sorted(unknown)}")
         torch = self.torch
         with torch.no_grad():
             out = self.model.generate(
@@ -98,9 +98,7 @@ class HFReference:
                 max_new_tokens=max_new_tokens,
                 min_new_tokens=0,
                 do_sample=False,
-                num_beams=beams.num_beams if beams else 1,
-                length_penalty=beams.length_penalty if beams else 1.0,
-                early_stopping=beams.early_stopping if beams else False,
                 pad_token_id=pad_id,
+                **{"num_beams": 1, "length_penalty": 1.0, "early_stopping": False, **beam_search},
             )
         return out[:, tokens_BT.shape[1] :].numpy()

@@ -42,7 +42,7 @@ from pretty_jax.core.textio import numbered_lines
 from pretty_jax.engine import parallel
 from pretty_jax.engine.batching import left_pad
 from pretty_jax.engine.generator import DecodeConfig, Generator
-from pretty_jax.engine.strategies import Sampling
+from pretty_jax.engine.strategies import Sampling, beam_settings
 
 _HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory or hub id org/name[@revision]: the reference.")
 _GGUF = flags.DEFINE_string(
@@ -112,7 +112,8 @@ def check_generation(
     exits 1 unless every prompt is identical."""
     ours = generator.generate(ids, config=config)
     tokens, mask, _ = left_pad(ids, generator.pad_id)
-    theirs = reference.generate(tokens, mask, config.max_new_tokens, generator.pad_id, config.strategy)
+    theirs = reference.generate(
+        tokens, mask, config.max_new_tokens, generator.pad_id, **beam_settings(config.strategy))
     identical = 0
     for row, (prompt, result) in enumerate(zip(prompts, ours)):
         n = len(result.tokens)

@@ -1,6 +1,8 @@
-"""The decode engine: `Generator` (generator.py: validation, truncation -> results) over
-continuous batching (continuous.py: the host loop; slots.py: the pool of slots on
-device; scheduler.py: which examples next, in what shapes) for greedy and sampling, and
-static batches of the jitted prefill + decode loop (decode.py) and beam search
-(beam_search.py), with strategies (strategies.py), on-device stop strings (stopping.py),
-padding and positions (batching.py) and the device mesh (parallel.py)."""
+"""The decode engine. `Generator` (generator.py: validation, truncation -> results)
+builds an `Engine` (engine.py: the frozen static half of every program, its four verbs
+and `Engine.step`, the one token step) and runs it: greedy and sampling in a pool of
+slots (pool.py: continuous batching, or static batches; scheduler.py: which examples
+next, in what shapes), beam search in static batches (beam_search.py). A step's logits
+come from the system's streams (streams.py: prefill, feed a token) combined by its
+logits rule (logits.py). Strategies (strategies.py), on-device stop strings
+(stopping.py), padding and positions (batching.py), the device mesh (parallel.py)."""

@@ -1,7 +1,9 @@
 """Beam search on device, step for step the algorithm of HF transformers' `generate`.
 
 Letters: B examples, W beams, C = max(2, 1 + #EOS) * W candidates kept per step,
-N = max_new_tokens, V vocabulary. The KV cache holds B * W rows (example-major).
+N = max_new_tokens, V vocabulary. Each stream's KV cache holds B * W rows
+(example-major). The model step and the logits rule are the token loop's
+(`streams.feed`, the engine's `LogitsRule`); only the bookkeeping of beams is here.
 
 Per step, as in HF: add each beam's log-softmax to its running score, keep the top C
 (beam, token) candidates, mark those that end (EOS, stop string, or length N); the best
@@ -24,17 +26,10 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from pretty_jax.engine import parallel
-from pretty_jax.engine.decode import (
-    FINISH_EOS,
-    FINISH_LENGTH,
-    FINISH_STOP,
-    DecodeOutput,
-    LoopStatics,
-    prefill,
-)
-from pretty_jax.engine.stopping import advance_states
-from pretty_jax.engine.strategies import BeamSearch
-from pretty_jax.models import KVCache, forward_last
+from pretty_jax.engine.engine import FINISH_EOS, FINISH_LENGTH, FINISH_STOP, DecodeOutput, Engine, Params
+from pretty_jax.engine.stopping import StopTables
+from pretty_jax.engine.streams import Prefilled, Stream, feed, logits_after
+from pretty_jax.models import KVCache
 
 _NEG = -1.0e9
 
@@ -47,8 +42,9 @@ class BeamState:
     running_tokens / tokens: [B, W, N]; running_scores / scores: [B, W] float32;
     finished: [B, W] bool (slot holds a finished hypothesis); lengths, finish: [B, W]
     int32 length and reason of each finished hypothesis; improvable: [B, 1] bool;
-    all_ended: [] bool, every candidate of the last step ended;
-    next_logits: [B * W, V]; positions: [B * W]; stop_states: [B, W, num_stops].
+    all_ended: [] bool, every candidate of the last step ended; limits: [B, 1] int32
+    the most tokens a row may generate; next_logits: [B * W, V] the combined logits;
+    stop_states: [B, W, num_stops]; streams: each stream's positions and cache, B * W rows.
     """
 
     step: jax.Array
@@ -61,10 +57,10 @@ class BeamState:
     finish: jax.Array
     improvable: jax.Array
     all_ended: jax.Array
+    limits: jax.Array
     next_logits: jax.Array
-    positions: jax.Array
     stop_states: jax.Array
-    cache: KVCache
+    streams: tuple[Stream, ...]
 
 
 def _gather_beams(x, beam_index_BK):
@@ -92,25 +88,23 @@ class _Candidates(NamedTuple):
     ends: jax.Array  # [B, C] bool: EOS, stop string or length N
 
 
-def _candidates(search: BeamSearch, settings: LoopStatics, stop_tables, state: BeamState) -> _Candidates:
+def _candidates(engine: Engine, stops: StopTables, state: BeamState) -> _Candidates:
     """Each beam's log-softmax added to its score; the top C (beam, token) pairs and
     whether each ends the hypothesis."""
-    W, step = search.num_beams, state.step
+    W, step, eos_ids = engine.strategy.num_beams, state.step, engine.shape.eos_ids
     B, V = state.running_scores.shape[0], state.next_logits.shape[-1]
-    C = max(2, 1 + len(settings.eos_ids)) * W
+    C = max(2, 1 + len(eos_ids)) * W
     log_probs_BWV = jax.nn.log_softmax(state.next_logits).reshape(B, W, V)
     log_probs_BX = (log_probs_BWV + state.running_scores[:, :, None]).reshape(B, W * V)
     top_scores_BC, top_index_BC = jax.lax.top_k(log_probs_BX, C)
     origin_BC = top_index_BC // V
     token_BC = (top_index_BC % V).astype(jnp.int32)
     candidates_BCN = _gather_beams(state.running_tokens, origin_BC).at[:, :, step].set(token_BC)
-    hit_eos_BC = jnp.isin(token_BC, jnp.asarray(settings.eos_ids, jnp.int32))
+    hit_eos_BC = jnp.isin(token_BC, jnp.asarray(eos_ids, jnp.int32))
     stop_states_BCS = _gather_beams(state.stop_states, origin_BC)
-    hit_stop_BC = jnp.zeros_like(hit_eos_BC)
-    if stop_tables is not None:
-        flat_states, flat_hits = advance_states(*stop_tables, stop_states_BCS.reshape(B * C, -1), token_BC.reshape(-1))
-        stop_states_BCS, hit_stop_BC = flat_states.reshape(B, C, -1), flat_hits.reshape(B, C)
-    ends_BC = hit_eos_BC | hit_stop_BC | (step + 1 >= settings.max_new_tokens)
+    flat_states, flat_hits = stops.advance(stop_states_BCS.reshape(B * C, -1), token_BC.reshape(-1))
+    stop_states_BCS, hit_stop_BC = flat_states.reshape(B, C, -1), flat_hits.reshape(B, C)
+    ends_BC = hit_eos_BC | hit_stop_BC | (step + 1 >= state.limits)
     return _Candidates(top_scores_BC, origin_BC, candidates_BCN, stop_states_BCS, hit_eos_BC, hit_stop_BC, ends_BC)
 
 
@@ -150,11 +144,10 @@ def _merge_finished(search: BeamSearch, state: BeamState, cand: _Candidates) -> 
     )
 
 
-def _still_improvable(search: BeamSearch, settings: LoopStatics, state: BeamState, running_scores, finished,
-                      scores) -> jax.Array:
+def _still_improvable(search: BeamSearch, state: BeamState, running_scores, finished, scores) -> jax.Array:
     """[B, 1]: could a live beam still beat the worst finished one? (HF's heuristic.)"""
     if search.early_stopping == "never" and search.length_penalty > 0.0:
-        best_length = settings.max_new_tokens
+        best_length = state.limits
     else:
         best_length = state.step + 1
     best_running_B1 = running_scores[:, :1] / (best_length**search.length_penalty)
@@ -162,25 +155,27 @@ def _still_improvable(search: BeamSearch, settings: LoopStatics, state: BeamStat
     return state.improvable & jnp.any(best_running_B1 > worst_finished_BW, axis=-1, keepdims=True)
 
 
-def _advance_live(graphdef, params, num_beams: int, state: BeamState, running_tokens, live_origin_BW):
-    """Reorders the cache and positions to the live beams and runs their newest tokens:
-    (next logits [B * W, V], cache, positions [B * W] of the token after)."""
-    cache = jax.tree.map(lambda x: _gather_rows(x, live_origin_BW, num_beams) if x.ndim else x, state.cache)
-    positions = _gather_rows(state.positions, live_origin_BW, num_beams)
+def _advance_live(engine: Engine, params: Params, state: BeamState, running_tokens, live_origin_BW):
+    """Reorders every stream's cache and positions to the live beams and feeds them
+    their newest tokens: (combined next logits [B * W, V], the streams)."""
+    W = engine.strategy.num_beams
+    reorder = lambda x: _gather_rows(x, live_origin_BW, W) if x.ndim else x  # noqa: E731
+    streams = tuple(jax.tree.map(reorder, stream) for stream in state.streams)
     next_token_R = running_tokens[:, :, state.step].reshape(-1)
-    next_logits, cache = forward_last(
-        graphdef, params, next_token_R[:, None], positions[:, None], jnp.ones_like(next_token_R)[:, None], cache
-    )
-    return next_logits, cache, positions + 1
+    logits, streams = feed(engine.graphs, params, streams, next_token_R, jnp.ones_like(next_token_R, bool))
+    steps_R = jnp.full(next_token_R.shape, state.step + 1, jnp.int32)
+    return engine.rule.combine(logits, steps_R), streams
 
 
-def _beam_step(graphdef, params, search: BeamSearch, settings: LoopStatics, stop_tables, mesh, state: BeamState):
-    cand = _candidates(search, settings, stop_tables, state)
+def _beam_step(engine: Engine, params: Params, stops: StopTables, state: BeamState) -> BeamState:
+    search = engine.strategy
+    cand = _candidates(engine, stops, state)
     running_tokens, running_scores, live_origin_BW, stop_states = _live_beams(search.num_beams, cand)
     finished = _merge_finished(search, state, cand)
-    improvable = _still_improvable(search, settings, state, running_scores, finished["finished"], finished["scores"])
-    next_logits, cache, positions = _advance_live(graphdef, params, search.num_beams, state, running_tokens,
-                                                  live_origin_BW)
+    improvable = _still_improvable(search, state, running_scores, finished["finished"], finished["scores"])
+    next_logits, streams = _advance_live(engine, params, state, running_tokens, live_origin_BW)
+    if engine.mesh is not None:
+        streams = tuple(dataclasses.replace(s, cache=parallel.constrain_cache(engine.mesh, s.cache)) for s in streams)
     return BeamState(
         step=state.step + 1,
         running_tokens=running_tokens,
@@ -188,10 +183,10 @@ def _beam_step(graphdef, params, search: BeamSearch, settings: LoopStatics, stop
         **finished,
         improvable=improvable,
         all_ended=jnp.all(cand.ends),
+        limits=state.limits,
         next_logits=next_logits,
-        positions=positions,
         stop_states=stop_states,
-        cache=parallel.constrain_cache(mesh, cache),
+        streams=streams,
     )
 
 
@@ -201,49 +196,56 @@ def _keep_going(search: BeamSearch, state: BeamState) -> jax.Array:
     return improvement_possible & open_beam & ~state.all_ended
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "search", "settings", "mesh"))
-def beam_decode(
-    graphdef: nnx.GraphDef,
-    params: nnx.State,
-    tokens_BT: jax.Array,
-    mask_BT: jax.Array,
-    stop_tables: tuple[jax.Array, jax.Array] | None,
-    *,
-    search: BeamSearch,
-    settings: LoopStatics,
-    mesh: Mesh | None,
-) -> DecodeOutput:
-    """Beam search after each left-padded row.
+def _stream_from(block: Prefilled, max_new_tokens: int) -> Stream:
+    """A prefilled block of R left-padded rows as a stream of R rows with room for
+    `max_new_tokens` more columns after the P prefilled ones."""
+    widen = lambda x, fill: jnp.pad(  # noqa: E731
+        x, [(0, 0)] * (x.ndim - 2) + [(0, max_new_tokens), (0, 0)], constant_values=fill)
+    cache = KVCache(
+        keys=tuple(widen(k, 0) for k in block.keys),
+        values=tuple(widen(v, 0) for v in block.values),
+        positions=jnp.pad(block.positions, [(0, 0), (0, max_new_tokens)], constant_values=-1),
+        end=jnp.int32(block.length),
+    )
+    return Stream(positions=jnp.sum(block.positions >= 0, axis=1).astype(jnp.int32), cache=cache)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def beam_search(engine: Engine, params: Params, blocks: tuple[Prefilled, ...], limit_B: jax.Array,
+                stops: StopTables) -> DecodeOutput:
+    """Beam search after each prefilled row (`engine.strategy` a `BeamSearch`; one
+    block per stream, the same B rows); each row generates at most `limit_B[b]` tokens.
 
     Returns the best hypothesis per row as a `DecodeOutput` (with scores, the
     length-penalised score of each row's best hypothesis; no logprobs).
     """
-    W, N = search.num_beams, settings.max_new_tokens
-    logits_BV, positions_B, cache = prefill(graphdef, params, tokens_BT, mask_BT, settings.cache_len, mesh)
-    B = tokens_BT.shape[0]
+    W, N = engine.strategy.num_beams, engine.shape.max_new_tokens
+    B = blocks[0].positions.shape[0]
+    streams, logits = [], []
+    for graph, stream_params, block in zip(engine.graphs, params, blocks):
+        logits.append(logits_after(graph, stream_params, block.hidden[:, -1]))
+        streams.append(_stream_from(block, N))
     # Every beam starts from the same prefill: repeat each row W times.
-    repeat = lambda x: jnp.repeat(x, W, axis=0)  # noqa: E731
-    cache = jax.tree.map(lambda x: repeat(x) if x.ndim else x, cache)
-    num_stops = 0 if stop_tables is None else stop_tables[0].shape[0]
+    repeat = lambda x: jnp.repeat(x, W, axis=0) if x.ndim else x  # noqa: E731
     state = BeamState(
         step=jnp.zeros((), jnp.int32),
-        running_tokens=jnp.full((B, W, N), settings.pad_id, jnp.int32),
+        running_tokens=jnp.full((B, W, N), engine.shape.pad_id, jnp.int32),
         running_scores=jnp.zeros((B, W), jnp.float32).at[:, 1:].set(_NEG),
-        tokens=jnp.full((B, W, N), settings.pad_id, jnp.int32),
+        tokens=jnp.full((B, W, N), engine.shape.pad_id, jnp.int32),
         scores=jnp.full((B, W), _NEG, jnp.float32),
         finished=jnp.zeros((B, W), bool),
         lengths=jnp.zeros((B, W), jnp.int32),
         finish=jnp.full((B, W), FINISH_LENGTH, jnp.int32),
         improvable=jnp.ones((B, 1), bool),
         all_ended=jnp.zeros((), bool),
-        next_logits=repeat(logits_BV),
-        positions=repeat(positions_B),
-        stop_states=jnp.zeros((B, W, num_stops), jnp.int32),
-        cache=parallel.constrain_cache(mesh, cache),
+        limits=limit_B[:, None],
+        next_logits=repeat(engine.rule.combine(tuple(logits), jnp.zeros((B,), jnp.int32))),
+        stop_states=jnp.zeros((B, W, stops.num_stops), jnp.int32),
+        streams=tuple(jax.tree.map(repeat, stream) for stream in streams),
     )
-    body = functools.partial(_beam_step, graphdef, params, search, settings, stop_tables, mesh)
-    state = jax.lax.while_loop(functools.partial(_keep_going, search), body, state)
+    body = functools.partial(_beam_step, engine, params, stops)
+    state = jax.lax.while_loop(functools.partial(_keep_going, engine.strategy), body, state)
     best_tokens = state.tokens[:, 0]
     length_B = state.lengths[:, 0]
-    best_tokens = jnp.where(jnp.arange(N)[None, :] < length_B[:, None], best_tokens, settings.pad_id)
+    best_tokens = jnp.where(jnp.arange(N)[None, :] < length_B[:, None], best_tokens, engine.shape.pad_id)
     return DecodeOutput(tokens=best_tokens, lengths=length_B, finish=state.finish[:, 0], scores=state.scores[:, 0])

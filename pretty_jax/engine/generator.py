@@ -1,11 +1,14 @@
 """`Generator.generate`: prompts with prior tokens in, continuations out.
 
-The host side of decoding: validates and (if needed) truncates the inputs, then
-either keeps a pool of slots busy (greedy and sampling: continuous batching,
-`continuous.py`) or groups the inputs into fixed-size batches with bucketed lengths
-and runs the on-device loop of `decode.py` or `beam_search.py` on each (chosen by the
-strategy's type, `LOOPS`), and turns the `DecodeOutput` buffers back into per-example
-results.
+The host side of decoding: validates and (if needed) truncates the inputs, builds the
+`Engine` of the call (engine.py: the model graphs, logits rule, strategy and pool
+shape), and runs it — greedy and sampling in a pool of slots (pool.py: continuous
+batching, or static batches when `continuous=False`), beam search in static batches
+(beam_search.py) — then turns the `DecodeOutput` buffers into per-example results.
+
+A system may read several streams per step (logits.py): `Generator(..., system=
+System(rule, models))` with one model per stream; each prompt is then a tuple of token
+lists, one per stream, and the prior follows the prompt in every stream.
 """
 
 from __future__ import annotations
@@ -14,17 +17,18 @@ import dataclasses
 import logging
 from typing import Callable, Literal, Sequence
 
-import jax
 import numpy as np
 from jax.sharding import Mesh
 
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
-from pretty_jax.engine.batching import bucket_length, left_pad
-from pretty_jax.engine.beam_search import beam_decode
-from pretty_jax.engine.continuous import PoolStats, run_pool
-from pretty_jax.engine.decode import FINISH_REASONS, DecodeOutput, LoopStatics, decode
-from pretty_jax.engine.stopping import StopStrings
+from pretty_jax.engine.batching import left_pad
+from pretty_jax.engine.beam_search import beam_search
+from pretty_jax.engine.engine import FINISH_REASONS, DecodeOutput, Engine, PoolShape
+from pretty_jax.engine.logits import LogitsRule, OneModel
+from pretty_jax.engine.pool import Job, PoolStats, Request, ring_length, run_pool
+from pretty_jax.engine.scheduler import prefill_length
+from pretty_jax.engine.stopping import StopStrings, StopTables
 from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling, Strategy
 from pretty_jax.models import Model
 
@@ -64,54 +68,65 @@ class Generation:
     truncated_tokens: int = 0
 
 
-def _token_loop(model: Model, tokens, mask, example_ids, seed, stop_tables, strategy, statics, mesh) -> DecodeOutput:
-    """Greedy or sampling: one token per row per step (decode.py)."""
-    return decode(model.graphdef, model.params, tokens, mask, example_ids, seed, stop_tables,
-                  strategy=strategy, settings=statics, mesh=mesh)
+@dataclasses.dataclass(frozen=True)
+class System:
+    """What decodes: one model per stream and the rule that combines their logits
+    (logits.py). The plain system is `System(OneModel(), (model,))`."""
+
+    rule: LogitsRule
+    models: tuple[Model, ...]
+
+    def __post_init__(self):
+        if len(self.models) != self.rule.streams:
+            raise UserError(f"{type(self.rule).__name__} reads {self.rule.streams} models' logits, "
+                            f"{len(self.models)} given")
+        vocab = {m.config.vocab_size for m in self.models}
+        if len(vocab) > 1:
+            raise UserError(f"the models of one system must share a vocabulary; their sizes are {sorted(vocab)}")
 
 
-def _beam_loop(model: Model, tokens, mask, example_ids, seed, stop_tables, strategy, statics, mesh) -> DecodeOutput:
-    """Beam search (beam_search.py); deterministic, so example ids and seed are unused."""
-    del example_ids, seed
-    return beam_decode(model.graphdef, model.params, tokens, mask, stop_tables,
-                       search=strategy, settings=statics, mesh=mesh)
+@dataclasses.dataclass(frozen=True)
+class _Input:
+    """One example after validation and truncation: its tokens in each stream (prompt
+    + prior), its prior, id and generation limit, and the prompt tokens cut."""
 
-
-# The on-device loop of each strategy type; every loop returns a `DecodeOutput`.
-LOOPS: dict[type, Callable[..., DecodeOutput]] = {Greedy: _token_loop, Sampling: _token_loop, BeamSearch: _beam_loop}
+    tokens: tuple[tuple[int, ...], ...]
+    prior: tuple[int, ...]
+    example_id: int
+    limit: int
+    truncated: int
 
 
 class Generator:
-    """Decodes with one model on one mesh; compiled programs are reused across calls.
+    """Decodes with one system on one mesh; compiled programs are reused across calls.
 
-    batch_size: rows per device batch (a multiple of the mesh's `data` size): the slots
-      of the continuous-batching pool, or the rows of a static batch (whose last batch
-      is padded with copies of a real row whose results are dropped).
-    continuous: greedy and sampling keep `batch_size` slots busy, refilling a finished
-      row's slot with the next waiting example (continuous.py); False decodes static
-      batches, each until its longest row ends. Beam search always runs static batches.
-      Per example the results are the same either way.
+    model: the model of a one-stream system (its tokenizer's model).
+    batch_size: slots of the pool (greedy, sampling) or rows of a static batch (beam
+      search, whose last batch is padded with copies of a real row whose results are
+      dropped); a multiple of the mesh's `data` size.
+    continuous: greedy and sampling refill a finished row's slot with the next waiting
+      example; False admits static batches in input order, each until its longest row
+      ends (the same token step: per example the results are identical).
+    system: a system of several streams (`System`), instead of `model` alone.
     """
 
     def __init__(self, model: Model, tokenizer=None, mesh: Mesh | None = None, batch_size: int = 8,
-                 continuous: bool = True):
+                 continuous: bool = True, system: System | None = None):
         data = 1 if mesh is None else mesh.shape[parallel.DATA]
         if batch_size < 1 or batch_size % data:
             raise UserError(
                 f"batch_size={batch_size} must be a positive multiple of the mesh's data axis ({data} devices)"
             )
-        self.model = model
-        self.tokenizer = tokenizer
-        self.mesh = mesh
-        self.batch_size = batch_size
-        self.continuous = continuous
+        self.model, self.tokenizer, self.mesh = model, tokenizer, mesh
+        self.batch_size, self.continuous = batch_size, continuous
+        self.system = system or System(OneModel(), (model,))
         self.stats = PoolStats(slots=batch_size)
         tokens = model.config.special_tokens
         self.pad_id = tokens.pad_token_id if tokens.pad_token_id is not None else (tokens.eos_token_ids or (0,))[0]
 
     def generate(
         self,
-        prompts: Sequence[Sequence[int]],
+        prompts: Sequence,
         priors: Sequence[Sequence[int]] | None = None,
         config: DecodeConfig = DecodeConfig(),
         example_ids: Sequence[int] | None = None,
@@ -119,116 +134,137 @@ class Generator:
     ) -> list[Generation]:
         """Continues each prompt after its prior tokens (0..k per example).
 
+        prompts: token ids per example; for a system of several streams, a tuple of
+          token-id lists per example, one per stream.
         example_ids: integers that seed each example's sampling (default: positions in
           `prompts`); give stable ids so that a resumed or re-batched run samples alike.
         on_result(index, generation): called as each example finishes (in any order
           with continuous batching), e.g. to save or count it.
         """
+        if not isinstance(config.strategy, (Greedy, Sampling, BeamSearch)):
+            raise UserError(f"strategy={config.strategy!r}: use Greedy(), Sampling(...) or BeamSearch(...)")
         priors = [[] for _ in prompts] if priors is None else priors
         example_ids = list(range(len(prompts))) if example_ids is None else list(example_ids)
         if not (len(prompts) == len(priors) == len(example_ids)):
             raise UserError(f"{len(prompts)} prompts, {len(priors)} priors and {len(example_ids)} ids differ in number")
-        self._validate(prompts, priors, example_ids)
-        inputs, dropped = self._fit_context(prompts, priors, example_ids, config)
+        inputs = self._fit_context(self._validate(prompts, priors, example_ids), config)
         stop = self._stop_strings(config.stop_strings)
-        if LOOPS.get(type(config.strategy)) is None:
-            raise UserError(f"strategy={config.strategy!r}: use Greedy(), Sampling(...) or BeamSearch(...)")
-        if self.continuous and LOOPS[type(config.strategy)] is _token_loop:
-            return self._generate_continuous(inputs, priors, example_ids, dropped, config, stop, on_result)
-        results: list[Generation] = []
-        for start in range(0, len(inputs), self.batch_size):
-            rows = list(range(start, min(start + self.batch_size, len(inputs))))
-            batch = self._generate_batch(
-                [inputs[r] for r in rows],
-                [priors[r] for r in rows],
-                [example_ids[r] for r in rows],
-                [dropped[r] for r in rows],
-                config,
-                stop,
-            )
-            for r, generation in zip(rows, batch):
-                if on_result is not None:
-                    on_result(r, generation)
-            results += batch
-        return results
-
-    def _generate_continuous(self, inputs, priors, example_ids, dropped, config, stop, on_result) -> list[Generation]:
         results: list[Generation | None] = [None] * len(inputs)
 
-        def done(index: int, out: DecodeOutput) -> None:
-            results[index] = self._result(
-                out.tokens[0, : out.lengths[0]], int(out.finish[0]), priors[index], dropped[index], config, stop,
-                None if out.logprobs is None else out.logprobs[0, : out.lengths[0]], None,
-            )
+        def done(index: int, out: DecodeOutput, row: int = 0) -> None:
+            results[index] = self._result(inputs[index], out, row, config, stop)
             if on_result is not None:
                 on_result(index, results[index])
 
+        stops = StopTables.of(stop, self.model.config.vocab_size)
+        if isinstance(config.strategy, BeamSearch):
+            self._beam_batches(inputs, config, stops, done)
+        else:
+            self._pool(inputs, config, stops, done)
+        return results
+
+    # -- running the engine ----------------------------------------------------------
+
+    def _engine(self, config: DecodeConfig, ring_len: int, num_stops: int) -> Engine:
+        shape = PoolShape(
+            slots=self.batch_size, max_new_tokens=config.max_new_tokens, ring_len=ring_len,
+            eos_ids=tuple(self.model.config.special_tokens.eos_token_ids), pad_id=self.pad_id,
+            num_stops=num_stops, return_logprobs=config.return_logprobs,
+        )
+        return Engine(tuple(m.graph for m in self.system.models), self.system.rule, config.strategy, shape, self.mesh)
+
+    @property
+    def _params(self) -> tuple:
+        return tuple(m.params for m in self.system.models)
+
+    def _pool(self, inputs: list[_Input], config: DecodeConfig, stops: StopTables, done) -> None:
+        requests = [Request(x.tokens, x.example_id, x.limit) for x in inputs]
+        engine = self._engine(config, ring_length(requests, config.max_new_tokens), stops.num_stops)
         before = dataclasses.replace(self.stats, programs=set(self.stats.programs))
-        run_pool(self.model, self.mesh, self.batch_size, inputs, example_ids, config.seed,
-                 self._stop_tables(stop), config.strategy, self._statics(0, config), self.stats, done)
+        run_pool(engine, self._params, Job(requests, stops, config.seed, self.continuous), self.stats, done)
         steps = self.stats.steps - before.steps
         busy = self.stats.busy_slot_steps - before.busy_slot_steps
         logging.info(
-            "continuous batching: %d examples (%d prefilled, the rest prefixes of them) in %d steps of %d slots "
+            "decode pool: %d examples (%d prefilled, the rest prefixes of them) in %d steps of %d slots "
             "(utilisation %.2f); %d programs so far (%d built now: compiled or read from the compilation cache)",
             len(inputs), self.stats.prefilled - before.prefilled, steps, self.batch_size,
             busy / max(1, steps * self.batch_size), len(self.stats.programs), self.stats.built - before.built,
         )
-        return results
 
-    def _statics(self, prefill_len: int, config: DecodeConfig) -> LoopStatics:
-        return LoopStatics(
-            max_new_tokens=config.max_new_tokens,
-            eos_ids=tuple(self.model.config.special_tokens.eos_token_ids),
-            pad_id=self.pad_id,
-            cache_len=prefill_len + config.max_new_tokens,
-            return_logprobs=config.return_logprobs,
-        )
+    def _beam_batches(self, inputs: list[_Input], config: DecodeConfig, stops: StopTables, done) -> None:
+        """Static batches of `batch_size` rows (the last padded with copies of its
+        first row), each prefilled in every stream and searched until it ends."""
+        engine = self._engine(config, 0, stops.num_stops)
+        put = lambda a: parallel.device_batch(self.mesh, a)  # noqa: E731
+        for start in range(0, len(inputs), self.batch_size):
+            batch = inputs[start : start + self.batch_size]
+            rows = batch + [batch[0]] * (self.batch_size - len(batch))
+            blocks = []
+            for s, params in enumerate(self._params):
+                sequences = [x.tokens[s] for x in rows]
+                tokens, mask, _ = left_pad(sequences, self.pad_id, prefill_length(max(len(x) for x in sequences)))
+                blocks.append(engine.prefill(s, params, put(tokens), put(mask)))
+            limits = put(np.array([x.limit for x in rows], np.int32))
+            out = parallel.to_host(beam_search(engine, self._params, tuple(blocks), limits, stops))
+            for row in range(len(batch)):
+                done(start + row, out, row)
 
-    @staticmethod
-    def _stop_tables(stop: StopStrings | None):
-        return None if stop is None else (jax.numpy.asarray(stop.tables), jax.numpy.asarray(stop.accept))
+    # -- inputs ----------------------------------------------------------------------
 
-    def _validate(self, prompts, priors, example_ids) -> None:
-        vocab = self.model.config.vocab_size
+    def _validate(self, prompts, priors, example_ids) -> list[tuple[tuple[tuple[int, ...], ...], tuple[int, ...], int]]:
+        """(prompt of each stream, prior, id) per example, refusing empty prompts, a
+        wrong number of streams and ids outside the vocabulary, naming the example."""
+        vocab, streams = self.model.config.vocab_size, self.system.rule.streams
+        checked = []
         for prompt, prior, example in zip(prompts, priors, example_ids):
-            if len(prompt) == 0:
-                raise UserError(f"example {example}: empty prompt")
-            for name, ids in (("prompt", prompt), ("prior", prior)):
-                bad = [i for i in ids if not 0 <= int(i) < vocab]
+            stream_prompts = tuple(prompt) if streams > 1 else (prompt,)
+            if len(stream_prompts) != streams or any(np.ndim(p) != 1 for p in stream_prompts):
+                raise UserError(f"example {example}: {len(stream_prompts)} prompts for a system of {streams} streams")
+            stream_prompts = tuple(tuple(int(t) for t in p) for p in stream_prompts)
+            prior = tuple(int(t) for t in prior)
+            for name, ids in [("prompt", p) for p in stream_prompts] + [("prior", prior)]:
+                if name == "prompt" and not ids:
+                    raise UserError(f"example {example}: empty prompt")
+                bad = [i for i in ids if not 0 <= i < vocab]
                 if bad:
                     raise UserError(
                         f"example {example}: {name} token id {bad[0]} is outside the vocabulary [0, {vocab})"
                     )
+            checked.append((stream_prompts, prior, example))
+        return checked
 
-    def _fit_context(self, prompts, priors, example_ids, config: DecodeConfig):
-        """prompt + prior per example, truncated from the left to fit the context."""
+    def _fit_context(self, checked, config: DecodeConfig) -> list[_Input]:
+        """prompt + prior per example and stream, truncated from the left to fit the
+        context."""
+        if config.max_new_tokens < 1:
+            raise UserError(f"max_new_tokens={config.max_new_tokens} must be >= 1")
         max_len = config.max_len or getattr(self.model.config, "max_position_embeddings", None)
         budget = None if max_len is None else max_len - config.max_new_tokens
         if budget is not None and budget < 1:
             raise UserError(f"max_new_tokens={config.max_new_tokens} leaves no room in max_len={max_len}")
         bos = self.model.config.special_tokens.bos_token_id
-        inputs, dropped = [], []
-        for prompt, prior, example in zip(prompts, priors, example_ids):
-            prompt, prior = [int(t) for t in prompt], [int(t) for t in prior]
-            excess = 0 if budget is None else len(prompt) + len(prior) - budget
-            if excess > 0:
-                keep_bos = int(prompt[0] == bos)
-                if config.overflow == "error" or len(prompt) - keep_bos <= excess:
-                    raise UserError(
-                        f"example {example}: prompt ({len(prompt)}) + prior ({len(prior)}) + "
-                        f"max_new_tokens ({config.max_new_tokens}) exceed max_len={max_len}"
-                        + ("" if config.overflow == "error" else "; even a truncated prompt does not fit")
-                    )
-                prompt = prompt[:keep_bos] + prompt[keep_bos + excess :]
-            inputs.append(prompt + prior)
-            dropped.append(max(excess, 0))
-        if any(dropped):
-            logging.warning(
-                "truncated %d of %d inputs from the left to fit max_len=%s (%d tokens dropped)",
-                sum(d > 0 for d in dropped), len(inputs), max_len, sum(dropped),
-            )
-        return inputs, dropped
+        inputs = []
+        for stream_prompts, prior, example in checked:
+            fitted, truncated = [], 0
+            for prompt in stream_prompts:
+                excess = 0 if budget is None else len(prompt) + len(prior) - budget
+                if excess > 0:
+                    keep_bos = int(prompt[0] == bos)
+                    if config.overflow == "error" or len(prompt) - keep_bos <= excess:
+                        raise UserError(
+                            f"example {example}: prompt ({len(prompt)}) + prior ({len(prior)}) + "
+                            f"max_new_tokens ({config.max_new_tokens}) exceed max_len={max_len}"
+                            + ("" if config.overflow == "error" else "; even a truncated prompt does not fit")
+                        )
+                    prompt = prompt[:keep_bos] + prompt[keep_bos + excess :]
+                    truncated = max(truncated, excess)
+                fitted.append(prompt + prior)
+            inputs.append(_Input(tuple(fitted), prior, example, config.max_new_tokens, truncated))
+        cut = [x.truncated for x in inputs if x.truncated]
+        if cut:
+            logging.warning("truncated %d of %d inputs from the left to fit max_len=%s (%d tokens dropped)",
+                            len(cut), len(inputs), max_len, sum(cut))
+        return inputs
 
     def _stop_strings(self, stop_strings: tuple[str, ...]) -> StopStrings | None:
         if not stop_strings:
@@ -237,35 +273,15 @@ class Generator:
             raise UserError("stop strings need the model's tokenizer")
         return StopStrings.for_tokenizer(stop_strings, self.tokenizer, self.model.config.vocab_size)
 
-    def _generate_batch(self, inputs, priors, example_ids, dropped, config, stop) -> list[Generation]:
-        loop = LOOPS[type(config.strategy)]
-        real = len(inputs)
-        padding = self.batch_size - real
-        inputs = inputs + [inputs[0]] * padding
-        ids = np.array(example_ids + [example_ids[0]] * padding, np.int32)
-        prefill_len = bucket_length(max(len(x) for x in inputs))
-        tokens, mask, _ = left_pad(inputs, self.pad_id, prefill_len)
-        statics = self._statics(prefill_len, config)
-        stop_tables = self._stop_tables(stop)
-        out = parallel.to_host(loop(
-            self.model, parallel.device_batch(self.mesh, tokens), parallel.device_batch(self.mesh, mask),
-            parallel.device_batch(self.mesh, ids), np.int32(config.seed), stop_tables,
-            config.strategy, statics, self.mesh,
-        ))
-        return [
-            self._result(
-                out.tokens[r, : out.lengths[r]], int(out.finish[r]), priors[r], dropped[r], config, stop,
-                None if out.logprobs is None else out.logprobs[r, : out.lengths[r]],
-                None if out.scores is None else float(out.scores[r]),
-            )
-            for r in range(real)
-        ]
+    # -- results ---------------------------------------------------------------------
 
-    def _result(self, tokens, finish, prior, dropped, config, stop, logprobs, score) -> Generation:
-        tokens = tuple(int(t) for t in tokens)
+    def _result(self, example: _Input, out: DecodeOutput, row: int, config: DecodeConfig,
+                stop: StopStrings | None) -> Generation:
+        length = int(out.lengths[row])
+        tokens = tuple(int(t) for t in out.tokens[row, :length])
         if config.include_prior:
-            tokens = tuple(prior) + tokens
-        reason = FINISH_REASONS[finish]
+            tokens = example.prior + tokens
+        reason = FINISH_REASONS[int(out.finish[row])]
         text = None
         if self.tokenizer is not None:
             text = self.tokenizer.decode(list(tokens), skip_special_tokens=True)
@@ -276,7 +292,7 @@ class Generator:
             tokens=tokens,
             finish_reason=reason,
             text=text,
-            logprobs=None if logprobs is None else tuple(float(x) for x in logprobs),
-            score=score,
-            truncated_tokens=dropped,
+            logprobs=None if out.logprobs is None else tuple(float(x) for x in out.logprobs[row, :length]),
+            score=None if out.scores is None else float(out.scores[row]),
+            truncated_tokens=example.truncated,
         )

@@ -12,6 +12,7 @@ makes the text exact.
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from typing import Sequence
 
@@ -105,10 +106,30 @@ class StopStrings:
         return (text, False) if cut < 0 else (text[:cut], True)
 
 
-def advance_states(
-    tables_SMV: jax.Array, accept_S: jax.Array, states_BS: jax.Array, tokens_B: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """One token per row: new states [B, S] and whether any stop string matched [B]."""
-    stop_index_S = jnp.arange(tables_SMV.shape[0])
-    new_BS = tables_SMV[stop_index_S[None, :], states_BS, tokens_B[:, None]]
-    return new_BS, jnp.any(new_BS == accept_S[None, :], axis=-1)
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class StopTables:
+    """`StopStrings` on device, for the decode loops.
+
+    tables: [num_stops, M + 1, V] int32 transition tables; accept: [num_stops] int32
+    accepting states. No stop strings: num_stops = 0 (nothing ever matches).
+    """
+
+    tables: jax.Array
+    accept: jax.Array
+
+    @classmethod
+    def of(cls, stop: "StopStrings | None", vocab_size: int) -> "StopTables":
+        if stop is None:
+            return cls(jnp.zeros((0, 1, vocab_size), jnp.int32), jnp.zeros((0,), jnp.int32))
+        return cls(jnp.asarray(stop.tables), jnp.asarray(stop.accept))
+
+    @property
+    def num_stops(self) -> int:
+        return self.tables.shape[0]
+
+    def advance(self, states_BS: jax.Array, tokens_B: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """One token per row: new states [B, S] and whether any stop string matched [B]."""
+        stop_index_S = jnp.arange(self.num_stops)
+        new_BS = self.tables[stop_index_S[None, :], states_BS, tokens_B[:, None]]
+        return new_BS, jnp.any(new_BS == self.accept[None, :], axis=-1)

@@ -96,3 +96,8 @@ class BeamSearch:
 
 
 Strategy = Greedy | Sampling | BeamSearch
+
+
+def beam_settings(strategy: Strategy) -> dict:
+    """HF `generate`'s beam-search arguments for a strategy ({} for greedy)."""
+    return dataclasses.asdict(strategy) if isinstance(strategy, BeamSearch) else {}

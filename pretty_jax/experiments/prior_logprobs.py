@@ -33,22 +33,22 @@ from pretty_jax.alignment.statistics import step_statistics
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
 from pretty_jax.engine.batching import bucket_length, positions_from_mask
-from pretty_jax.models import Model
+from pretty_jax.models import Graph, Model
 
 MIN_COLUMNS = 4
 
 
-def _window_logits(graphdef, params, tokens_BL, mask_BL, first: int, width: int) -> jax.Array:
+def _window_logits(graph: Graph, params, tokens_BL, mask_BL, first: int, width: int) -> jax.Array:
     """Float32 logits [B, width, V] of columns first .. first + width - 1."""
-    model = nnx.merge(graphdef, params)
+    model = nnx.merge(graph.graphdef, params)
     h_BLD, _ = model.hidden_states(tokens_BL, positions_from_mask(mask_BL), mask_BL)
     return model.logits(h_BLD[:, first : first + width]).astype(jnp.float32)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "prefix_len", "width"))
-def _continuation_logprobs(graphdef, params, tokens_BL, mask_BL, *, prefix_len: int, width: int) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("graph", "prefix_len", "width"))
+def _continuation_logprobs(graph: Graph, params, tokens_BL, mask_BL, *, prefix_len: int, width: int) -> jax.Array:
     """log p(token at column P + c | columns before it) [B, width] for c = 0..width-1."""
-    logp_BCV = jax.nn.log_softmax(_window_logits(graphdef, params, tokens_BL, mask_BL, prefix_len - 1, width), -1)
+    logp_BCV = jax.nn.log_softmax(_window_logits(graph, params, tokens_BL, mask_BL, prefix_len - 1, width), -1)
     targets_BC = tokens_BL[:, prefix_len : prefix_len + width]
     return jnp.take_along_axis(logp_BCV, targets_BC[..., None], axis=-1)[..., 0]
 
@@ -113,7 +113,7 @@ def continuation_logprobs(
         width = max(MIN_COLUMNS, 1 << (max(len(c) for c in batch_continuations) - 1).bit_length())
         tokens, mask, prefix_len = _layout(batch_prefixes, batch_continuations, width, pad_id)
         logprobs = parallel.to_host(_continuation_logprobs(
-            model.graphdef, model.params, parallel.device_batch(mesh, tokens), parallel.device_batch(mesh, mask),
+            model.graph, model.params, parallel.device_batch(mesh, tokens), parallel.device_batch(mesh, mask),
             prefix_len=prefix_len, width=width))
         results += [np.asarray(logprobs[row, : len(batch_continuations[row])]) for row in range(len(rows))]
     return results
@@ -147,7 +147,7 @@ def adaptive_prior_lengths(
         tokens, mask, prefix_len = _layout(batch_prefixes, batch_priors, max_tokens, pad_id)
         available = np.array([len(p) for p in batch_priors], np.int32)
         k, kl = parallel.to_host(_adaptive_lengths(
-            foundation.graphdef, foundation.params, sft.graphdef, sft.params,
+            foundation.graph, foundation.params, sft.graph, sft.params,
             parallel.device_batch(mesh, tokens), parallel.device_batch(mesh, mask),
             parallel.device_batch(mesh, available), np.float32(max_kl), prefix_len=prefix_len, max_tokens=max_tokens))
         chosen += [int(k[row]) for row in range(len(rows))]

@@ -19,7 +19,7 @@ from pretty_jax.core.errors import ConfigError
 from pretty_jax.models import bloom, gemma3, llama
 from pretty_jax.models.conversion import CheckpointLayout
 from pretty_jax.models.layers import KVCache
-from pretty_jax.models.model import Model  # noqa: F401
+from pretty_jax.models.model import Graph, Model  # noqa: F401
 
 ModelConfig = llama.LlamaConfig | bloom.BloomConfig | gemma3.Gemma3Config
 
