@@ -8,11 +8,14 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from pretty_jax.checkpoints.gguf.reader import GGUFFile, TensorDirectory
 from pretty_jax.checkpoints.gguf.tensor_names import (
     GEMMA3_BLOCK_TENSORS,
     LLAMA_BLOCK_TENSORS,
     LLAMA_GLOBAL_TENSORS,
+    unpermute_qk,
 )
 from pretty_jax.core.errors import ConfigError
 from pretty_jax.models import gemma3
@@ -42,6 +45,31 @@ class Architecture:
     block_tensors: Mapping[str, str] = dataclasses.field(default_factory=lambda: LLAMA_BLOCK_TENSORS)
     global_tensors: Mapping[str, str] = dataclasses.field(default_factory=lambda: LLAMA_GLOBAL_TENSORS)
     finish_config: Callable[[GGUFFile, dict[str, Any]], dict[str, Any]] | None = None
+
+    def hf_name(self, gguf_name: str) -> str:
+        """The HF name of a llama.cpp tensor; names the tables lack pass through as they
+        are, so the layout check lists them as unmapped."""
+        if gguf_name in self.global_tensors:
+            return self.global_tensors[gguf_name]
+        parts = gguf_name.split(".", 2)
+        if len(parts) == 3 and parts[0] == "blk" and parts[2] in self.block_tensors:
+            return f"model.layers.{parts[1]}.{self.block_tensors[parts[2]]}"
+        return gguf_name
+
+    def undo_llama_cpp_changes(self, hf_key: str, array: np.ndarray, config: Mapping[str, Any]) -> np.ndarray:
+        """The tensor `hf_key` in HF's layout, from the float32 `array` llama.cpp stored:
+        Q/K rows (and biases) unpermuted per head, the norm offset subtracted."""
+        if self.permute_qk:
+            heads = {
+                ".self_attn.q_proj.": config["num_attention_heads"],
+                ".self_attn.k_proj.": config["num_key_value_heads"],
+            }
+            for part, num_heads in heads.items():
+                if part in hf_key:
+                    array = unpermute_qk(array, num_heads)
+        if self.norm_offset and hf_key.endswith("norm.weight"):
+            array = array - np.float32(self.norm_offset)
+        return array
 
 
 def _refuse_what_transformers_misreads(file: GGUFFile, config: Mapping[str, Any]) -> None:

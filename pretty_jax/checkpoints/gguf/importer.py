@@ -41,7 +41,6 @@ from pretty_jax.checkpoints.gguf import quants
 from pretty_jax.checkpoints.gguf.architectures import architecture_of
 from pretty_jax.checkpoints.gguf.metadata import hf_config
 from pretty_jax.checkpoints.gguf.reader import GGUFFile, TensorDirectory, is_gguf
-from pretty_jax.checkpoints.gguf.tensor_names import hf_name, undo_llama_cpp_changes
 from pretty_jax.checkpoints.gguf.tokenizer import save_tokenizer
 from pretty_jax.core.errors import CheckpointError
 from pretty_jax.core.fingerprint import gguf_fingerprint
@@ -74,7 +73,7 @@ def open_tensors(file: TensorDirectory, config: Mapping[str, Any]) -> TensorSour
     tensor types, like every type `quants` does not know, are refused)."""
     architecture = architecture_of(file)
     _check_tensor_types(file)
-    by_hf_name = {hf_name(architecture, name): tensor for name, tensor in file.tensors.items()}
+    by_hf_name = {architecture.hf_name(name): tensor for name, tensor in file.tensors.items()}
     if len(by_hf_name) != len(file.tensors):
         raise CheckpointError(f"{file.path}: two tensors map to one HF name")
 
@@ -84,7 +83,7 @@ def open_tensors(file: TensorDirectory, config: Mapping[str, Any]) -> TensorSour
     def read(key: str) -> np.ndarray:
         tensor = by_hf_name[key]
         array = quants.dequantize(tensor.data, tensor.type_name, shape(key))
-        return undo_llama_cpp_changes(architecture, key, array, config)
+        return architecture.undo_llama_cpp_changes(key, array, config)
 
     # Every type `_check_tensor_types` lets through is a float or a float quantisation.
     return TensorSource(

@@ -1,15 +1,9 @@
-"""llama.cpp's tensor names and layouts -> HF's: the name tables, and undoing what
-llama.cpp changed in a tensor (LLaMA's Q/K row permutation, Gemma's norms stored as
-1 + w)."""
+"""llama.cpp's tensor names -> HF's (the tables each `Architecture` uses), and the
+row permutation llama.cpp applies to LLaMA's Q/K."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
-
 import numpy as np
-
-if TYPE_CHECKING:
-    from pretty_jax.checkpoints.gguf.architectures import Architecture
 
 LLAMA_BLOCK_TENSORS = {
     "attn_norm.weight": "input_layernorm.weight",
@@ -50,18 +44,7 @@ LLAMA_GLOBAL_TENSORS = {
 
 
 
-def hf_name(architecture: Architecture, gguf_name: str) -> str:
-    """The HF name of a llama.cpp tensor; names the table lacks pass through as they
-    are, so the layout check lists them as unmapped."""
-    if gguf_name in architecture.global_tensors:
-        return architecture.global_tensors[gguf_name]
-    parts = gguf_name.split(".", 2)
-    if len(parts) == 3 and parts[0] == "blk" and parts[2] in architecture.block_tensors:
-        return f"model.layers.{parts[1]}.{architecture.block_tensors[parts[2]]}"
-    return gguf_name
-
-
-def _unpermute_qk(rows: np.ndarray, num_heads: int) -> np.ndarray:
+def unpermute_qk(rows: np.ndarray, num_heads: int) -> np.ndarray:
     """Inverse of llama.cpp's `LlamaModel.permute`: per head, rows (i, half) stored
     interleaved [i0h0, i0h1, i1h0, ...] go back to [half 0 rows, half 1 rows]."""
     return (
@@ -69,21 +52,3 @@ def _unpermute_qk(rows: np.ndarray, num_heads: int) -> np.ndarray:
         .swapaxes(1, 2)
         .reshape(rows.shape)
     )
-
-
-def undo_llama_cpp_changes(
-    architecture: Architecture, hf_key: str, array: np.ndarray, config: Mapping[str, Any]
-) -> np.ndarray:
-    """The tensor `hf_key` in HF's layout, from the float32 `array` llama.cpp stored:
-    Q/K rows (and biases) unpermuted per head, the norm offset subtracted."""
-    if architecture.permute_qk:
-        heads = {
-            ".self_attn.q_proj.": config["num_attention_heads"],
-            ".self_attn.k_proj.": config["num_key_value_heads"],
-        }
-        for part, num_heads in heads.items():
-            if part in hf_key:
-                array = _unpermute_qk(array, num_heads)
-    if architecture.norm_offset and hf_key.endswith("norm.weight"):
-        array = array - np.float32(architecture.norm_offset)
-    return array
