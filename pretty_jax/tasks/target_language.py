@@ -24,9 +24,9 @@ target_language_calibration.json, shipped with the package. A language is *relia
 when its references score >= 0.95, English sources <= 0.02, and no other Flores-101
 language of its script that the decider's identifiers know (close relatives aside)
 scores above 0.1: a language none of them knows may be taken for the target (Fula text
-for Kamba, both unknown to CLD2). Languages outside the
-table (Flores-200 codes beyond Flores-101, registered ones such as the demo's Varic) get
-a default decider and are reported uncalibrated.
+for Kamba, both unknown to CLD2). Languages outside the table (Flores-200 codes beyond
+Flores-101, registered ones such as the demo's Varic) get a default decider and are
+reported uncalibrated.
 """
 
 from __future__ import annotations
