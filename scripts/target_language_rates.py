@@ -1,51 +1,60 @@
-"""The target-language rate on real data: references (should be ~1) and their English
-sources (should be ~0), for every language of a data folder laid out like ../shared/data.
+"""Calibrates the target-language measure on Flores-101 devtest references and measures
+it on held-out text (pretty_jax/tasks/language_calibration.py says how).
 
-    python scripts/target_language_rates.py [--data=../shared/data]
+    python scripts/target_language_rates.py [--data=../shared/data] [--write]
 
-Rows: each Flores-101 devtest reference file against its language, and the English file
-against each of those languages and against Zulu (a Flores-101 target the identifier
-lacks, scored as a translation task scores it: with English as the source language);
-each UD dev treebank's sentences (`# text =`) against its language. Columns: sentences, rate, the decision path (tasks/target_language.py's
-signature) and ms per sentence. Last line: `min_reference_rate=X max_source_rate=Y`.
+Prints, per Flores-101 language: the decider chosen, the reference rate before (the
+LID-176-only measure this table replaced, carried over from the shipped table) and
+after on the calibration lines (the first 500), after on the held-out lines (500 to the
+end), the close-relative share of the references, the English-source rate, the other
+language most accepted, the verdict; then the rates on WMT newstest2013 and UD dev
+sentences, and ms per sentence. With --write it writes the table to
+pretty_jax/tasks/target_language_calibration.json (the measure reads it from there).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from absl import app, flags
 
-from pretty_jax.tasks.metrics import target_language_rate, target_language_signature
+from pretty_jax.tasks import language_identifiers as identifiers
+from pretty_jax.tasks import target_language
+from pretty_jax.tasks.language_calibration import calibrate, held_out_domains, read_flores
+from pretty_jax.tasks.languages import get_language
 
 _DATA = flags.DEFINE_string(
-    "data", str(Path(__file__).resolve().parents[2] / "shared" / "data"), "Folder of flores101_devtest/ and ud/."
+    "data", str(Path(__file__).resolve().parents[2] / "shared" / "data"),
+    "Folder of flores101_devtest/, wmt_newstest/ and ud/ (laid out like ../shared/data).",
+)  # fmt: skip
+_WRITE = flags.DEFINE_bool(
+    "write", False, f"Write the table to {target_language.CALIBRATION_FILE.name} in pretty_jax/tasks/."
 )
-# UD treebank file prefix -> language code.
-_UD_LANGUAGES = {"de_gsd": "deu", "fr_gsd": "fra", "zh_gsdsimp": "zho_simpl"}
-# A Flores-101 language LID-176 does not know.
-_UNKNOWN_TO_THE_IDENTIFIER = "zul"
 
 
-def _rows(data: Path) -> list[tuple[str, str, list[str], str]]:
-    """(kind, file, sentences, language code) to measure."""
-    flores = data / "flores101_devtest"
-    english = (flores / "eng.devtest").read_text(encoding="utf-8").splitlines()
-    rows = [("reference", "eng.devtest", english, "eng")]
-    for path in sorted(flores.glob("*.devtest")):
-        code = path.name.removesuffix(".devtest")
-        if code != "eng":
-            rows.append(("reference", path.name, path.read_text(encoding="utf-8").splitlines(), code))
-            rows.append(("English source", "eng.devtest", english, code))
-    rows.append(("English source", "eng.devtest", english, _UNKNOWN_TO_THE_IDENTIFIER))
-    for path in sorted((data / "ud").glob("*.conllu")):
-        code = next((c for prefix, c in _UD_LANGUAGES.items() if path.name.startswith(prefix)), None)
-        if code is not None:
-            lines = path.read_text(encoding="utf-8").splitlines()
-            sentences = [line.removeprefix("# text = ") for line in lines if line.startswith("# text = ")]
-            rows.append(("UD sentence", path.name, sentences, code))
-    return rows
+def _with_before(table: dict) -> dict:
+    """Carries the "reference_rate_before" column over from the shipped table."""
+    shipped = target_language.calibration_table()["languages"] if target_language.CALIBRATION_FILE.is_file() else {}
+    for code, row in table["languages"].items():
+        row["reference_rate_before"] = shipped.get(code, {}).get("reference_rate_before")
+    return table
+
+
+def _print_table(table: dict) -> None:
+    print(f"{'language':<22} {'decider':<26} {'before':>6} {'after':>6} {'held':>6} {'relat':>6} {'eng':>6}  "
+          f"{'most accepted other':<14} reliable")  # fmt: skip
+    for code, row in table["languages"].items():
+        before = "–" if row["reference_rate_before"] is None else f"{row['reference_rate_before']:.3f}"
+        english = "–" if row["english_source_rate"] is None else f"{row['english_source_rate']:.3f}"
+        other = row["most_accepted_other"]
+        other_cell = f"{other['language'] or '–'} {other['rate']:.3f}"
+        print(f"{code + ' ' + get_language(code).name[:12]:<22} {row['decider']:<26} {before:>6} "
+              f"{row['reference_rate']:>6.3f} {row['reference_rate_held_out']:>6.3f} {row['close_relative_rate']:>6.3f} "
+              f"{english:>6}  {other_cell:<14} {'yes' if row['reliable'] else 'NO'}")  # fmt: skip
+    unreliable = [code for code, row in table["languages"].items() if not row["reliable"]]
+    print(f"not reliable: {len(unreliable)} ({' '.join(unreliable)})")
 
 
 def main(argv: list[str]) -> None:
@@ -53,16 +62,23 @@ def main(argv: list[str]) -> None:
     data = Path(_DATA.value)
     if not (data / "flores101_devtest" / "eng.devtest").is_file():
         raise SystemExit(f"{data} has no flores101_devtest/eng.devtest; give --data=FOLDER (see ../shared/data)")
-    print(f"{'texts':<15} {'file':<26} {'target':<10} {'n':>5} {'rate':>7} {'ms/text':>8}  decided by")
-    references, sources = [], []
-    for kind, name, sentences, code in _rows(data):
-        start = time.perf_counter()
-        rate = target_language_rate(sentences, code, source_lang="eng")
-        milliseconds = 1000 * (time.perf_counter() - start) / len(sentences)
-        (sources if kind == "English source" else references).append(rate)
-        print(f"{kind:<15} {name:<26} {code:<10} {len(sentences):>5} {rate:>7.4f} {milliseconds:>8.3f}  "
-              f"{target_language_signature(code, 'eng')}")  # fmt: skip
-    print(f"min_reference_rate={min(references):.4f} max_source_rate={max(sources):.4f}")
+    flores = read_flores(data / "flores101_devtest")
+    start = time.perf_counter()
+    table = _with_before(calibrate(flores))
+    print(f"calibrated in {time.perf_counter() - start:.0f} s")
+    _print_table(table)
+    if _WRITE.value:
+        target_language.CALIBRATION_FILE.write_text(json.dumps(table, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        target_language.calibration_table.cache_clear()
+        print(f"wrote {target_language.CALIBRATION_FILE}")
+    for row in held_out_domains(data):
+        print(f"{row['texts']:<28} {row['language']:<10} {row['sentences']:>5} sentences  rate {row['rate']:.4f}")
+    sentences = [line for lines in flores.values() for line in lines[:100]]
+    start = time.perf_counter()
+    for code in ("deu", "hrv", "kam"):
+        identifiers.guesses.cache_clear()
+        target_language.target_language_rate(sentences, code)
+    print(f"{1000 * (time.perf_counter() - start) / (3 * len(sentences)):.3f} ms per sentence (uncached)")
 
 
 if __name__ == "__main__":

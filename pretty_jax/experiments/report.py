@@ -7,7 +7,11 @@ results.json:
          "task", "source_lang", "target_lang", "examples": n, "truncated_documents": n,
          "empty_references": n, "refined_missing": n,         # the latter with a refined file
          "systems": {"<key>": {"label": str, "prior": {"kind", "count", "unit"} | null,
-                              "metrics": {metric: value, "<metric>_signature": str},
+                              "metrics": {metric: value, "<metric>_signature": str,
+                                          "target_language_rate", "close_relative_rate",
+                                          "source_language_rate": float,   # translation, summarisation
+                                          "target_language_reliable": bool | null,  # null: uncalibrated
+                                          "target_language_reference_rate": float | null},
                               "prior_found_rate": float | null,
                               "prior_dropped": n,                 # gated priors (--prior_min_logprob)
                               "mean_prior_tokens": float, "prior_token_counts": {k: n}}},  # --adaptive_kl
@@ -33,6 +37,7 @@ from pretty_jax.alignment.plots import save_figure
 from pretty_jax.alignment.shift import SHIFT_CLASSES
 from pretty_jax.core.run_dir import RunDirectory
 from pretty_jax.experiments import chat
+from pretty_jax.experiments.language_report import language_cells, language_columns, language_notes
 from pretty_jax.experiments.scored_report import (
     adaptive_points,
     adaptive_sweep_rows,
@@ -78,14 +83,15 @@ def _pair_table(task: str, pair: Mapping) -> list[str]:
     columns = [(m, name) for m, name in COLUMNS[task] if any(m in s["metrics"] for s in pair["systems"].values())]
     main = MAIN_METRIC[task]
     sft_main = pair["systems"].get("sft", {}).get("metrics", {}).get(main)
-    header = ["system"] + [name for _, name in columns] + ["target language", "prior found"]
+    languages = language_columns(pair)
+    header = ["system"] + [name for _, name in columns] + [title for _, title in languages] + ["prior found"]
     if sft_main:
         header.append(f"% of SFT {dict(COLUMNS[task])[main]}")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for system in pair["systems"].values():
         metrics = system["metrics"]
         row = [system["label"]] + [_format(metrics.get(m)) for m, _ in columns]
-        row += [_format(metrics.get("target_language_rate")), _format(system["prior_found_rate"])]
+        row += language_cells(pair, metrics, languages) + [_format(system["prior_found_rate"])]
         if sft_main:
             row.append(f"{100 * metrics[main] / sft_main:.0f}%")
         lines.append("| " + " | ".join(row) + " |")
@@ -103,7 +109,7 @@ def _pair_notes(pair: Mapping) -> list[str]:
     if pair.get("refined_missing"):
         notes.append(f"Warning: the refined file lacks {pair['refined_missing']} of {pair['examples']} examples; "
                      "they decode with no refined prior.")
-    notes += scored_notes(pair)
+    notes += scored_notes(pair) + language_notes(pair)
     return [""] + notes if notes else []
 
 
@@ -174,7 +180,7 @@ def plot_sweep(results: Mapping, path: Path) -> None:
 def write_results(run_dir: RunDirectory, results: Mapping) -> None:
     """results.json, report.md and (with a sweep) the sweep figure, each recorded in the
     run's manifest and written atomically."""
-    run_dir.write_text("results.json", json.dumps(results, indent=1, ensure_ascii=False))
+    run_dir.write_text("results.json", json.dumps(results, indent=1, ensure_ascii=False, allow_nan=False))
     run_dir.write_text("report.md", report_markdown(results))
     if results.get("sweep"):
         run_dir.write_with(SWEEP_FIGURE, lambda path: plot_sweep(results, path))

@@ -41,7 +41,9 @@ class Task(Protocol):
     """What the runner needs from a task. `source_lang`/`target_lang` are canonical
     codes of `languages.py`; `score` takes postprocessed predictions aligned with
     `examples` and returns metric name -> value (strings for signatures), always with a
-    "target_language_rate" entry. `input_files` are the files its examples come from
+    "target_language_rate" entry; tasks whose outputs are text in a language add
+    `target_language.target_language_scores` (close-relative rate, reliability) and
+    "source_language_rate". `input_files` are the files its examples come from
     (their fingerprints guard a resumed run)."""
 
     name: str
@@ -55,7 +57,7 @@ class Task(Protocol):
 
     def postprocess(self, generated_text: str) -> str: ...
 
-    def score(self, predictions: list[str], examples: list[Example]) -> dict[str, float | str]: ...
+    def score(self, predictions: list[str], examples: list[Example]) -> dict[str, float | bool | str | None]: ...
 
 
 def format_prompt(template: str, example: Example, fields: Mapping[str, str], shots: Sequence[Example] = ()) -> str:

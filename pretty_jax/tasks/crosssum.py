@@ -133,9 +133,10 @@ class CrossSumTask:
     def postprocess(self, generated_text: str) -> str:
         return generated_text.strip()
 
-    def score(self, predictions: list[str], examples: list[Example]) -> dict[str, float | str]:
+    def score(self, predictions: list[str], examples: list[Example]) -> dict[str, float | bool | str | None]:
         references = [example.reference for example in examples]
-        scores: dict[str, float | str] = dict(metrics.rouge_scores(predictions, references, self.target_lang))
-        scores["target_language_rate"] = metrics.target_language_rate(predictions, self.target_lang, self.source_lang)
-        scores["target_language_signature"] = metrics.target_language_signature(self.target_lang, self.source_lang)
+        scores: dict[str, float | bool | str | None] = dict(metrics.rouge_scores(predictions, references, self.target_lang))
+        scores |= metrics.target_language_scores(predictions, self.target_lang)
+        sources = [example.source for example in examples]
+        scores["source_language_rate"] = metrics.source_language_rate(predictions, sources, self.source_lang)
         return scores

@@ -112,9 +112,12 @@ class FloresTask:
         """The first non-empty line, stripped (a foundation model goes on past it)."""
         return generated_text.lstrip().split("\n", 1)[0].strip()
 
-    def score(self, predictions: list[str], examples: list[Example]) -> dict[str, float | str]:
+    def score(self, predictions: list[str], examples: list[Example]) -> dict[str, float | bool | str | None]:
         references = [example.reference for example in examples]
-        scores = metrics.translation_scores(predictions, references, self.target_lang, self.spm_model)
-        scores["target_language_rate"] = metrics.target_language_rate(predictions, self.target_lang, self.source_lang)
-        scores["target_language_signature"] = metrics.target_language_signature(self.target_lang, self.source_lang)
+        scores: dict[str, float | bool | str | None] = dict(
+            metrics.translation_scores(predictions, references, self.target_lang, self.spm_model)
+        )
+        scores |= metrics.target_language_scores(predictions, self.target_lang)
+        sources = [example.source for example in examples]
+        scores["source_language_rate"] = metrics.source_language_rate(predictions, sources, self.source_lang)
         return scores

@@ -5,11 +5,13 @@
 - Summarisation: ROUGE-1/2/L F1, implemented here: characters for Chinese, Japanese,
   Korean and Thai, lower-cased words elsewhere; corpus score = mean of per-example F1.
 - POS: accuracy over gold words.
-- Target-language rate: the share of outputs written in the requested language, from
-  the Unicode script and a language identifier (target_language.py, re-exported here).
+- Target-language rate: the share of outputs written in the requested language (and in
+  a close relative of it), with the measure's reliability for that language
+  (target_language.py); source-language rate: the share in the source language or
+  copying the source (source_language.py). Both re-exported here.
 
 Scores are on sacrebleu's 0-100 scale except `pos_accuracy` and
-`target_language_rate`, which are fractions in [0, 1].
+the language rates, which are fractions in [0, 1].
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from pretty_jax.core.errors import MissingDependencyError, UserError
 from pretty_jax.tasks.languages import Language, get_language, split_words
+from pretty_jax.tasks.source_language import is_copy, source_language_rate  # noqa: F401  (public names)
 from pretty_jax.tasks.target_language import (  # noqa: F401  (the metrics' public names)
+    classify,
     is_in_language,
     target_language_rate,
+    target_language_scores,
     target_language_signature,
-    text_script,
 )
+from pretty_jax.tasks.writing_systems import text_script  # noqa: F401
 
 # sacrebleu tokenizers that need an extra (`pip install 'sacrebleu[ja]'`).
 _TOKENIZER_EXTRAS = {"ja-mecab": "ja", "ko-mecab": "ko"}
