@@ -347,3 +347,11 @@ def test_pos_score_counts_positions_missing_and_extra_tags(tmp_path):
     assert predictions == ["DET NOUN ADJ NOUN PUNCT", ""]
     scores = task.score(predictions, task.examples())
     assert scores == {"pos_accuracy": 2 / 4, "pos_missing_tags": 1, "pos_extra_tags": 2, "target_language_rate": 0.5}
+
+
+def test_format_prompt_refuses_a_template_that_shows_no_source():
+    fields = {"src_lang": "English", "tgt_lang": "German"}
+    for template in ("Translate into {tgt_lang}:", "Translate: {source:.0}", "{{source}} into {tgt_lang}"):
+        with pytest.raises(UserError, match="would give every example the same prompt: put {source} where"):
+            format_prompt(template, Example("x", "a", "b"), fields)
+    assert format_prompt("{source:.3}", Example("x", "The cat.", ""), fields) == "The"  # part of it shows

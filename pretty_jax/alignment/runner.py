@@ -21,7 +21,7 @@ from pretty_jax.alignment.statistics import TOP_FIELDS, AlignmentScorer
 from pretty_jax.checkpoints.tokenizer import continuation_ids
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.run_dir import RunDirectory
-from pretty_jax.core.textio import read_jsonl
+from pretty_jax.core.textio import check_unique_ids, read_jsonl
 from pretty_jax.engine.generator import DecodeConfig, Generator
 from pretty_jax.models import Model
 
@@ -34,15 +34,17 @@ class PromptExample:
 
 
 def read_prompts_file(path: Path) -> list[PromptExample]:
-    """jsonl with {"id", "prompt"} and optionally "reference" per line."""
-    examples, seen = [], set()
-    for number, record in read_jsonl(Path(path), "--prompts_file", ("prompt",)):
-        example_id = str(record.get("id", number))
-        if example_id in seen:
-            raise UserError(f"{path}:{number}: duplicate id {example_id!r}")
-        seen.add(example_id)
-        examples.append(PromptExample(example_id, record["prompt"], record.get("reference")))
-    return examples
+    """jsonl with {"id", "prompt"} and optionally "reference" per line (default id: the
+    line number). Raises UserError naming path:line for an empty prompt, a reference that
+    is not a string and a repeated id (naming both lines)."""
+    records = read_jsonl(Path(path), "--prompts_file", ("prompt",), ("reference",))
+    for number, record in records:
+        if not record["prompt"].strip():
+            raise UserError(f'{path}:{number}: "prompt" is empty; every line needs a prompt to continue')
+    numbered_ids = [(number, str(record.get("id", number))) for number, record in records]
+    check_unique_ids(path, numbered_ids)
+    return [PromptExample(example_id, record["prompt"], record.get("reference"))
+            for (_, example_id), (_, record) in zip(numbered_ids, records)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,9 +132,18 @@ def run_alignment(
     return report
 
 
+def check_references(examples: Sequence[PromptExample], source: str = "") -> None:
+    """Raises UserError naming the first example without a reference (which
+    trajectory=reference needs); source: where the examples come from, e.g. a file."""
+    lacking = next((e for e in examples if e.reference is None), None)
+    if lacking is not None:
+        where = f"{source}: " if source else ""
+        raise UserError(f"trajectory=reference needs a 'reference' for every example; {where}example "
+                        f"{lacking.id!r} has none")
+
+
 def _reference_ids(tokenizer, examples: Sequence[PromptExample]) -> list[list[int]]:
-    if any(e.reference is None for e in examples):
-        raise UserError("trajectory=reference needs a 'reference' for every example")
+    check_references(examples)
     return [continuation_ids(tokenizer, e.prompt, e.reference) for e in examples]
 
 

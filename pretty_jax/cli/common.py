@@ -44,8 +44,18 @@ def flag_message(message: str) -> str:
     return message
 
 
+def _printable_streams() -> None:
+    """Lets stdout and stderr print what their encoding cannot hold (Chinese outputs on a
+    latin-1 terminal) as escapes like \\u4e2d, instead of failing after the run wrote
+    its outputs."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):  # not where a caller replaced it (e.g. a StringIO)
+            stream.reconfigure(errors="backslashreplace")
+
+
 def run(main: Callable[[list[str]], None]) -> None:
     """`absl.app.run(main)`, printing user errors and missing files as `error: ...`."""
+    _printable_streams()
 
     def guarded(argv: list[str]) -> None:
         # JAX logs, at INFO, every accelerator backend it does not find.

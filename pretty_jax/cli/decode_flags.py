@@ -9,6 +9,7 @@ from absl import flags
 from pretty_jax.cli.escapes import unescape
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine.generator import DecodeConfig
+from pretty_jax.engine.stopping import check_stop_strings
 from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling
 
 BATCH_SIZE = flags.DEFINE_integer(
@@ -76,7 +77,9 @@ def decode_config_from_flags(**overrides) -> DecodeConfig:
         overflow=_OVERFLOW.value,
         seed=_SEED.value,
     )
-    return DecodeConfig(**(settings | overrides))
+    config = DecodeConfig(**(settings | overrides))
+    check_stop_strings(config.stop_strings)
+    return config
 
 
 flags.register_validator("top_p", lambda value: value > 0, message="--top_p must be in (0, 1]")

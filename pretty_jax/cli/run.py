@@ -25,6 +25,7 @@ from pretty_jax import experiments
 from pretty_jax.alignment.runner import (
     AlignmentConfig,
     ModelPair,
+    check_references,
     read_prompts_file,
     run_alignment,
     write_alignment_outputs,
@@ -39,7 +40,7 @@ from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
 from pretty_jax.experiments import chat, config, report, runner
 from pretty_jax.experiments.inputs import check_model, file_record, fill_path
-from pretty_jax.experiments.preview import first_prompt
+from pretty_jax.experiments.preview import UnreadableData, first_prompt
 from pretty_jax.experiments.priors import KINDS, TEXT_ONLY_KINDS, PriorSpec
 from pretty_jax.organism import demo
 from pretty_jax.tasks.languages import get_language
@@ -91,7 +92,8 @@ _DATA = flags.DEFINE_string(
     "data", None,
     "Dataset: a Flores folder (translation), a CrossSum jsonl (summarization), a CoNLL-U or "
     "XGLUE file (pos); may contain {source_lang}, {target_lang} (codes as given) and "
-    "{source_iso}, {target_iso} (ISO 639-1).",
+    "{source_iso}, {target_iso} (ISO 639-1); a file (summarization, pos) is one language pair's, so with "
+    "several --target_lang it must contain {target_lang} or {target_iso}.",
 )
 _SPLIT = flags.DEFINE_string("split", "devtest", "Flores split (dev or devtest).")
 _SOURCE_LANG = flags.DEFINE_string("source_lang", "eng", "Source language code (unused by pos).")
@@ -145,14 +147,19 @@ DEPRECATED_FLAGS = {
 }
 for _old, _new in DEPRECATED_FLAGS.items():
     flags.DEFINE_alias(_old, _new)
-_REFINED_FILE = flags.DEFINE_string("refined_file", None, 'Refined system outputs: jsonl of {"id", "text"}.')
+_REFINED_FILE = flags.DEFINE_string(
+    "refined_file", None,
+    'Refined system outputs: jsonl of {"id", "text"}, one file per language pair; may contain the --data '
+    "placeholders, and with several --target_lang must, e.g. refined/{source_iso}-{target_iso}.jsonl.",
+)
 _REFINED_MODEL = flags.DEFINE_string("refined_model", None, "Refined system: a model this project loads (a path, hub id or pypi:<package>).")
 _DICTIONARY = flags.DEFINE_string(
-    "dictionary", None, "MUSE bilingual dictionary for the dictionary prior; may contain the --data placeholders, "
-    "e.g. muse/{source_iso}-{target_iso}.txt."
+    "dictionary", None, "MUSE bilingual dictionary for the dictionary prior, one per language pair; may contain "
+    "the --data placeholders, and with several --target_lang must, e.g. muse/{source_iso}-{target_iso}.txt."
 )
 _LEXICON_DATA = flags.DEFINE_string(
-    "lexicon_data", None, "Tagged CoNLL-U/XGLUE file whose word->tag lexicon is the pos dictionary prior."
+    "lexicon_data", None, "Tagged CoNLL-U/XGLUE file whose word->tag lexicon is the pos dictionary prior, one per "
+    "tagged language; may contain the --data placeholders, and with several --target_lang must."
 )
 _SPM_MODEL = flags.DEFINE_string("spm_model", None, "Local Flores SentencePiece model: adds spBLEU.")
 _ANSWER_SEPARATOR = flags.DEFINE_string(
@@ -189,28 +196,33 @@ def _check_batch(mesh) -> None:
 
 
 def run_align_mode() -> None:
+    """Every input is checked (the prompts file, the flags, the SFT prompt format
+    rendered for every prompt, the tokenizers) before the output directory is opened."""
     output_dir = Path(_require(_OUTPUT_DIR))
     run_dir.check_output_dir(output_dir, "--output_dir")
-    examples = read_prompts_file(Path(_require(_PROMPTS_FILE)))
+    prompts_file = Path(_require(_PROMPTS_FILE))
+    examples = read_prompts_file(prompts_file)
+    if _TRAJECTORY.value == "reference":
+        check_references(examples, str(prompts_file))
     prior_tokens, top_k = _int_list(_ALIGN_PRIOR_TOKEN_COUNTS, 0), _int_list(_AGREEMENT_K, 1)
     decode = decode_flags.decode_config_from_flags()
     models = {role: check_model(_require(flag), f"--{flag.name}") for role, flag in (("foundation", _FOUNDATION), ("sft", _SFT))}
     mesh = mesh_flags.mesh_from_flags()
     _check_batch(mesh)
     sft_prompt = prompt_flags.role_prompts_from_flags()["sft_prompt"]
-    settings = {"prompts_file": file_record(Path(_PROMPTS_FILE.value), "--prompts_file").as_json(),
+    sft_tokenizer = loading.load_tokenizer_of(_SFT.value)  # auto resolves by its (fingerprinted) files
+    sft_format, sft_prompts = chat.align_prompts(sft_prompt, sft_tokenizer, _SFT.value, examples)
+    tokenizer = loading.load_tokenizer_of(_FOUNDATION.value)
+    check_same_tokenizer(tokenizer, sft_tokenizer, _FOUNDATION.value, _SFT.value)
+    settings = {"prompts_file": file_record(prompts_file, "--prompts_file").as_json(),
                 "align_prior_token_counts": prior_tokens, "trajectory": _TRAJECTORY.value, "agreement_k": top_k,
                 "dtype": _DTYPE.value, **{role: model.as_json() for role, model in models.items()},
                 **config.decode_record(decode),
                 **({"sft_prompt": dataclasses.asdict(sft_prompt)} if sft_prompt != chat.RolePrompt() else {})}
     with runner.output_run(output_dir, "align", settings, {}, overwrite=_OVERWRITE.value) as (record, begin):
-        sft_tokenizer = loading.load_tokenizer_of(_SFT.value)  # auto resolves by its (fingerprinted) files
-        sft_format, sft_prompts = chat.align_prompts(sft_prompt, sft_tokenizer, _SFT.value, examples)
         place = parallel.param_placer(mesh)
         foundation = loading.load_model(_FOUNDATION.value, _DTYPE.value, place=place)
         sft = sft_format.stopping_model(loading.load_model(_SFT.value, _DTYPE.value, place=place))
-        tokenizer = loading.load_tokenizer_of(_FOUNDATION.value)
-        check_same_tokenizer(tokenizer, sft_tokenizer, _FOUNDATION.value, _SFT.value)
         begin()
         start = time.perf_counter()
         pair = ModelPair(foundation, sft, tokenizer, (str(Path(_FOUNDATION.value)), str(Path(_SFT.value))))
@@ -292,7 +304,7 @@ def print_first_prompt(settings: experiments.Settings) -> None:
     string literal (which shows a literal backslash apart from a newline)."""
     try:
         preview = first_prompt(settings)
-    except (UserError, OSError) as e:
+    except UnreadableData as e:
         print(f"first prompt: not shown, the data cannot be read here ({flag_message(str(e))})")
         return
     print(f"first prompt ({preview.pair}, example {preview.example_id}), as fed before any prior:")

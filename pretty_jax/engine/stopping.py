@@ -64,6 +64,14 @@ def transition_table(pattern: str, token_texts: Sequence[str]) -> np.ndarray:
     return table
 
 
+def check_stop_strings(stop_strings: Sequence[str]) -> None:
+    """Raises UserError, naming the setting, for an empty stop string: it would end every
+    output before its first token."""
+    if any(not s for s in stop_strings):
+        raise UserError(f"stop_strings={','.join(stop_strings)!r}: an empty stop string would end every output at "
+                        "once; remove it (a comma at either end, or two in a row, makes one)")
+
+
 # StopStrings already built, per tokenizer (forgotten with the tokenizer).
 _BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -76,8 +84,7 @@ class StopStrings:
     """
 
     def __init__(self, stop_strings: Sequence[str], token_texts: Sequence[str]):
-        if any(not s for s in stop_strings):
-            raise UserError("an empty stop string would stop every row at once; remove it")
+        check_stop_strings(stop_strings)
         self.stop_strings = tuple(stop_strings)
         longest = max(len(s) for s in stop_strings)
         self.tables = np.zeros((len(stop_strings), longest + 1, len(token_texts)), np.int32)

@@ -11,6 +11,7 @@ from typing import Any
 from pretty_jax.alignment.runner import AlignmentConfig
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine.generator import DecodeConfig
+from pretty_jax.engine.stopping import check_stop_strings
 from pretty_jax.engine.strategies import BeamSearch, Sampling
 from pretty_jax.experiments.chat import RolePrompt
 from pretty_jax.experiments.inputs import (
@@ -100,6 +101,7 @@ class Settings:
             if spec.kind != "none" and spec.count < 1:
                 raise UserError(f"priors: the {spec.kind} prior needs a size >= 1, not {spec.count}")
         self._validate_scored_priors()
+        check_stop_strings(self.decode.stop_strings)
         if self.task != "pos":
             get_language(self.source_lang)
         for target in self.target_langs:

@@ -3,8 +3,9 @@
 Reading a 7B pair onto a TPU VM takes minutes, so everything a user can get wrong is
 checked first: each model path (exists, config.json of a supported family, weights
 and tokenizer files present), each language pair's data, dictionary, lexicon and
-refined file (they parse, the refined ids match the examples). Every input also gets
-a content fingerprint (fingerprint.py) that guards a resumed run.
+refined file (they parse, the refined ids match the examples and repeat none, and no
+file of one pair feeds another). Every input also gets a content fingerprint
+(fingerprint.py) that guards a resumed run.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pretty_jax.checkpoints import hf_files, loading
 from pretty_jax.checkpoints.tokenizer import TOKENIZER_FILES
 from pretty_jax.core import fingerprint
 from pretty_jax.core.errors import UserError
-from pretty_jax.core.textio import read_jsonl
+from pretty_jax.core.textio import check_unique_ids, read_jsonl
 from pretty_jax.tasks import Example, Task
 from pretty_jax.tasks.crosssum import CrossSumTask
 from pretty_jax.tasks.dictionary import read_muse, tag_lexicon
@@ -96,17 +97,21 @@ def make_task(settings, target_lang: str) -> Task:
 
 
 def read_refined_file(path: Path) -> dict[str, str]:
-    """jsonl {"id", "text"}: a refined system's outputs."""
+    """jsonl {"id", "text"}: a refined system's outputs; a repeated id is refused naming
+    both lines."""
     records = read_jsonl(path, "--refined_file", ("text",))
     for number, record in records:
         if "id" not in record:
             raise UserError(f'{path}:{number}: missing "id"')
+    check_unique_ids(path, [(number, str(record["id"])) for number, record in records])
     return {str(record["id"]): record["text"] for _, record in records}
 
 
 def match_refined(texts: Mapping[str, str], examples: list[Example], path: Path) -> int:
-    """How many examples the refined file lacks; none matching is an error naming the
-    file and a few expected ids."""
+    """How many examples the refined file lacks (they get no refined prior; the report
+    counts them); none matching is an error naming the file and a few expected ids. Ids
+    of the file that match no evaluated example are logged with their count (a file for
+    the whole data holds more than a run with --limit or --num_shots evaluates)."""
     missing = [e.id for e in examples if e.id not in texts]
     if len(missing) == len(examples):
         found = ", ".join(list(texts)[:_SHOWN_IDS]) or "none"
@@ -117,6 +122,11 @@ def match_refined(texts: Mapping[str, str], examples: list[Example], path: Path)
     if missing:
         logging.warning("--refined_file=%s lacks %d of %d examples (e.g. %s): they get no refined prior",
                         path, len(missing), len(examples), ", ".join(missing[:_SHOWN_IDS]))
+    evaluated = {e.id for e in examples}
+    unmatched = [text_id for text_id in texts if text_id not in evaluated]
+    if unmatched:
+        logging.warning("--refined_file=%s holds %d ids that match no evaluated example (e.g. %s): they are unused",
+                        path, len(unmatched), ", ".join(unmatched[:_SHOWN_IDS]))
     return len(missing)
 
 
@@ -165,11 +175,32 @@ def read_pair_inputs(settings, target_lang: str) -> PairInputs:
     if "dictionary" in kinds:
         _read_dictionary(settings, inputs)
     if "refined" in kinds and settings.refined_file:
-        path = Path(settings.refined_file).expanduser()
+        path = fill_path(settings.refined_file, "refined_file", settings.source_lang, target_lang)
         inputs.refined_texts = read_refined_file(path)
         inputs.counts["refined_missing"] = match_refined(inputs.refined_texts, examples, path)
         inputs.records["refined_file"] = file_record(path, "--refined_file")
     return inputs
+
+
+def check_one_file_per_pair(settings, pairs: list[PairInputs]) -> None:
+    """Refuses a per-pair input (--refined_file, --dictionary, --lexicon_data, and --data
+    of the tasks that read one file per pair) that is the same file for two language
+    pairs: one pair's file would silently feed the other."""
+    names = ("refined_file", "dictionary", "lexicon") + (("data",) if settings.task != "translation" else ())
+    for name in names:
+        pair_of: dict[str, str] = {}
+        for pair in pairs:
+            record = pair.records.get(name)
+            if record is None:
+                continue
+            if record.path in pair_of:
+                value = getattr(settings, record.flag.removeprefix("--"))
+                raise UserError(
+                    f"{record.flag}={value} is one file ({record.path}) for the pairs {pair_of[record.path]} and "
+                    f"{pair.name}; give each pair its own: put {{target_lang}} or {{target_iso}} in the path where "
+                    "the target language's code goes"
+                )
+            pair_of[record.path] = pair.name
 
 
 def _read_dictionary(settings, inputs: PairInputs) -> None:

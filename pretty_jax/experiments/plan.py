@@ -8,17 +8,19 @@ from typing import Any
 
 from pretty_jax.checkpoints.loading import load_tokenizer_of
 from pretty_jax.core.errors import UserError
-from pretty_jax.experiments.chat import RoleFormatting, check_renders, resolve_role
+from pretty_jax.experiments.chat import RoleFormatting, RolePrompt, check_renders, resolve_role
 from pretty_jax.experiments.config import Settings
 from pretty_jax.experiments.inputs import (
     InputRecord,
     PairInputs,
     check_model,
+    check_one_file_per_pair,
     read_pair_inputs,
 )
 from pretty_jax.experiments.prior_scoring import SCORES_SUFFIX
 from pretty_jax.experiments.priors import PriorSpec
 from pretty_jax.models import Model
+from pretty_jax.tasks import check_template
 
 
 @dataclasses.dataclass
@@ -77,7 +79,8 @@ class Plan:
 
 
 def plan_experiment(settings: Settings) -> Plan:
-    """Checks the settings, every model path and every pair's inputs; loads nothing."""
+    """Checks the settings, every model path, every pair's inputs and every prompt
+    template against the pair's fields; loads nothing."""
     settings.validate()
     models = {"foundation": check_model(settings.foundation, "--foundation")}
     if settings.sft:
@@ -88,24 +91,35 @@ def plan_experiment(settings: Settings) -> Plan:
     names = [pair.name for pair in pairs]
     if len(set(names)) != len(names):
         raise UserError(f"--target_lang lists a language twice ({', '.join(names)})")
+    check_one_file_per_pair(settings, pairs)
+    for pair in pairs:
+        fields = pair.task.prompt_fields()
+        check_template(settings.template, fields, "template")
+        for role, _, prompt in _prompted_roles(settings):
+            if prompt.template is not None:
+                check_template(prompt.template, fields, f"{role}_prompt_template")
     return Plan(settings, pairs, models)
+
+
+def _prompted_roles(settings: Settings) -> list[tuple[str, str, RolePrompt]]:
+    """(role, model path, RolePrompt) of the SFT and refined models the run prompts."""
+    uses_refined_model = settings.refined_model and any(s.kind == "refined" for s in settings.systems())
+    roles = [("sft", settings.sft, settings.sft_prompt),
+             ("refined", settings.refined_model if uses_refined_model else None, settings.refined_prompt)]
+    return [(role, path, prompt) for role, path, prompt in roles if path]
 
 
 def with_formats(plan: Plan) -> Plan:
     """`plan` with the SFT and refined models' prompt formatting, from their tokenizers
     (loaded without the weights), each checked by rendering one prompt of the first
     pair. Apart from `plan_experiment` because it imports transformers, which takes
-    seconds: a run resolves them once it holds its output directory (a second run
-    there is refused at once), before any model loads."""
+    seconds (a dry run does without); a run resolves them before it opens its output
+    directory."""
     settings, pairs = plan.settings, plan.pairs
     formats = {}
-    uses_refined_model = settings.refined_model and any(s.kind == "refined" for s in settings.systems())
-    for role, path, prompt in (("sft", settings.sft, settings.sft_prompt),
-                               ("refined", settings.refined_model if uses_refined_model else None,
-                                settings.refined_prompt)):
-        if path:
-            tokenizer = load_tokenizer_of(path)
-            formats[role] = resolve_role(role, prompt, tokenizer, path, settings.template)
-            pair = pairs[0]
-            check_renders(formats[role], tokenizer, pair.examples[0], pair.task.prompt_fields(), pair.shots)
+    for role, path, prompt in _prompted_roles(settings):
+        tokenizer = load_tokenizer_of(path)
+        formats[role] = resolve_role(role, prompt, tokenizer, path, settings.template)
+        pair = pairs[0]
+        check_renders(formats[role], tokenizer, pair.examples[0], pair.task.prompt_fields(), pair.shots)
     return dataclasses.replace(plan, formats=formats)

@@ -78,19 +78,19 @@ def run_experiment(settings: Settings, mesh: Mesh | None = None, overwrite: bool
                    start_fresh_on_change: bool = False) -> dict:
     """Runs an experiment into `settings.output_dir`; returns results.json's content.
 
-    Everything is checked before any model loads. A finished or interrupted run in the
-    directory is resumed and extended (new priors, sweep sizes, languages reuse the
-    stages they share with it); one these settings would change is refused, unless
-    `overwrite` (or, for the demo, `start_fresh_on_change`) sets it aside: its files
-    are deleted once the new run has finished, and files pretty_jax did not write are
-    never touched.
+    Every input (flags, files, prompt templates and formats) is checked before the
+    output directory is opened, so a refused run leaves it as it was. A finished or
+    interrupted run in the directory is resumed and extended (new priors, sweep sizes,
+    languages reuse the stages they share with it); one these settings would change is
+    refused, unless `overwrite` (or, for the demo, `start_fresh_on_change`) sets it
+    aside: its files are deleted once the new run has finished, and files pretty_jax
+    did not write are never touched.
     """
     check_output_dir(settings.output_dir, "--output_dir")
-    plan = plan_experiment(settings)
+    plan = with_formats(plan_experiment(settings))
     recorded = settings.recorded(plan.models["foundation"])
     with output_run(settings.output_dir, "experiment", recorded, plan.stage_inputs(), overwrite,
                     start_fresh_on_change) as (record, begin):
-        plan = with_formats(plan)
         start = time.perf_counter()
         models = load_models(plan, mesh)
         logging.info("models loaded in %.1fs", time.perf_counter() - start)

@@ -64,36 +64,52 @@ def format_prompt(template: str, example: Example, fields: Mapping[str, str], sh
     """The prompt for `example`: each shot rendered with `template`, followed by
     " " + its reference + "\\n\\n", then `example` rendered with `template`.
 
-    template: a Python format string; placeholders are {source} and the keys of
-      `fields` (e.g. {src_lang}, {tgt_lang}: language names). Literal braces are {{ }}.
+    template: a Python format string; placeholders are {source} (required) and the keys
+      of `fields` (e.g. {src_lang}, {tgt_lang}: language names). Literal braces are {{ }}.
     """
-    known = {"source", *fields}
-    _check_placeholders(template, known)
+    problem = template_problem(template, fields)
+    if problem:
+        raise UserError(f"prompt template {template!r} {problem}")
     parts = [_render(template, shot, fields) + " " + shot.reference + "\n\n" for shot in shots]
     return "".join(parts) + _render(template, example, fields)
 
 
-def _check_placeholders(template: str, known: set[str]) -> None:
+def check_template(template: str, fields: Mapping[str, str], setting: str) -> None:
+    """Raises UserError naming `setting` (e.g. "template", the CLI shows its flag) when
+    `template` cannot be filled with {source} and `fields`, or would give every example
+    the same prompt."""
+    problem = template_problem(template, fields)
+    if problem:
+        raise UserError(f"{setting}={template!r} {problem}")
+
+
+def template_problem(template: str, fields: Mapping[str, str]) -> str | None:
+    """What makes `template` unusable with {source} and `fields` (a phrase that follows
+    the template in a message), or None. Two sources that differ from their first
+    character are rendered: a template showing neither (no {source}, or {source:.0})
+    would give every example the same prompt."""
+    known = {"source", *fields}
     try:
         names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
     except ValueError as e:
-        raise UserError(
-            f"prompt template {template!r} is not a valid format string ({e}); write literal braces as {{{{ and }}}}"
-        ) from None
+        return f"is not a valid format string ({e}); write literal braces as {{{{ and }}}}"
     for name in names:
         if name not in known:
             shown = f"{{{name}}}" if name else "a positional {}"
-            raise UserError(
-                f"prompt template {template!r} uses {shown}, which this task does not fill; "
-                f"known placeholders: {', '.join('{' + k + '}' for k in sorted(known))}"
-            )
+            return (f"uses {shown}, which this task does not fill; "
+                    f"known placeholders: {', '.join('{' + k + '}' for k in sorted(known))}")
+    try:
+        one, other = (_render(template, Example("", source, ""), fields) for source in ("A", "B"))
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as e:  # e.g. a bad format spec
+        return f"cannot be filled ({type(e).__name__}: {e})"
+    if one == other:
+        return "would give every example the same prompt: put {source} where the example's text goes"
+    return None
 
 
 def _render(template: str, example: Example, fields: Mapping[str, str]) -> str:
-    try:
-        return template.format_map({**fields, "source": example.source})
-    except (KeyError, IndexError, ValueError, AttributeError) as e:  # e.g. a bad format spec
-        raise UserError(f"prompt template {template!r} cannot be filled ({type(e).__name__}: {e})") from None
+    """`template` filled for `example` (checked by `template_problem` first)."""
+    return template.format_map({**fields, "source": example.source})
 
 
 def apply_limit(items: list[Item], limit: int | None) -> list[Item]:
