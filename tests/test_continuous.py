@@ -34,7 +34,10 @@ def _inputs(tokenizer) -> tuple[list[list[int]], list[list[int]]]:
 def _with_mid_way_eos(model, generator_args, prompts, priors, max_new_tokens):
     """The model with an extra EOS id: the token its free greedy runs emit most often
     after their first few steps, so examples end at many different steps."""
-    free = Generator(model, **generator_args).generate(prompts, priors, DecodeConfig(max_new_tokens=max_new_tokens))
+    # Counted after the priors, as before prior tokens counted within max_new_tokens:
+    # the same token as then (under the budget, gemma3's most common tokens tie).
+    config = DecodeConfig(max_new_tokens=max_new_tokens, count_prior=False)
+    free = Generator(model, **generator_args).generate(prompts, priors, config)
     counts = collections.Counter(t for g in free for t in g.tokens[3:])
     extra = counts.most_common(1)[0][0]
     tokens = model.config.special_tokens

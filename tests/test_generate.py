@@ -4,6 +4,7 @@ different steps; plus sampling, stop strings, log-probabilities and bad input.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -45,6 +46,8 @@ def _with_extra_eos(source, target, prompts):
 
 
 def _assert_identical_to_hf(directory, prompts, config: DecodeConfig):
+    # HF generates max_new_tokens after its whole input, prompt + prior: so do we here.
+    config = dataclasses.replace(config, count_prior=False)
     model = loading.load_model(directory, "float32")
     generator = Generator(model, load_tokenizer(directory), batch_size=4)
     ours = generator.generate(prompts, list(PRIORS), config)
@@ -178,11 +181,14 @@ def test_long_inputs_are_truncated_from_the_left_or_refused(jax_checkpoint, capl
     long_prompt = [bos] + list(range(10, 60))
     config = DecodeConfig(max_new_tokens=8, max_len=40)
     results = generator.generate([long_prompt, [bos, 11, 12]], [[5, 6], []], config)
-    assert results[0].truncated_tokens == 51 + 2 + 8 - 40 and results[1].truncated_tokens == 0
-    assert "truncated 1 of 2 inputs from the left to fit max_len=40 (21 tokens dropped)" in caplog.text
-    kept = [bos] + long_prompt[1 + 21 :] + [5, 6]
-    assert results[0].tokens == generator.generate([kept], config=DecodeConfig(max_new_tokens=8))[0].tokens
-    with pytest.raises(UserError, match="example 0: prompt \\(51\\) \\+ prior \\(2\\) \\+ max_new_tokens \\(8\\) exceed max_len=40"):
+    # The prior's 2 tokens count within max_new_tokens: 51 + 8 tokens must fit 40.
+    assert results[0].truncated_tokens == 51 + 8 - 40 and results[1].truncated_tokens == 0
+    assert "truncated 1 of 2 inputs from the left to fit max_len=40 (19 tokens dropped)" in caplog.text
+    kept = [bos] + long_prompt[1 + 19 :] + [5, 6]
+    assert results[0].tokens == generator.generate([kept], config=DecodeConfig(max_new_tokens=6))[0].tokens
+    after_prior = dataclasses.replace(config, count_prior=False)
+    assert generator.generate([long_prompt], [[5, 6]], after_prior)[0].truncated_tokens == 51 + 2 + 8 - 40
+    with pytest.raises(UserError, match="example 0: prompt \\(51\\) \\+ prior \\(2\\) \\+ new tokens \\(6\\) exceed max_len=40"):
         generator.generate([long_prompt], [[5, 6]], DecodeConfig(max_new_tokens=8, max_len=40, overflow="error"))
 
 

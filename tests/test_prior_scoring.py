@@ -47,7 +47,9 @@ def _settings(out: Path, foundation: Path, sft: Path, **changes) -> experiments.
         task="translation", data=str(DATA / "flores101_devtest"), split="devtest", source_lang="eng",
         target_langs=("fra",), limit=LIMIT, template=experiments.DEFAULT_TEMPLATES["translation"], num_shots=0,
         priors=(PriorSpec("none"), PriorSpec("dictionary", 1, "words")), sweep=(),
-        decode=DecodeConfig(max_new_tokens=6, stop_strings=("\n",)), batch_size=4, output_dir=out,
+        # A budget that holds every prior whole (the tiny tokenizer splits a French word
+        # into up to ~10 tokens; a prior longer than --max_new_tokens is cut to it).
+        decode=DecodeConfig(max_new_tokens=16, stop_strings=("\n",)), batch_size=4, output_dir=out,
         foundation=str(foundation), sft=str(sft), dtype="float32",
         dictionary=str(DATA / "muse" / "{source_iso}-{target_iso}.txt"),
     )

@@ -18,7 +18,12 @@ BATCH_SIZE = flags.DEFINE_integer(
     lower_bound=1,
 )
 
-MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 64, "Most tokens generated per example.", lower_bound=1)
+MAX_NEW_TOKENS = flags.DEFINE_integer(
+    "max_new_tokens", 64,
+    "Most tokens of each answer, prior tokens included: an example with a k-token prior generates at most "
+    "max_new_tokens - k, so systems with and without priors get the same budget.",
+    lower_bound=1,
+)
 _NUM_BEAMS = flags.DEFINE_integer(
     "num_beams", 1, "Beam search with this many beams (1: greedy or sampling).", lower_bound=1
 )

@@ -6,11 +6,13 @@ N = max_new_tokens, V vocabulary. Each stream's KV cache holds B * W rows
 (`streams.feed`, the engine's `LogitsRule`); only the bookkeeping of beams is here.
 
 Per step, as in HF: add each beam's log-softmax to its running score, keep the top C
-(beam, token) candidates, mark those that end (EOS, stop string, or length N); the best
-W that do not end keep running, and ended candidates among the top W enter the
-finished set with score / generated_length ** length_penalty. A row stops once no
-running beam can beat its worst finished one (HF's heuristic, or the canonical bound
-with `early_stopping="never"`), or once W are finished with `early_stopping=True`.
+(beam, token) candidates, mark those that end (EOS, stop string, or the row's length
+limit L <= N); the best W that do not end keep running, and ended candidates among the
+top W enter the finished set with score / generated_length ** length_penalty. A row
+stops once no running beam can beat its worst finished one (HF's heuristic, or the
+canonical bound with `early_stopping="never"`), once W are finished with
+`early_stopping=True`, or at its limit L: its search is HF's with max_new_tokens = L,
+and its finished set stays as it was while longer rows go on.
 The float32 arithmetic (the -1e9 masks included) follows HF so that ties break alike.
 """
 
@@ -145,14 +147,16 @@ def _merge_finished(search: BeamSearch, state: BeamState, cand: _Candidates) -> 
 
 
 def _still_improvable(search: BeamSearch, state: BeamState, running_scores, finished, scores) -> jax.Array:
-    """[B, 1]: could a live beam still beat the worst finished one? (HF's heuristic.)"""
+    """[B, 1]: could a live beam still beat the worst finished one? (HF's heuristic;
+    never once the row reached its length limit.)"""
     if search.early_stopping == "never" and search.length_penalty > 0.0:
         best_length = state.limits
     else:
         best_length = state.step + 1
     best_running_B1 = running_scores[:, :1] / (best_length**search.length_penalty)
     worst_finished_BW = jnp.where(finished, jnp.min(scores, axis=1, keepdims=True), _NEG)
-    return state.improvable & jnp.any(best_running_B1 > worst_finished_BW, axis=-1, keepdims=True)
+    beatable_B1 = jnp.any(best_running_B1 > worst_finished_BW, axis=-1, keepdims=True)
+    return state.improvable & beatable_B1 & (state.step + 1 < state.limits)
 
 
 def _advance_live(engine: Engine, params: Params, state: BeamState, running_tokens, live_origin_BW):

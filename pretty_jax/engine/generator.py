@@ -24,7 +24,7 @@ from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
 from pretty_jax.engine.batching import left_pad
 from pretty_jax.engine.beam_search import beam_search
-from pretty_jax.engine.engine import FINISH_REASONS, DecodeOutput, Engine, PoolShape
+from pretty_jax.engine.engine import FINISH_LENGTH, FINISH_REASONS, DecodeOutput, Engine, PoolShape
 from pretty_jax.engine.logits import LogitsRule, OneModel
 from pretty_jax.engine.pool import Job, PoolStats, Request, ring_length, run_pool
 from pretty_jax.engine.scheduler import prefill_length
@@ -37,11 +37,20 @@ from pretty_jax.models import Model
 class DecodeConfig:
     """What to generate.
 
-    max_len: cap on prompt + prior + max_new_tokens; default the model's
+    max_new_tokens: the most tokens of each example's answer. With `count_prior`
+      (the default) the prior tokens are the answer's first tokens and count within
+      it: an example with a k-token prior generates at most max_new_tokens - k tokens,
+      so prior + continuation never exceed max_new_tokens and examples with and
+      without priors get the same budget. A prior longer than max_new_tokens is cut
+      to it (logged) and nothing is generated after it (finish reason "length").
+      count_prior=False generates up to max_new_tokens after any prior, as HF
+      `generate` does after input ids that end with the prior.
+    max_len: cap on prompt + prior + new tokens; default the model's
       `max_position_embeddings` (none for ALiBi models).
-    overflow: what to do with inputs longer than `max_len - max_new_tokens`:
-      "truncate" drops prompt tokens from the left (keeping a leading BOS and the
-      whole prior) and logs how many examples it cut; "error" refuses them.
+    overflow: what to do with inputs that leave too little room in `max_len` for
+      their new tokens: "truncate" drops prompt tokens from the left (keeping a
+      leading BOS and the whole prior) and logs how many examples it cut; "error"
+      refuses them.
     include_prior: results start with the prior tokens instead of after them.
     """
 
@@ -53,6 +62,7 @@ class DecodeConfig:
     return_logprobs: bool = False
     include_prior: bool = False
     seed: int = 0
+    count_prior: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +98,8 @@ class System:
 @dataclasses.dataclass(frozen=True)
 class _Input:
     """One example after validation and truncation: its tokens in each stream (prompt
-    + prior), its prior, id and generation limit, and the prompt tokens cut."""
+    + prior), its prior (cut to the budget), id and limit of new tokens, and the
+    prompt tokens cut."""
 
     tokens: tuple[tuple[int, ...], ...]
     prior: tuple[int, ...]
@@ -132,7 +143,8 @@ class Generator:
         example_ids: Sequence[int] | None = None,
         on_result: Callable[[int, Generation], None] | None = None,
     ) -> list[Generation]:
-        """Continues each prompt after its prior tokens (0..k per example).
+        """Continues each prompt after its prior tokens (0..k per example), each
+        example within its budget (`DecodeConfig.max_new_tokens` and `count_prior`).
 
         prompts: token ids per example; for a system of several streams, a tuple of
           token-id lists per example, one per stream.
@@ -157,10 +169,19 @@ class Generator:
                 on_result(index, results[index])
 
         stops = StopTables.of(stop, self.model.config.vocab_size)
-        if isinstance(config.strategy, BeamSearch):
-            self._beam_batches(inputs, config, stops, done)
-        else:
-            self._pool(inputs, config, stops, done)
+        empty = DecodeOutput(tokens=np.zeros((1, 0), np.int32), lengths=np.zeros(1, np.int32),
+                             finish=np.full(1, FINISH_LENGTH, np.int32),
+                             logprobs=np.zeros((1, 0), np.float32) if config.return_logprobs else None)
+        for index in (i for i, x in enumerate(inputs) if x.limit == 0):  # the prior fills the budget
+            done(index, empty)
+        rows = [i for i, x in enumerate(inputs) if x.limit > 0]
+
+        def done_row(k: int, out: DecodeOutput, row: int = 0) -> None:
+            done(rows[k], out, row)
+
+        if rows:
+            decode = self._beam_batches if isinstance(config.strategy, BeamSearch) else self._pool
+            decode([inputs[i] for i in rows], config, stops, done_row)
         return results
 
     # -- running the engine ----------------------------------------------------------
@@ -234,32 +255,39 @@ class Generator:
         return checked
 
     def _fit_context(self, checked, config: DecodeConfig) -> list[_Input]:
-        """prompt + prior per example and stream, truncated from the left to fit the
-        context."""
+        """prompt + prior per example and stream, the prior cut to the budget (with
+        `count_prior`), the prompt truncated from the left so that the example's new
+        tokens fit the context too."""
         if config.max_new_tokens < 1:
             raise UserError(f"max_new_tokens={config.max_new_tokens} must be >= 1")
         max_len = config.max_len or getattr(self.model.config, "max_position_embeddings", None)
-        budget = None if max_len is None else max_len - config.max_new_tokens
-        if budget is not None and budget < 1:
+        if max_len is not None and max_len - config.max_new_tokens < 1:
             raise UserError(f"max_new_tokens={config.max_new_tokens} leaves no room in max_len={max_len}")
         bos = self.model.config.special_tokens.bos_token_id
-        inputs = []
+        inputs, priors_cut = [], 0
         for stream_prompts, prior, example in checked:
+            if config.count_prior:
+                priors_cut += len(prior) > config.max_new_tokens
+                prior = prior[: config.max_new_tokens]
+            new_tokens = config.max_new_tokens - len(prior) if config.count_prior else config.max_new_tokens
             fitted, truncated = [], 0
             for prompt in stream_prompts:
-                excess = 0 if budget is None else len(prompt) + len(prior) - budget
+                excess = 0 if max_len is None else len(prompt) + len(prior) + new_tokens - max_len
                 if excess > 0:
                     keep_bos = int(prompt[0] == bos)
                     if config.overflow == "error" or len(prompt) - keep_bos <= excess:
                         raise UserError(
                             f"example {example}: prompt ({len(prompt)}) + prior ({len(prior)}) + "
-                            f"max_new_tokens ({config.max_new_tokens}) exceed max_len={max_len}"
+                            f"new tokens ({new_tokens}) exceed max_len={max_len}"
                             + ("" if config.overflow == "error" else "; even a truncated prompt does not fit")
                         )
                     prompt = prompt[:keep_bos] + prompt[keep_bos + excess :]
                     truncated = max(truncated, excess)
                 fitted.append(prompt + prior)
-            inputs.append(_Input(tuple(fitted), prior, example, config.max_new_tokens, truncated))
+            inputs.append(_Input(tuple(fitted), prior, example, new_tokens, truncated))
+        if priors_cut:
+            logging.warning("cut the priors of %d of %d examples to max_new_tokens=%d (prior tokens count within it)",
+                            priors_cut, len(inputs), config.max_new_tokens)
         cut = [x.truncated for x in inputs if x.truncated]
         if cut:
             logging.warning("truncated %d of %d inputs from the left to fit max_len=%s (%d tokens dropped)",

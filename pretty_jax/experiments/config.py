@@ -147,9 +147,12 @@ class Settings:
 
 
 def decode_record(config: DecodeConfig) -> dict[str, Any]:
-    """A DecodeConfig by the names of the flags that set it."""
+    """A DecodeConfig by the names of the flags that set it, and the budget rule
+    (prior tokens count within max_new_tokens), so that a run recorded before the rule
+    is not resumed under it."""
     strategy = config.strategy
-    record = {"max_new_tokens": config.max_new_tokens, "stop_strings": list(config.stop_strings),
+    record = {"max_new_tokens": config.max_new_tokens, "max_new_tokens_counts_prior": config.count_prior,
+              "stop_strings": list(config.stop_strings),
               "max_len": config.max_len, "overflow": config.overflow, "seed": config.seed,
               "num_beams": 1, "temperature": 0.0}
     if isinstance(strategy, Sampling):

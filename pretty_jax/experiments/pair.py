@@ -151,14 +151,21 @@ class PairRun:
 
     def _output_record(self, i: int, generation, prior=None) -> dict:
         """An output's record; with a prior, the generation includes the prior tokens
-        (decoded together with the continuation, so spacing is the tokenizer's)."""
+        (decoded together with the continuation, so spacing is the tokenizer's). A prior
+        longer than the generation was cut to --max_new_tokens by the engine: the record
+        holds the part used ("prior_cut")."""
         tokens = list(generation.tokens)
         record = {"id": self.examples[i].id}
         if prior is not None:
-            tokens = tokens[len(prior.token_ids) :]
-            record |= {"prior_tokens": list(prior.token_ids), "prior_text": prior.text, "prior_found": prior.found}
+            cut = len(prior.token_ids) > len(tokens)
+            used = list(prior.token_ids[: len(tokens)])
+            text = self.models.tokenizer.decode(used, skip_special_tokens=True) if cut else prior.text
+            tokens = tokens[len(used) :]
+            record |= {"prior_tokens": used, "prior_text": text, "prior_found": prior.found}
             if prior.dropped:
                 record["prior_dropped"] = True
+            if cut:
+                record["prior_cut"] = True
         return record | {
             "tokens": tokens,
             "text": generation.text,
