@@ -67,13 +67,14 @@ def test_two_models_decode_by_the_rule_s_combined_logits(pair, continuous):
     foundation, other, tokenizer, prompts = pair
     system = System(Mean(), (foundation, other))
     generator = Generator(foundation, tokenizer, batch_size=2, continuous=continuous, system=system)
-    # Each example has its own prompt per stream; the prior follows both.
+    # Each example has its own prompt per stream; the prior follows both and counts
+    # within max_new_tokens (DecodeConfig.count_prior).
     stream_prompts = [(p, prompts[(i + 1) % len(prompts)]) for i, p in enumerate(prompts)]
     priors = [[], [5], [7, 9]]
     results = generator.generate(stream_prompts, priors, DecodeConfig(max_new_tokens=6, strategy=Greedy()))
     eos = set(foundation.config.special_tokens.eos_token_ids)
     for (streams, prior), result in zip(zip(stream_prompts, priors), results):
-        expected = _numpy_mean_greedy((foundation, other), streams, prior, 6)
+        expected = _numpy_mean_greedy((foundation, other), streams, prior, 6 - len(prior))
         end = next((i + 1 for i, t in enumerate(expected) if t in eos), len(expected))
         assert list(result.tokens) == expected[:end]
 
