@@ -70,8 +70,9 @@ class OutputLocked(UserError):
 def check_output_dir(path: Path, flag: str) -> None:
     """Refuses, before anything loads, an output path that cannot be used: a file, a
     place that cannot be written, a non-empty directory that holds no pretty_jax
-    output (naming a few of its entries), or a link where its manifest or lock goes.
-    Creates nothing."""
+    output (naming a few of its entries), a link where its manifest or lock goes, or
+    a manifest with an entry that is not inside it (see `read_manifest`). Creates
+    nothing."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag}={path} is a file, not a directory; give a directory (it is created if missing)")
@@ -86,7 +87,9 @@ def check_output_dir(path: Path, flag: str) -> None:
         return
     for name in (MANIFEST, LOCK):
         refuse_link(path / name)
-    if not (path / MANIFEST).exists():
+    if (path / MANIFEST).exists():
+        read_manifest(path, flag)
+    else:
         foreign = _foreign_entries(path)
         if foreign:
             raise UserError(
@@ -201,6 +204,51 @@ def read_own(path: Path) -> bytes:
         return f.read()
 
 
+def read_manifest(root: Path, flag: str) -> tuple[str, set[str], set[str]]:
+    """The kind, files and directories recorded in `root`'s manifest, every entry
+    checked: a relative path without `..`, reached through no link. Raises UserError,
+    in one line naming the manifest, for anything else."""
+    path = Path(root) / MANIFEST
+    try:
+        manifest = json.loads(read_own(path).decode("utf-8"))
+        if not isinstance(manifest, dict) or manifest.get("schema") not in (SCHEMA, _SCHEMA_1):
+            raise ValueError(f"schema {manifest.get('schema') if isinstance(manifest, dict) else None!r}")
+        kind, files, dirs = manifest["kind"], manifest["files"], manifest["dirs"]
+        trees = [t for t in manifest.get("trees", []) if t != RETIRED]
+        if trees:
+            raise ValueError(
+                f"an older pretty_jax recorded whole folders ({', '.join(map(str, trees))}), which cannot tell "
+                "its files from yours"
+            )
+        if not isinstance(files, list) or not isinstance(dirs, list) or not isinstance(kind, str):
+            raise ValueError("its kind is not a string or its files and dirs are not lists")
+        files = {relative_name(entry) for entry in files}
+        dirs = {relative_name(entry) for entry in dirs}
+    except (ValueError, AttributeError, KeyError, TypeError) as e:
+        raise UserError(
+            f"{path}: not a pretty_jax manifest ({e}); it was edited, corrupted or written elsewhere, and nothing "
+            f"was touched. Choose another {flag}"
+        ) from None
+    for entry in sorted(files | dirs):
+        _through_no_link(Path(root), entry, path)
+    return kind, files, dirs
+
+
+def _through_no_link(root: Path, relative: str, manifest: Path | None = None) -> Path:
+    """The absolute path of `relative` under `root` after checking that no folder on
+    the way and not the file itself is a link (so it lies inside `root`)."""
+    path = root
+    for part in PurePosixPath(relative).parts:
+        path = path / part
+        if os.path.islink(path):
+            where = f", where {manifest} records a file of this run" if manifest else ""
+            raise LinkRefused(
+                f"{path} is a symbolic link (to {os.readlink(path)}){where}; pretty_jax never writes, moves "
+                "or deletes through a link: remove the link (its target is not touched) and run again"
+            )
+    return path
+
+
 class RunDirectory:
     """An output directory held by this process: its lock and its manifest.
 
@@ -288,38 +336,14 @@ class RunDirectory:
     # -- the manifest --------------------------------------------------------------
 
     def _read_manifest(self) -> None:
-        path = self.path / MANIFEST
-        if not path.exists():
+        if not (self.path / MANIFEST).exists():
             return
-        try:
-            manifest = json.loads(read_own(path).decode("utf-8"))
-            if manifest.get("schema") not in (SCHEMA, _SCHEMA_1):
-                raise ValueError(f"schema {manifest.get('schema')!r}")
-            kind = manifest["kind"]
-            trees = [t for t in manifest.get("trees", []) if t != RETIRED]
-            if trees:
-                raise ValueError(
-                    f"an older pretty_jax recorded whole folders ({', '.join(map(str, trees))}), which cannot tell "
-                    "its files from yours"
-                )
-            files, dirs = manifest["files"], manifest["dirs"]
-            if not isinstance(files, list) or not isinstance(dirs, list):
-                raise ValueError("files and dirs are not lists")
-            files = {relative_name(entry) for entry in files}
-            dirs = {relative_name(entry) for entry in dirs}
-        except (ValueError, AttributeError, KeyError, TypeError) as e:
-            raise UserError(
-                f"{path}: not a pretty_jax manifest ({e}); it was edited, corrupted or written elsewhere, "
-                f"and nothing was touched. Choose another {self.flag}"
-            ) from None
+        kind, self.files, self.dirs = read_manifest(self.path, self.flag)
         if kind != self.kind:
             raise UserError(
                 f"{self.flag}={self.path} holds the output of a {kind} command, not of "
                 f"a {self.kind}; choose another directory"
             )
-        for entry in sorted(files | dirs):
-            self._checked(entry, path)
-        self.files, self.dirs = files, dirs
 
     def _write_manifest(self) -> None:
         if not self.active:
@@ -337,19 +361,8 @@ class RunDirectory:
 
     # -- paths ---------------------------------------------------------------------
 
-    def _checked(self, relative: str, manifest: Path | None = None) -> Path:
-        """The absolute path of `relative` after checking that no folder on the way and
-        not the file itself is a link (so it lies inside the directory)."""
-        path = self.path
-        for part in PurePosixPath(relative).parts:
-            path = path / part
-            if os.path.islink(path):
-                where = f", where {manifest} records a file of this run" if manifest else ""
-                raise LinkRefused(
-                    f"{path} is a symbolic link (to {os.readlink(path)}){where}; pretty_jax never writes, moves "
-                    "or deletes through a link: remove the link (its target is not touched) and run again"
-                )
-        return path
+    def _checked(self, relative: str) -> Path:
+        return _through_no_link(self.path, relative)
 
     def path_of(self, relative: str | Path) -> Path:
         """The checked absolute path of a path relative to the directory."""
@@ -472,7 +485,8 @@ class RunDirectory:
         return target
 
     def remove(self, relatives: Iterable[str | Path]) -> None:
-        """Deletes recorded files (e.g. a stale figure); unrecorded paths are refused."""
+        """Deletes recorded files (e.g. a stale figure) and their unfinished `.tmp`
+        writes; unrecorded paths are refused."""
         names = [str(PurePosixPath(Path(r).as_posix())) for r in relatives]
         for name in names:
             if name not in self.files:
@@ -480,9 +494,12 @@ class RunDirectory:
         if not self.active:
             return
         paths = [self._checked(name) for name in names]  # every link refused before anything is removed
+        for path in paths:
+            refuse_link(path.with_name(path.name + TEMPORARY))
         for name, path in zip(names, paths):
-            if path.is_file():
-                path.unlink()
+            for own in (path, path.with_name(path.name + TEMPORARY)):  # the file and an unfinished write of it
+                if own.is_file():
+                    own.unlink()
             self.files.discard(name)
         self._write_manifest()
 
