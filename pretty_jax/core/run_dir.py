@@ -188,13 +188,8 @@ def replace_with(path: Path, write: Callable[[Path], None]) -> None:
 
 def write_bytes_to(temporary: Path, data: bytes) -> None:
     """Fills a fresh temporary file (see `replace_with`) without following links."""
-    fd = open_own(temporary, os.O_WRONLY | os.O_TRUNC)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
+    with os.fdopen(open_own(temporary, os.O_WRONLY | os.O_TRUNC), "wb") as f:
+        f.write(data)
 
 
 def read_own(path: Path) -> bytes:
