@@ -43,3 +43,16 @@ def test_programs_are_kept_under_the_cache_home_and_reused(tmp_path):
 def test_nocompilation_cache_writes_nothing(tmp_path):
     assert _run(tmp_path, "--nocompilation_cache") == "[1, 5, 12, 22, 35]"
     assert not (tmp_path / "pretty_jax").exists()
+
+
+def test_an_unusable_cache_folder_is_one_line_naming_it_and_the_way_out(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder\n")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "a-file" / "cache"), PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "pretty_jax.train", f"--output_dir={tmp_path / 'out'}",
+               f"--train_file={tmp_path / 'corpus.txt'}", "--init=scratch"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: the compilation cache folder {tmp_path / 'a-file' / 'cache'}"), line
+    assert "--nocompilation_cache" in line
+    assert not (tmp_path / "out").exists()

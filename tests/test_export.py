@@ -83,5 +83,6 @@ def test_export_refuses_to_replace_a_directory_unless_asked(tiny_checkpoint, tmp
     with pytest.raises(FileExistsError, match="busy exists and is not empty"):
         export.export_loaded(model, tiny_checkpoint("llama"), tmp_path / "busy")
     export.export_loaded(model, tiny_checkpoint("llama"), tmp_path / "busy", overwrite=True)
-    assert not (tmp_path / "busy" / "notes.txt").exists()
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"  # replaced: the export's files, nothing else
+    assert loading.load_model(tmp_path / "busy").config.num_layers == model.config.num_layers
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]  # no staging left behind

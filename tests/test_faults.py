@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import fcntl
 import json
 import os
 import signal
@@ -150,11 +151,17 @@ def test_a_second_run_into_the_same_directory_is_refused_while_the_first_finishe
     first = subprocess.Popen([sys.executable, "-m", "pretty_jax.run", *_flags(pair, "--limit=24", f"--output_dir={out}")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     deadline = time.time() + 300
-    while not (out / LOCK).exists() or not (out / LOCK).read_text().strip():
+    while not (out / LOCK).exists() or f"pid {first.pid} " not in (out / LOCK).read_text():
         assert time.time() < deadline and first.poll() is None
-        time.sleep(0.05)
-    stderr = _refused(*_flags(pair, "--limit=24", f"--output_dir={out}"))
-    assert first.poll() is None, "the first run ended before the second was tried"
+        time.sleep(0.01)
+    # The first run holds the lock from here to its end; stopped (not killed) it holds it
+    # for as long as the second takes, however fast the first would otherwise finish.
+    first.send_signal(signal.SIGSTOP)
+    try:
+        assert first.poll() is None, "the first run ended before it could be held"
+        stderr = _refused(*_flags(pair, "--limit=24", f"--output_dir={out}"))
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert f"is in use by pid {first.pid} on" in stderr and " since 20" in stderr
     assert first.wait(timeout=600) == 0, first.stderr.read()[-3000:]
     for name in ("none.jsonl", "sft.jsonl", "sft-1tok.jsonl"):
@@ -192,6 +199,27 @@ def test_kill_9_in_any_phase_then_the_same_command_gives_the_same_files(pair, tm
     process.wait()
     assert process.returncode == -signal.SIGKILL, f"{phase}: never saw {log_line!r}"
     assert not (out / "results.json").exists(), f"{phase}: the run finished before it was killed"
+    _ok(*_flags(pair, *KILL_FLAGS, f"--output_dir={out}"))
+    assert _snapshot(out, skip=BOOKKEEPING) == uninterrupted
+
+
+def test_ctrl_c_prints_one_line_exits_130_releases_the_lock_and_the_same_command_resumes(pair, tmp_path, uninterrupted):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "pretty_jax.run", *_flags(pair, *KILL_FLAGS, f"--output_dir={out}")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    for line in process.stderr:
+        if "eng-fra SFT: 4/12" in line:
+            process.send_signal(signal.SIGINT)
+            break
+    rest = process.stderr.read()
+    assert process.wait() == 130, rest[-3000:]
+    assert "Traceback" not in rest and rest.strip().splitlines()[-1] == "interrupted: rerun the same command to resume"
+    assert not (out / "results.json").exists(), "the run finished before it was interrupted"
+    held = os.open(out / LOCK, os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released: would raise if still held
+    finally:
+        os.close(held)
     _ok(*_flags(pair, *KILL_FLAGS, f"--output_dir={out}"))
     assert _snapshot(out, skip=BOOKKEEPING) == uninterrupted
 

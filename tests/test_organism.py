@@ -10,7 +10,7 @@ from pretty_jax.organism.build import (
     OrganismSettings,
     ensure_organism,
     register_varic,
-    write_world,
+    world_files,
 )
 from pretty_jax.organism.world import NounPhrase, Sentence, build_world
 from pretty_jax.tasks.dictionary import dictionary_prior_words, read_muse
@@ -45,7 +45,9 @@ def test_varic_word_order_agreement_and_tense():
 def test_files_are_read_by_the_tasks_and_the_dictionary(tmp_path):
     register_varic()
     world = _small_world()
-    write_world(world, tmp_path)
+    for name, text in world_files(world).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
     task = FloresTask(tmp_path / "flores", "test", "eng", "vrc")
     assert [(e.source, e.reference) for e in task.examples()] == list(world.test)
     assert task.prompt_fields() == {"src_lang": "English", "tgt_lang": "Varic"}
@@ -62,18 +64,37 @@ TINY = OrganismSettings(num_documents=200, num_instructions=40, num_test=8, hidd
                         sft_steps=2, sft_batch=4)
 
 
-def test_a_half_built_cache_from_before_the_manifest_is_rebuilt_and_a_foreign_one_refused(tmp_path):
-    legacy = tmp_path / "organism"
-    (legacy / "runs" / "pretrain" / "train_state").mkdir(parents=True)
-    (legacy / "runs" / "pretrain" / "metrics.jsonl").write_text('{"step": 1}\n')
-    (legacy / "data").mkdir()
-    (legacy / "model_config.json").write_text("{}")
-    organism = ensure_organism(legacy, TINY, report=lambda phase, seconds: None)
-    assert (legacy / "organism.json").exists() and (organism.foundation / "config.json").exists()
+def _snapshot(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_folder_with_the_builds_entry_names_but_no_manifest_is_refused_and_left_as_it_was(tmp_path):
+    users = tmp_path / "organism"  # names the build writes, but no proof the content is ours
+    (users / "runs" / "pretrain").mkdir(parents=True)
+    (users / "runs" / "pretrain" / "metrics.jsonl").write_text('{"step": 1}\n')
+    (users / "data").mkdir()
+    (users / "data" / "my-corpus.txt").write_text("mine\n")
+    (users / "model_config.json").write_text("{}")
+    for folder in (users, tmp_path / "mine"):
+        folder.mkdir(exist_ok=True)
+        (folder / "notes.txt").write_text("mine\n")
+        before = _snapshot(folder)
+        with pytest.raises(UserError, match=r"--organism_dir=.* holds no pretty_jax output \(it has .*notes.txt"):
+            ensure_organism(folder, TINY, report=lambda phase, seconds: None)
+        assert _snapshot(folder) == before
+
+
+def test_the_organism_is_reused_only_while_its_models_are_what_it_built(tmp_path):
+    root = tmp_path / "organism"
+    phases = []
+    organism = ensure_organism(root, TINY, report=lambda phase, seconds: phases.append(phase))
+    assert "pretrain foundation" in phases
+    (root / "data" / "notes.txt").write_text("mine\n")  # a user's file inside the cache
+    phases.clear()
+    ensure_organism(root, TINY, report=lambda phase, seconds: phases.append(phase))
+    assert phases == []  # reused
+    (organism.sft / "config.json").write_text((organism.sft / "config.json").read_text() + " ")
+    ensure_organism(root, TINY, report=lambda phase, seconds: phases.append(phase))
+    assert "SFT" in phases  # the changed model is not reused: rebuilt
+    assert (root / "data" / "notes.txt").read_text() == "mine\n"
     assert (organism.sft / "model.safetensors").exists()
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("mine\n")
-    with pytest.raises(UserError, match="notes.txt"):
-        ensure_organism(mine, TINY, report=lambda phase, seconds: None)
-    assert (mine / "notes.txt").read_text() == "mine\n"

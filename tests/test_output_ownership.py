@@ -118,10 +118,11 @@ def _assert_complete_train_output(out: Path, steps: int) -> None:
     loading.load_model(out / "hf")  # loads: config, weights and tokenizer are all there
     assert (out / "hf" / "tokenizer.json").exists()
     manifest = _manifest(out)
-    assert manifest["kind"] == "train"
-    assert set(manifest["files"]) == {"metrics.jsonl", run_dir.MANIFEST, run_dir.LOCK}
-    assert set(manifest["trees"]) == {"train_state", "hf", ".hf-export"}  # nothing retired left
-    assert not (out / run_dir.RETIRED).exists() and not (out / ".hf-export").exists()
+    assert manifest["kind"] == "train" and "trees" not in manifest  # files are recorded one by one
+    written = {p.relative_to(out).as_posix() for sub in ("hf", "train_state") for p in (out / sub).rglob("*")
+               if p.is_file()}
+    assert set(manifest["files"]) == {"metrics.jsonl", run_dir.MANIFEST, run_dir.LOCK} | written
+    assert not (out / run_dir.RETIRED).exists()  # nothing retired left
 
 
 # --- train --------------------------------------------------------------------------
@@ -218,14 +219,14 @@ def test_train_into_an_older_layout_without_a_manifest_is_refused(inputs, finish
 
 def test_train_refuses_a_users_file_where_an_output_goes(inputs, finished_train, tmp_path):
     out = _copy_of(finished_train, tmp_path)
-    # A run that stopped before it exported, and a user's hf/ put there since.
+    # A run that stopped before it exported, and a user's model put into hf/ since.
     manifest = _manifest(out)
-    manifest["trees"].remove("hf")
+    manifest["files"] = [name for name in manifest["files"] if not name.startswith("hf/")]
     (out / run_dir.MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     shutil.rmtree(out / "hf")
-    _write_files(out, {"hf/mine.txt": b"my own hf file"})
+    _write_files(out, {"hf/model.safetensors": b"my own model"})
     before = _snapshot(out, (run_dir.LOCK,))
-    with pytest.raises(UserError, match=r"has hf, which pretty_jax train did not write"):
+    with pytest.raises(UserError, match=r"has hf/model.safetensors, which pretty_jax train did not write"):
         train(_settings(inputs, out, overwrite=True))
     assert _snapshot(out, (run_dir.LOCK,)) == before
 
@@ -257,7 +258,7 @@ def test_convert_overwrite_keeps_a_users_file_and_writes_a_complete_checkpoint(f
     assert model.dtype == np.dtype("bfloat16")
     side_files = sorted(p.name for p in source.iterdir() if p.name != "model.safetensors")
     manifest = _manifest(out)
-    assert manifest["kind"] == "convert" and manifest["trees"] == []
+    assert manifest["kind"] == "convert" and "trees" not in manifest
     assert sorted(manifest["files"]) == sorted(side_files + [loading.PARAMS_FILE, run_dir.MANIFEST, run_dir.LOCK])
     assert sorted(p.name for p in out.iterdir()) == sorted(manifest["files"] + ["notes.txt"])
     with pytest.raises(UserError, match="already holds a converted checkpoint; pass --overwrite"):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -30,6 +31,7 @@ from safetensors.numpy import save_file
 from pretty_jax.checkpoints import hf_files
 from pretty_jax.checkpoints.loading import model_directory
 from pretty_jax.core.errors import UserError
+from pretty_jax.core.run_dir import refuse_link
 from pretty_jax.core.progress import Progress
 from pretty_jax.models import Model, ModelConfig, family_of
 from pretty_jax.models.conversion import PROGRESS_LOG_SECONDS
@@ -97,21 +99,20 @@ def save_hf_checkpoint(
     tokenizer_dir: str | Path | None = None,
     tokenizer: Any = None,
     overwrite: bool = False,
-    work_dir: str | Path | None = None,
 ) -> Path:
     """Writes an HF checkpoint directory and returns it.
 
     hf_config: the HF `config.json` dict of the model's architecture (the source
       checkpoint's, or the one a model trained from scratch was built from).
     tokenizer_dir / tokenizer: where the tokenizer files come from (at most one).
-    overwrite: replace an existing non-empty `out_dir`; without it that is refused, so
-      that a source checkpoint is never overwritten by mistake.
-    work_dir: where the new directory is written and the old one moved aside before
-      it is deleted (created, then removed; on the same file system as `out_dir`). By
-      default hidden directories beside `out_dir`, named after this process.
+    overwrite: replace the files an export writes in an existing non-empty `out_dir`
+      (other files there stay); without it that is refused, so that a source
+      checkpoint is never overwritten by mistake.
 
-    The directory appears complete or not at all: it is written beside `out_dir` (or
-    in `work_dir`) and then moved into place.
+    The files are written into a fresh hidden directory beside `out_dir` (created by
+    this call, so everything in it is its own) and then moved into place: a new
+    `out_dir` appears complete or not at all; an existing one has its files replaced
+    one by one, each atomically, and never through a link.
     """
     out_dir = Path(out_dir)
     if tokenizer_dir is not None and tokenizer is not None:
@@ -119,25 +120,20 @@ def save_hf_checkpoint(
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} exists and is not empty; pass overwrite=True to replace it")
     tensors = hf_tensors(config, params, dtype)
-    if work_dir is None:
-        staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-        retired = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    else:
-        staging, retired = Path(work_dir) / "new", Path(work_dir) / "old"
-        shutil.rmtree(work_dir, ignore_errors=True)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    _write_json(staging / "config.json", with_dtype(hf_config, dtype))
-    if generation_config:
-        _write_json(staging / "generation_config.json", dict(generation_config))
-    save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
-    if tokenizer is not None:
-        tokenizer.save_pretrained(staging)
-    elif tokenizer_dir is not None:
-        copy_tokenizer_files(Path(tokenizer_dir), staging)
-    _move_into_place(staging, out_dir, retired)
-    if work_dir is not None:
-        shutil.rmtree(work_dir, ignore_errors=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        _write_json(staging / "config.json", with_dtype(hf_config, dtype))
+        if generation_config:
+            _write_json(staging / "generation_config.json", dict(generation_config))
+        save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        elif tokenizer_dir is not None:
+            copy_tokenizer_files(Path(tokenizer_dir), staging)
+        _move_into_place(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # created above: all of it is this call's
     return out_dir
 
 
@@ -185,11 +181,13 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _move_into_place(staging: Path, out_dir: Path, retired: Path) -> None:
-    """Replaces `out_dir` by `staging`. A rename cannot replace a non-empty directory,
-    so the old one is first moved aside (to `retired`); a crash in between leaves no
-    `out_dir` (the next export writes it), never a half-written one."""
-    if out_dir.exists():
-        os.replace(out_dir, retired)
-    os.replace(staging, out_dir)
-    shutil.rmtree(retired, ignore_errors=True)
+def _move_into_place(staging: Path, out_dir: Path) -> None:
+    """Moves the files of `staging` into `out_dir`: the whole folder when `out_dir` is
+    missing, else file by file (a link where one goes is refused); a file of `out_dir`
+    that the export does not write is left as it is."""
+    if not out_dir.exists():
+        os.replace(staging, out_dir)
+        return
+    for file in sorted(staging.iterdir()):
+        refuse_link(out_dir / file.name)
+        os.replace(file, out_dir / file.name)

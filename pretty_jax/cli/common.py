@@ -2,8 +2,10 @@
 one clear line rather than a traceback.
 
 Exit status: 0 success, 2 any error the user can fix (a flag's value or range, a file,
-a checkpoint, an output directory in use), 1 a bug (a traceback) or, for `parity`, a
-failed comparison."""
+a checkpoint, an output directory in use), 130 interrupted (Ctrl-C: one line, no
+traceback; every output is written atomically or appended by whole records, and the
+kernel releases the directory's lock, so the same command resumes), 1 a bug (a
+traceback) or, for `parity`, a failed comparison."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from typing import Callable
 from absl import app, flags
 
 from pretty_jax.core.errors import UserError
+
+INTERRUPTED = 130  # the shell's status for a command ended by SIGINT
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -67,5 +71,8 @@ def run(main: Callable[[list[str]], None]) -> None:
         except (UserError, OSError) as e:
             print(f"error: {flag_message(str(e))}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:
+            print("interrupted: rerun the same command to resume", file=sys.stderr)
+            sys.exit(INTERRUPTED)
 
     app.run(guarded, flags_parser=_parse_flags)

@@ -4,9 +4,10 @@
 
 Writes OUTPUT_DIR/metrics.jsonl (the loss curve), OUTPUT_DIR/train_state/ (the last
 saved state: running the same command again resumes from it) and OUTPUT_DIR/hf/ (the
-trained model as an HF checkpoint), listed in OUTPUT_DIR's manifest: a non-empty
-OUTPUT_DIR without one is refused, --overwrite replaces only what it lists, and a
-second command on the same OUTPUT_DIR fails at once naming the first. The flags
+trained model as an HF checkpoint), each file listed in OUTPUT_DIR's manifest: a
+non-empty OUTPUT_DIR without one is refused, --overwrite replaces only the files it
+lists (a model card a user put into OUTPUT_DIR/hf/ stays), and a second command on the
+same OUTPUT_DIR fails at once naming the first. The flags
 (`cli/train_flags.py`) map one to one onto `TrainSettings`;
 `pretty_jax.training.train` does the work.
 """

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import jax
 
+from pretty_jax.core.errors import UserError
+
 
 def default_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pretty_jax" / "jax_compilation_cache"
@@ -23,7 +25,15 @@ def enable(directory: Path | None = None) -> Path:
     """Caches every compiled program (however quick to compile) under `directory`
     (default `default_dir()`); call before the first compilation. Returns the folder."""
     directory = default_dir() if directory is None else Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as e:
+        raise UserError(
+            f"the compilation cache folder {directory} cannot be used ({e.strerror}); make it writable, set "
+            "XDG_CACHE_HOME to a folder you can write, or pass --nocompilation_cache"
+        ) from None
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -1,17 +1,30 @@
-"""Output directories that pretty_jax owns file by file.
+"""Output directories that pretty_jax owns file by file, and the only way it writes,
+moves or deletes anything in them.
 
-A command that writes into a directory (`run`, `train`, `convert`) owns exactly what
-it recorded in that directory's manifest, `pretty_jax_manifest.json`: the files it
-wrote, the directories it created, and the trees it created whole (a train state, an
-exported model). It never removes or replaces anything else:
+A command that writes into a directory (`run`, `train`, `convert`, the organism build,
+`data`) owns exactly what it recorded in that directory's manifest,
+`pretty_jax_manifest.json`: the files it wrote and the directories it created, each by
+its path relative to the directory. Never a whole folder: a file a user adds inside a
+folder of the run is not listed, so it is never moved or removed. The rules:
 
+- containment: every recorded path is relative, holds no `..`, and reaches its file
+  through no symbolic link, so it lies inside the directory; a manifest with any
+  other entry (absolute, `..`, not a string, through a link) is refused in one line
+  naming it, before anything is touched;
+- no writing through links: the run's own files (the lock, the manifest, each
+  `*.tmp`, stage files, results, figures, checkpoints) are opened with `O_NOFOLLOW`
+  after a check of every folder on the way; a link where one of them belongs is an
+  error naming it, and its target is left untouched. A file changed in place (the
+  lock, an appended stage) must have no other hard link;
 - a non-empty directory without a manifest holds no pretty_jax run: it is refused,
-  with or without `--overwrite`, naming a few of the files found there;
+  with or without `--overwrite`, naming a few of the files found there (no folder is
+  adopted because its entries have the right names);
 - a path is recorded before the file is created, so a kill at any moment leaves
-  nothing unrecorded behind;
+  nothing unrecorded behind; a file already there that the manifest does not list is
+  a user's, and is refused rather than replaced;
 - starting over (`--overwrite`) moves the recorded files aside (`retire`), and deletes
-  them only once the new run has started (`discard_retired`); files a user added to
-  the directory stay where they are;
+  them only once the new run has started (`discard_retired`); a folder is removed only
+  once it is empty, so files a user added stay where they are;
 - while a command runs it holds an exclusive `fcntl.flock` on `.pretty_jax.lock`; the
   kernel releases it when the process dies (even by `kill -9`), so a stale lock never
   blocks, and a second command on the same directory fails at once naming the holder.
@@ -29,24 +42,37 @@ import json
 import os
 import shutil
 import socket
-from pathlib import Path
-from typing import Iterable
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable
 
 from pretty_jax.core.errors import UserError
 
 MANIFEST = "pretty_jax_manifest.json"
 LOCK = ".pretty_jax.lock"
 RETIRED = ".pretty_jax-retired"
-SCHEMA = "pretty_jax/manifest/1"
+SCHEMA = "pretty_jax/manifest/2"
+# The schema before files were recorded one by one (it also listed whole "trees").
+_SCHEMA_1 = "pretty_jax/manifest/1"
+TEMPORARY = ".tmp"  # a file is written as <name>.tmp, then renamed over <name>
 # Names only pretty_jax writes: never counted as a user's files.
-_OWN_NAMES = (MANIFEST, MANIFEST + ".tmp", LOCK)
+_OWN_NAMES = (MANIFEST, MANIFEST + TEMPORARY, LOCK)
 _SHOWN_FOREIGN = 5
+
+
+class LinkRefused(UserError):
+    """A symbolic link, or a file with another hard link, where a run's own file goes."""
+
+
+class OutputLocked(UserError):
+    """Another process holds the directory's lock."""
 
 
 def check_output_dir(path: Path, flag: str) -> None:
     """Refuses, before anything loads, an output path that cannot be used: a file, a
-    place that cannot be written, or a non-empty directory that holds no pretty_jax
-    output (naming a few of its entries). Creates nothing."""
+    place that cannot be written, a non-empty directory that holds no pretty_jax
+    output (naming a few of its entries), a link where its manifest or lock goes, or
+    a manifest with an entry that is not inside it (see `read_manifest`). Creates
+    nothing."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag}={path} is a file, not a directory; give a directory (it is created if missing)")
@@ -57,7 +83,13 @@ def check_output_dir(path: Path, flag: str) -> None:
         raise UserError(f"{flag}={path}: {existing} is a file, so the directory cannot be created there")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{flag}={path}: {existing} is not writable; choose a directory you can write to")
-    if path.is_dir() and not (path / MANIFEST).exists():
+    if not path.is_dir():
+        return
+    for name in (MANIFEST, LOCK):
+        refuse_link(path / name)
+    if (path / MANIFEST).exists():
+        read_manifest(path, flag)
+    else:
         foreign = _foreign_entries(path)
         if foreign:
             raise UserError(
@@ -77,21 +109,151 @@ def _list(names: list[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-class OutputLocked(UserError):
-    """Another process holds the directory's lock."""
+# -- paths and files that refuse links ---------------------------------------------
+
+
+def relative_name(entry: object) -> str:
+    """`entry` as a normalised relative path ("eng-fra/sft.jsonl"); ValueError saying
+    why when it is not a string, empty, absolute or holds `..`."""
+    if not isinstance(entry, str):
+        raise ValueError(f"entry {entry!r} is not a string")
+    path = PurePosixPath(entry)
+    if not entry or path.is_absolute() or ".." in path.parts or "\\" in entry:
+        raise ValueError(f"entry {entry!r} is not a plain path inside the directory (absolute, empty or with '..')")
+    return str(path)
+
+
+def refuse_link(path: Path) -> None:
+    """Raises LinkRefused naming `path` when it is a symbolic link."""
+    if os.path.islink(path):
+        raise LinkRefused(
+            f"{path} is a symbolic link (to {os.readlink(path)}) where pretty_jax keeps a file of its own; "
+            "it never writes through a link: remove the link (its target is not touched) and run again"
+        )
+
+
+def open_own(path: Path, flags: int, mode: int = 0o644) -> int:
+    """`os.open` of one of a run's own files, never through a link at `path`; a file
+    opened to be changed in place must have no other hard link. Returns the fd."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            refuse_link(path)
+        raise
+    if flags & (os.O_WRONLY | os.O_RDWR) and os.fstat(fd).st_nlink > 1:
+        os.close(fd)
+        raise LinkRefused(
+            f"{path} has another hard link, so changing it would change another file too; "
+            "pretty_jax never does: copy the directory without links (not cp -l) or remove the other link"
+        )
+    return fd
+
+
+def _fresh_temporary(path: Path) -> Path:
+    """The empty temporary file `<path>.tmp`, created anew (an earlier one, left by a
+    killed write, is removed first; a link there is refused)."""
+    temporary = path.with_name(path.name + TEMPORARY)
+    refuse_link(temporary)
+    if temporary.exists() and not temporary.is_dir():
+        temporary.unlink()
+    os.close(open_own(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+    return temporary
+
+
+def _fsync(path: Path) -> None:
+    fd = open_own(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_with(path: Path, write: Callable[[Path], None]) -> None:
+    """Writes `path` atomically: write(temporary) fills `<path>.tmp`, which is then
+    flushed to disk and renamed over `path` (a reader sees the old or the new content,
+    never a part). A link at `path` or at the temporary file is refused."""
+    refuse_link(path)
+    temporary = _fresh_temporary(path)
+    try:
+        write(temporary)
+        refuse_link(temporary)  # the writer replaced it by a link: do not move that into place
+        _fsync(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        if temporary.is_file() and not temporary.is_symlink():
+            temporary.unlink()
+        raise
+
+
+def write_bytes_to(temporary: Path, data: bytes) -> None:
+    """Fills a fresh temporary file (see `replace_with`) without following links."""
+    with os.fdopen(open_own(temporary, os.O_WRONLY | os.O_TRUNC), "wb") as f:
+        f.write(data)
+
+
+def read_own(path: Path) -> bytes:
+    """The content of one of a run's own files, never read through a link."""
+    fd = open_own(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def read_manifest(root: Path, flag: str) -> tuple[str, set[str], set[str]]:
+    """The kind, files and directories recorded in `root`'s manifest, every entry
+    checked: a relative path without `..`, reached through no link. Raises UserError,
+    in one line naming the manifest, for anything else."""
+    path = Path(root) / MANIFEST
+    try:
+        manifest = json.loads(read_own(path).decode("utf-8"))
+        if not isinstance(manifest, dict) or manifest.get("schema") not in (SCHEMA, _SCHEMA_1):
+            raise ValueError(f"schema {manifest.get('schema') if isinstance(manifest, dict) else None!r}")
+        kind, files, dirs = manifest["kind"], manifest["files"], manifest["dirs"]
+        trees = [t for t in manifest.get("trees", []) if t != RETIRED]
+        if trees:
+            raise ValueError(
+                f"an older pretty_jax recorded whole folders ({', '.join(map(str, trees))}), which cannot tell "
+                "its files from yours"
+            )
+        if not isinstance(files, list) or not isinstance(dirs, list) or not isinstance(kind, str):
+            raise ValueError("its kind is not a string or its files and dirs are not lists")
+        files = {relative_name(entry) for entry in files}
+        dirs = {relative_name(entry) for entry in dirs}
+    except (ValueError, AttributeError, KeyError, TypeError) as e:
+        raise UserError(
+            f"{path}: not a pretty_jax manifest ({e}); it was edited, corrupted or written elsewhere, and nothing "
+            f"was touched. Choose another {flag}"
+        ) from None
+    for entry in sorted(files | dirs):
+        _through_no_link(Path(root), entry, path)
+    return kind, files, dirs
+
+
+def _through_no_link(root: Path, relative: str, manifest: Path | None = None) -> Path:
+    """The absolute path of `relative` under `root` after checking that no folder on
+    the way and not the file itself is a link (so it lies inside `root`)."""
+    path = root
+    for part in PurePosixPath(relative).parts:
+        path = path / part
+        if os.path.islink(path):
+            where = f", where {manifest} records a file of this run" if manifest else ""
+            raise LinkRefused(
+                f"{path} is a symbolic link (to {os.readlink(path)}){where}; pretty_jax never writes, moves "
+                "or deletes through a link: remove the link (its target is not touched) and run again"
+            )
+    return path
 
 
 class RunDirectory:
     """An output directory held by this process: its lock and its manifest.
 
-    kind: what writes it ("experiment", "align", "train", "convert"); a directory of
-    another kind is refused.
+    kind: what writes it ("experiment", "align", "train", "convert", "organism",
+    "data"); a directory of another kind is refused.
     """
 
     def __init__(self, path: Path, kind: str, flag: str, active: bool = True):
         self.path, self.kind, self.flag, self.active = Path(path), kind, flag, active
         self.files: set[str] = set()
-        self.trees: set[str] = set()
         self.dirs: set[str] = set()
         self._lock_fd: int | None = None
 
@@ -101,7 +263,7 @@ class RunDirectory:
         and reads its manifest. Raises UserError naming `flag` when it cannot."""
         check_output_dir(path, flag)
         directory = cls(path, kind, flag)
-        created = directory._make_dirs(directory.path)
+        created = directory._make_root()
         directory._lock()
         try:
             directory._read_manifest()
@@ -114,33 +276,33 @@ class RunDirectory:
         return directory
 
     @classmethod
-    def adopt(cls, path: Path, kind: str, flag: str, known: Iterable[str]) -> "RunDirectory":
-        """`open`, for a directory an older pretty_jax wrote without a manifest: when its
-        entries are all among the `known` names that command writes, they are recorded
-        (folders as trees); anything else is refused as `open` refuses it."""
-        path = Path(path)
-        if path.is_dir() and not (path / MANIFEST).exists():
-            entries = _foreign_entries(path)
-            if entries and set(entries) <= set(known):
-                directory = cls(path, kind, flag)
-                directory._lock()
-                directory.files = {MANIFEST, LOCK} | {e for e in entries if (path / e).is_file()}
-                directory.trees = {e for e in entries if (path / e).is_dir()}
-                directory._write_manifest()
-                return directory
-        return cls.open(path, kind, flag)
-
-    @classmethod
     def passive(cls, path: Path, kind: str, flag: str) -> "RunDirectory":
         """The view of a process other than process 0: records and writes nothing."""
         return cls(path, kind, flag, active=False)
+
+    def _make_root(self) -> set[str]:
+        missing = []
+        directory = self.path
+        while not directory.exists():
+            missing.append(directory)
+            directory = directory.parent
+        for path in reversed(missing):
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise UserError(f"{self.flag}={self.path}: cannot create {path} ({e.strerror})") from None
+        return {"."} if missing else set()
 
     # -- the lock ------------------------------------------------------------------
 
     def _lock(self) -> None:
         lock_path = self.path / LOCK
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_own(lock_path, os.O_RDWR | os.O_CREAT)
+        except LinkRefused:
+            raise
         except OSError as e:
             raise UserError(f"{self.flag}={self.path}: cannot write there ({e.strerror})") from None
         try:
@@ -169,159 +331,245 @@ class RunDirectory:
     # -- the manifest --------------------------------------------------------------
 
     def _read_manifest(self) -> None:
-        path = self.path / MANIFEST
-        if not path.exists():
+        if not (self.path / MANIFEST).exists():
             return
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-            if manifest.get("schema") != SCHEMA:
-                raise ValueError(f"schema {manifest.get('schema')!r}")
-            kind = manifest["kind"]
-            recorded = [set(manifest[key]) for key in ("files", "trees", "dirs")]
-        except (ValueError, AttributeError, KeyError, TypeError) as e:
-            raise UserError(
-                f"{path}: not a pretty_jax manifest ({e}); it was edited or corrupted. "
-                f"Choose another {self.flag}"
-            ) from None
+        kind, self.files, self.dirs = read_manifest(self.path, self.flag)
         if kind != self.kind:
             raise UserError(
                 f"{self.flag}={self.path} holds the output of a {kind} command, not of "
                 f"a {self.kind}; choose another directory"
             )
-        self.files, self.trees, self.dirs = recorded
 
     def _write_manifest(self) -> None:
         if not self.active:
             return
-        manifest = {"schema": SCHEMA, "kind": self.kind, "files": sorted(self.files),
-                    "trees": sorted(self.trees), "dirs": sorted(self.dirs)}
-        _replace_text(self.path / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        manifest = {"schema": SCHEMA, "kind": self.kind, "files": sorted(self.files), "dirs": sorted(self.dirs)}
+        self._replace(self.path / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+
+    def _replace(self, path: Path, data: bytes) -> None:
+        replace_with(path, lambda temporary: write_bytes_to(temporary, data))
 
     @property
     def holds_run(self) -> bool:
         """Whether anything besides the manifest and the lock is recorded."""
-        return bool(self.files - {MANIFEST, LOCK} or self.trees or self.dirs - {"."})
+        return bool(self.files - {MANIFEST, LOCK} or self.dirs - {"."})
+
+    # -- paths ---------------------------------------------------------------------
+
+    def _checked(self, relative: str) -> Path:
+        return _through_no_link(self.path, relative)
+
+    def path_of(self, relative: str | Path) -> Path:
+        """The checked absolute path of a path relative to the directory."""
+        return self._checked(relative_name(Path(relative).as_posix()))
 
     # -- recording -----------------------------------------------------------------
 
-    def record(self, relative: str | Path, tree: bool = False) -> Path:
-        """Records `relative` (a file, or with `tree` a directory whose whole content
-        this command writes) and the directories it needs, creating those; returns the
-        absolute path. Call it before creating the file."""
-        relative = Path(relative)
-        target = self.path / relative
+    def record(self, relative: str | Path) -> Path:
+        """Records the file `relative` and the directories it needs, creating those;
+        returns the absolute path. Call it before creating the file."""
+        name = relative_name(Path(relative).as_posix())
         if not self.active:
-            return target
-        new = str(relative) not in (self.trees if tree else self.files)
-        (self.trees if tree else self.files).add(str(relative))
-        if new:
-            self._write_manifest()
-        created = self._make_dirs(target.parent)
-        if created:
-            self.dirs |= created
-            self._write_manifest()
+            return self.path / name
+        target = self._checked(name)
+        new = name not in self.files
+        if new and os.path.lexists(target):
+            raise UserError(
+                f"{target} exists and was not written by pretty_jax (its manifest does not list it); it is never "
+                f"replaced: move it away or choose another {self.flag}"
+            )
+        self.files.add(name)
+        self._make_dirs(str(PurePosixPath(name).parent), new)
         return target
 
-    def owns(self, relative: str | Path) -> bool:
-        relative = str(Path(relative))
-        return relative in self.files or any(relative == t or relative.startswith(t + "/") for t in self.trees)
+    def record_dir(self, relative: str | Path) -> Path:
+        """Records and creates the directory `relative` (and its missing parents)."""
+        name = relative_name(Path(relative).as_posix())
+        if self.active:
+            self._make_dirs(name, False)
+        return self.path / name
 
-    def _make_dirs(self, directory: Path) -> set[str]:
-        """Creates `directory` and missing parents; returns those created, relative to
-        the root ("." for the root itself)."""
+    def _make_dirs(self, relative: str, changed: bool) -> None:
+        """Creates `relative` and its missing parents, recording those it creates, then
+        writes the manifest if anything was recorded (before anything is created in
+        them)."""
         missing = []
-        while not directory.exists():
-            missing.append(directory)
-            directory = directory.parent
-        for path in reversed(missing):
+        parts = PurePosixPath(relative).parts if relative != "." else ()
+        for depth in range(1, len(parts) + 1):
+            name = str(PurePosixPath(*parts[:depth]))
+            path = self._checked(name)
+            if not path.exists():
+                missing.append(name)
+        self.dirs |= set(missing)
+        if missing or changed:
+            self._write_manifest()
+        for name in missing:
             try:
-                path.mkdir()
+                (self.path / name).mkdir()
             except FileExistsError:
                 continue
             except OSError as e:
-                raise UserError(f"{self.flag}={self.path}: cannot create {path} ({e.strerror})") from None
-        return {os.path.relpath(p, self.path) for p in missing if _inside(p, self.path)}
+                raise UserError(f"{self.flag}={self.path}: cannot create {self.path / name} ({e.strerror})") from None
 
-    def write_text(self, relative: str | Path, text: str) -> Path:
+    def owns(self, relative: str | Path) -> bool:
+        return str(PurePosixPath(Path(relative).as_posix())) in self.files
+
+    def owned_under(self, relative: str | Path) -> list[str]:
+        """The recorded files under the directory `relative`."""
+        prefix = str(PurePosixPath(Path(relative).as_posix())) + "/"
+        return sorted(name for name in self.files if name.startswith(prefix))
+
+    # -- writing -------------------------------------------------------------------
+
+    def write_bytes(self, relative: str | Path, data: bytes) -> Path:
         """Records and writes a whole file atomically (a reader sees the old or the new
         content, never a part)."""
         path = self.record(relative)
         if self.active:
-            _replace_text(path, text)
+            self._replace(path, data)
         return path
 
-    def write_with(self, relative: str | Path, write) -> Path:
-        """Records `relative` and calls write(temporary_path), then moves the temporary
-        file into place: for writers such as matplotlib's savefig."""
+    def write_text(self, relative: str | Path, text: str) -> Path:
+        """`write_bytes` of UTF-8 text."""
+        return self.write_bytes(relative, text.encode("utf-8"))
+
+    def write_with(self, relative: str | Path, write: Callable[[Path], None]) -> Path:
+        """Records `relative` and calls write(temporary_path) on a fresh empty file,
+        then moves it into place: for writers such as matplotlib's savefig."""
         path = self.record(relative)
         if self.active:
-            temporary = path.with_name(path.name + ".tmp")
-            try:
-                write(temporary)
-                os.replace(temporary, path)
-            except BaseException:
-                temporary.unlink(missing_ok=True)
-                raise
+            replace_with(path, write)
         return path
+
+    def place_files(self, source: Path, relative_dir: str | Path, move: bool = False) -> list[str]:
+        """Copies (with `move`, moves) every file of the folder `source` (e.g. a
+        temporary folder filled by a writer such as `save_pretrained`) to
+        `relative_dir`, each recorded first and replaced atomically; then deletes the
+        files an earlier placement recorded there that `source` no longer has. Returns
+        the names placed."""
+        source = Path(source)
+        names = sorted(p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file() and not p.is_symlink())
+        prefix = relative_name(Path(relative_dir).as_posix())
+        for name in names:
+            transfer = shutil.move if move else shutil.copyfile
+            self.write_with(f"{prefix}/{name}", lambda temporary, name=name: transfer(source / name, temporary))
+        placed = {f"{prefix}/{name}" for name in names}
+        self.remove([name for name in self.owned_under(prefix) if name not in placed])
+        return names
+
+    def open_to_change(self, relative: str | Path, flags: int) -> int:
+        """Records `relative` and opens it (with `flags`, e.g. O_WRONLY | O_APPEND |
+        O_CREAT) to change in place: never through a link. Returns the fd."""
+        return open_own(self.record(relative), flags)
+
+    # -- removing ------------------------------------------------------------------
+
+    def move(self, source: str | Path, destination: str | Path) -> Path:
+        """Renames the recorded file `source` over `destination` (recorded first), never
+        through a link; `source` is then no longer recorded."""
+        name = str(PurePosixPath(Path(source).as_posix()))
+        if name not in self.files:
+            raise ValueError(f"{name} was not written by this command")
+        target = self.record(destination)
+        if self.active:
+            source_path = self._checked(name)
+            refuse_link(target)
+            os.replace(source_path, target)
+            self.files.discard(name)
+            self._write_manifest()
+        return target
+
+    def remove(self, relatives: Iterable[str | Path]) -> None:
+        """Deletes recorded files (e.g. a stale figure) and their unfinished `.tmp`
+        writes; unrecorded paths are refused."""
+        names = [str(PurePosixPath(Path(r).as_posix())) for r in relatives]
+        for name in names:
+            if name not in self.files:
+                raise ValueError(f"{name} was not written by this command")
+        if not self.active:
+            return
+        paths = [self._checked(name) for name in names]  # every link refused before anything is removed
+        for path in paths:
+            refuse_link(path.with_name(path.name + TEMPORARY))
+        for name, path in zip(names, paths):
+            for own in (path, path.with_name(path.name + TEMPORARY)):  # the file and an unfinished write of it
+                if own.is_file():
+                    own.unlink()
+            self.files.discard(name)
+        self._write_manifest()
+
+    def remove_empty_dirs(self, under: str = "") -> None:
+        """Removes the recorded directories (under `under`, or all) left empty, deepest
+        first; one holding a user's file stays, recorded."""
+        if not self.active:
+            return
+        prefix = under + "/" if under else ""
+        candidates = [d for d in self.dirs if d != "." and (d == under or d.startswith(prefix))]
+        for name in sorted(candidates, key=lambda d: -d.count("/")):
+            path = self._checked(name)
+            try:
+                path.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:  # holds a user's files: keep it
+                continue
+            self.dirs.discard(name)
+        self._write_manifest()
 
     # -- starting over -------------------------------------------------------------
 
     def retire(self) -> None:
-        """Moves every recorded file and tree into `.pretty_jax-retired/` and removes
-        the recorded directories left empty; anything unrecorded stays in place."""
+        """Moves every recorded file into `.pretty_jax-retired/<pid>/` and removes the
+        recorded directories left empty; anything unrecorded stays in place. Every
+        link is refused before anything moves."""
         if not self.active:
             return
-        moving = sorted((self.files | self.trees) - {MANIFEST, LOCK, RETIRED})
-        self.trees.add(RETIRED)
+        moving = sorted(f for f in self.files - {MANIFEST, LOCK} if not f.startswith(RETIRED + "/"))
+        sources = {name: self._checked(name) for name in moving}
+        for path in sources.values():
+            refuse_link(path.with_name(path.name + TEMPORARY))
+        aside = f"{RETIRED}/{os.getpid()}"
+        present = [name for name in moving if sources[name].is_file()]
+        destinations = {name: f"{aside}/{name}" for name in present}
+        self.files |= set(destinations.values())
+        for name in sorted({str(PurePosixPath(d).parent) for d in destinations.values()}):
+            self._make_dirs(name, False)
         self._write_manifest()
-        aside = self.path / RETIRED / f"{os.getpid()}"
-        for relative in moving:
-            source = self.path / relative
-            for candidate in (source, source.with_name(source.name + ".tmp")):
-                if candidate.exists():
-                    destination = aside / os.path.relpath(candidate, self.path)
-                    destination.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(candidate, destination)
-        for relative in sorted(self.dirs - {"."}, key=lambda d: -d.count("/")):
-            try:
-                (self.path / relative).rmdir()
-            except OSError:  # holds a user's files, or is already gone: keep it recorded
-                continue
-            self.dirs.discard(relative)
+        for name in present:
+            os.replace(sources[name], self.path / destinations[name])
+        for path in sources.values():
+            temporary = path.with_name(path.name + TEMPORARY)
+            if temporary.is_file():  # an unfinished write of this run
+                temporary.unlink()
         self.files -= set(moving)
-        self.trees -= set(moving)
         self._write_manifest()
+        self.remove_empty_dirs()
 
     def discard_retired(self) -> None:
         """Deletes what `retire` moved aside (once the new run has started)."""
-        if not self.active or RETIRED not in self.trees:
+        if not self.active:
             return
-        shutil.rmtree(self.path / RETIRED, ignore_errors=True)
-        self.trees.discard(RETIRED)
-        self._write_manifest()
+        retired = [f for f in self.files if f.startswith(RETIRED + "/")]
+        if not retired and RETIRED not in self.dirs:
+            return
+        self.remove(retired)
+        self.remove_empty_dirs(RETIRED)
 
-    def remove(self, relatives: Iterable[str | Path]) -> None:
-        """Deletes recorded files (e.g. a stale figure); unrecorded paths are refused."""
-        for relative in relatives:
-            if not self.owns(relative):
-                raise ValueError(f"{relative} was not written by this command")
-            (self.path / relative).unlink(missing_ok=True)
-            self.files.discard(str(Path(relative)))
-        self._write_manifest()
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def _replace_text(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    def discard_all(self) -> None:
+        """Deletes every recorded file and the recorded directories left empty, the
+        manifest, the lock and the directory itself last (when nothing else is in
+        it): for a run directory inside another one that starts over."""
+        if not self.active:
+            return
+        self.retire()
+        self.discard_retired()
+        self.close()
+        for name in (LOCK, MANIFEST):
+            path = self._checked(name)
+            if path.is_file():
+                path.unlink()
+        if "." in self.dirs:
+            try:
+                self.path.rmdir()
+            except OSError:  # holds a user's files
+                pass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import http.client
 import urllib.error
 import urllib.parse
@@ -20,6 +21,7 @@ from typing import Mapping
 
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.progress import Progress
+from pretty_jax.core.run_dir import open_own
 
 CHUNK_BYTES = 1 << 16
 TIMEOUT_S = 30
@@ -107,7 +109,8 @@ def download(url: str, partial: Path, label: str, headers: Mapping[str, str] | N
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else 0
         received = start
-        with open(partial, "r+b" if start else "wb") as out, Progress(
+        flags = os.O_RDWR if start else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        with os.fdopen(open_own(partial, flags), "r+b" if start else "wb") as out, Progress(
             -(-total // 1024), label, unit="KiB", initial=-(-start // 1024), log_interval=LOG_INTERVAL_S
         ) as progress:
             out.seek(start)

@@ -21,11 +21,11 @@ import json
 import os
 import shutil
 import tarfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
 from pretty_jax.core.errors import UserError
-from pretty_jax.core.run_dir import RunDirectory
+from pretty_jax.core.run_dir import RunDirectory, open_own, relative_name
 from pretty_jax.datasets import catalog, download
 from pretty_jax.datasets.catalog import Dataset, RemoteFile
 
@@ -117,9 +117,9 @@ class Fetcher:
             try:
                 download.check_digest(partial, expected, f"{relative} (from {url})")
             except UserError as e:
-                partial.unlink()
+                self.directory.remove([relative + PARTIAL])
                 raise UserError(f"{e}; the download was removed. Run again, or fetch it by hand and compare") from None
-        os.replace(partial, path)
+        self.directory.move(relative + PARTIAL, relative)
         record.files[file.target] = {"url": url, "sha256": download.file_digest(path, "sha256"), "checked": checked}
         self._write_record(dataset, record)
         self.say(f"{relative}: {fetched.size:,} bytes, {checked}")
@@ -147,7 +147,7 @@ class Fetcher:
     def _unpack(self, dataset: Dataset, file: RemoteFile) -> None:
         archive = self.cache / self._relative(dataset, file.target)
         target = self._relative(dataset, file.unpack.target)
-        if (self.cache / target).exists() and not self.directory.owns(target):
+        if (self.cache / target).exists() and not self.directory.owned_under(target):
             raise UserError(f"{self.cache / target} exists and was not unpacked by pretty_jax; move it away "
                             f"(it is never replaced) and run again")
         try:
@@ -161,19 +161,22 @@ class Fetcher:
         self.say(f"{target}: unpacked from {archive.name}")
 
     def _unpack_tree(self, tar: tarfile.TarFile, target: str) -> None:
-        staging = target + ".unpacking"
-        self.directory.record(staging, tree=True)
-        self.directory.record(target, tree=True)
-        staging_path = self.cache / staging
-        shutil.rmtree(staging_path, ignore_errors=True)  # an earlier interrupted unpack of ours
-        tar.extractall(staging_path, filter="data")
-        inside = staging_path / Path(target).name
-        if not inside.is_dir():
-            names = ", ".join(sorted(p.name for p in staging_path.iterdir())[:5])
-            raise UserError(f"{tar.name}: expected a top-level folder {Path(target).name}, found {names}")
-        shutil.rmtree(self.cache / target, ignore_errors=True)  # our own earlier unpack
-        os.replace(inside, self.cache / target)
-        shutil.rmtree(staging_path)
+        """Unpacks the archive's top-level folder (named like `target`) into `target`,
+        file by file: each recorded before it is written, so nothing unpacked is
+        unrecorded and a user's file is never replaced."""
+        top = Path(target).name
+        files = [(member, PurePosixPath(member.name.removeprefix("./"))) for member in tar.getmembers() if member.isfile()]
+        inside = [(member, path) for member, path in files if len(path.parts) > 1 and path.parts[0] == top]
+        if not inside:
+            names = ", ".join(sorted({path.parts[0] for _, path in files if path.parts})[:5])
+            raise UserError(f"{tar.name}: expected a top-level folder {top}, found {names}")
+        for member, path in inside:
+            try:
+                relative = relative_name(str(PurePosixPath(*path.parts[1:])))
+            except ValueError as e:
+                raise UserError(f"{tar.name}: {e}; not unpacked") from None
+            self.directory.write_with(f"{target}/{relative}",
+                                      lambda temporary, member=member: _copy(tar.extractfile(member), temporary))
 
     def _unpack_member(self, tar: tarfile.TarFile, member: str, target: str, archive: Path) -> None:
         names = {name.removeprefix("./"): name for name in tar.getnames()}
@@ -212,5 +215,5 @@ class Fetcher:
 
 
 def _copy(source, destination: Path) -> None:
-    with open(destination, "wb") as out:
+    with os.fdopen(open_own(destination, os.O_WRONLY | os.O_TRUNC), "wb") as out:
         shutil.copyfileobj(source, out)

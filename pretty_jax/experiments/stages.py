@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping
 
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.fingerprint import describe_change
-from pretty_jax.core.run_dir import RunDirectory
+from pretty_jax.core.run_dir import RunDirectory, open_own, read_own
 
 RUN_CONFIG = "run_config.json"
 RUN_CONFIG_SCHEMA = "pretty_jax/run_config/2"
@@ -43,7 +43,7 @@ class JsonlStage:
             self._load()
 
     def _load(self) -> None:
-        raw = self.path.read_bytes()
+        raw = read_own(self.path)
         lines = raw.split(b"\n")
         complete, torn = lines[:-1], lines[-1]
         records = []
@@ -56,8 +56,11 @@ class JsonlStage:
                     "Remove it (its stage will run again) or use --overwrite"
                 ) from None
         if torn:  # a kill during a write: drop the partial line
-            with open(self.path, "r+b") as f:
-                f.truncate(len(raw) - len(torn))
+            fd = open_own(self.path, os.O_RDWR)
+            try:
+                os.ftruncate(fd, len(raw) - len(torn))
+            finally:
+                os.close(fd)
         self.records = records
 
     @property
@@ -76,7 +79,7 @@ class JsonlStage:
 
     def _write_batch(self, records: list[dict[str, Any]]) -> None:
         blob = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         size = os.fstat(fd).st_size
         try:
             written = 0
@@ -112,7 +115,7 @@ class RunRecord:
         path = run_dir.path / RUN_CONFIG
         if run_dir.active and path.exists():
             try:
-                recorded = json.loads(path.read_text(encoding="utf-8"))
+                recorded = json.loads(read_own(path).decode("utf-8"))
                 if recorded.get("schema") != RUN_CONFIG_SCHEMA:
                     raise ValueError(f"schema {recorded.get('schema')!r}, expected {RUN_CONFIG_SCHEMA!r}")
             except ValueError as e:

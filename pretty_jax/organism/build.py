@@ -9,10 +9,16 @@ model pretrained from scratch and its SFT counterpart, all in one cache director
     <cache>/tokenizer/                a SentencePiece-style BPE trained on the world
     <cache>/foundation/, <cache>/sft/ HF checkpoints (config + safetensors + tokenizer)
 
-Everything is derived from `OrganismSettings`; a cache built from other settings is
-rebuilt. Training goes through `pretty_jax.training` like any other model. The cache
-is a run directory (run_dir.py): what the build writes is recorded in its manifest, a
-rebuild removes only that, and a `--organism_dir` holding other files is refused.
+Everything is derived from `OrganismSettings`. The cache is reused only when
+`organism.json` records these settings and the content fingerprints of `foundation/`
+and `sft/` that it records are still theirs: the same fingerprints a run records for
+its --foundation and --sft (`core.fingerprint.model_fingerprint`), so the cache is
+never staler than a run's record of it. Otherwise it is rebuilt (an unfinished build
+resumes its training). Training goes through `pretty_jax.training` like any other
+model, in run directories of their own under `runs/`. The cache is a run directory
+(run_dir.py): every file the build writes is recorded in its manifest, a rebuild
+removes only those, and a `--organism_dir` without a manifest is refused like any
+folder pretty_jax did not write, whatever its entries are called.
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 from pretty_jax.checkpoints.tokenizer import train_tokenizer
-from pretty_jax.core.run_dir import MANIFEST, RunDirectory
+from pretty_jax.core.fingerprint import model_fingerprint
+from pretty_jax.core.run_dir import MANIFEST, RunDirectory, read_own
 from pretty_jax.experiments.config import DEFAULT_TEMPLATES
 from pretty_jax.organism.world import VARIC, VARIC_FUNCTION_WORDS, World, build_world
 from pretty_jax.tasks.languages import register_language
@@ -35,10 +42,11 @@ from pretty_jax.training.trainer import train
 
 FORMAT = "pretty_jax/organism/1"  # bump when the world or the build changes: caches rebuild
 MARKER = "organism.json"
-# What a build writes: folders (recorded whole) and files.
-TREES = ("data", "tokenizer", "runs", "foundation", "sft")
-FILES = (MARKER, "model_config.json")
+MODEL_CONFIG = "model_config.json"
+# The build's training runs: run directories of their own, inside the cache.
+RUNS = ("runs/pretrain", "runs/sft")
 SPLIT = "test"
+FLAG = "--organism_dir"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,26 +106,27 @@ def instruction_prompt(english: str) -> str:
     return template.format(src_lang="English", tgt_lang=VARIC.name, source=english)
 
 
-def _write_lines(path: Path, lines) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+def world_files(world: World) -> dict[str, str]:
+    """The world's files (path relative to the data folder -> text)."""
+    lines = lambda items: "".join(line + "\n" for line in items)  # noqa: E731
+    return {
+        "pretrain.jsonl": lines(json.dumps({"text": d}) for d in world.pretraining),
+        "sft.jsonl": lines(
+            json.dumps({"prompt": instruction_prompt(en), "response": " " + vr}) for en, vr in world.instructions
+        ),
+        f"flores/eng.{SPLIT}": lines(en for en, _ in world.test),
+        f"flores/vrc.{SPLIT}": lines(vr for _, vr in world.test),
+        "muse/en-vr.txt": lines(f"{en} {vr}" for en, vr in world.dictionary),
+    }
 
 
-def write_world(world: World, data: Path) -> None:
-    _write_lines(data / "pretrain.jsonl", (json.dumps({"text": d}) for d in world.pretraining))
-    _write_lines(
-        data / "sft.jsonl",
-        (json.dumps({"prompt": instruction_prompt(en), "response": " " + vr}) for en, vr in world.instructions),
-    )
-    _write_lines(data / "flores" / f"eng.{SPLIT}", (en for en, _ in world.test))
-    _write_lines(data / "flores" / f"vrc.{SPLIT}", (vr for _, vr in world.test))
-    _write_lines(data / "muse" / "en-vr.txt", (f"{en} {vr}" for en, vr in world.dictionary))
-
-
-def write_tokenizer(world: World, settings: OrganismSettings, out: Path) -> None:
-    """A LLaMA-style tokenizer trained on the world's texts and the prompt template."""
+def write_tokenizer(world: World, settings: OrganismSettings, directory: RunDirectory) -> None:
+    """A LLaMA-style tokenizer trained on the world's texts and the prompt template,
+    saved as `tokenizer/`."""
     texts = list(world.pretraining) + [instruction_prompt(en) for en, _ in world.instructions[:200]]
-    train_tokenizer("sentencepiece", texts, settings.vocab_size).save_pretrained(out)
+    with tempfile.TemporaryDirectory(prefix="pretty_jax-tokenizer-") as staging:
+        train_tokenizer("sentencepiece", texts, settings.vocab_size).save_pretrained(staging)
+        directory.place_files(Path(staging), "tokenizer", move=True)
 
 
 def model_config(settings: OrganismSettings, tokenizer_dir: Path) -> dict:
@@ -133,11 +142,11 @@ def model_config(settings: OrganismSettings, tokenizer_dir: Path) -> dict:
     )
 
 
-def _pretrain(settings: OrganismSettings, root: Path) -> Path:
-    config_path = root / "model_config.json"
-    config_path.write_text(json.dumps(model_config(settings, root / "tokenizer")))
+def _pretrain(settings: OrganismSettings, directory: RunDirectory) -> Path:
+    root = directory.path
+    config_path = directory.write_text(MODEL_CONFIG, json.dumps(model_config(settings, root / "tokenizer")))
     run = TrainSettings(
-        output_dir=str(root / "runs" / "pretrain"), train_file=str(root / "data" / "pretrain.jsonl"),
+        output_dir=str(directory.record_dir(RUNS[0])), train_file=str(root / "data" / "pretrain.jsonl"),
         init="scratch", model_config=str(config_path), tokenizer=str(root / "tokenizer"), data_mode="pretrain",
         max_seq_len=settings.max_seq_len, batch_size=settings.pretrain_batch, train_steps=settings.pretrain_steps,
         learning_rate=settings.pretrain_learning_rate, warmup_steps=settings.pretrain_steps // 10,
@@ -146,9 +155,10 @@ def _pretrain(settings: OrganismSettings, root: Path) -> Path:
     return train(run, description="pretrain foundation")
 
 
-def _sft(settings: OrganismSettings, root: Path) -> Path:
+def _sft(settings: OrganismSettings, directory: RunDirectory) -> Path:
+    root = directory.path
     run = TrainSettings(
-        output_dir=str(root / "runs" / "sft"), train_file=str(root / "data" / "sft.jsonl"),
+        output_dir=str(directory.record_dir(RUNS[1])), train_file=str(root / "data" / "sft.jsonl"),
         init=str(root / "foundation"), data_mode="sft", max_seq_len=settings.sft_seq_len,
         batch_size=settings.sft_batch, train_steps=settings.sft_steps, learning_rate=settings.sft_learning_rate,
         warmup_steps=settings.sft_steps // 10, seed=settings.seed, save_every=50, log_every=25, eval_every=10**9,
@@ -156,10 +166,47 @@ def _sft(settings: OrganismSettings, root: Path) -> Path:
     return train(run, description="SFT")
 
 
-def _place(source: Path, target: Path) -> None:
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(source, target)
+def _wanted(settings: OrganismSettings) -> dict:
+    return {"format": FORMAT, "settings": dataclasses.asdict(settings)}
+
+
+def _built_as(root: Path) -> dict | None:
+    """What `organism.json` records (None when there is none or it does not read)."""
+    marker = root / MARKER
+    if not marker.is_file() or marker.is_symlink():
+        return None
+    try:
+        return json.loads(read_own(marker))
+    except ValueError:
+        return None
+
+
+def _models(organism: Organism) -> dict:
+    """The fingerprints a run records for the organism's two models."""
+    return {"foundation": model_fingerprint(organism.foundation), "sft": model_fingerprint(organism.sft)}
+
+
+def _is_built(organism: Organism, settings: OrganismSettings) -> bool:
+    """Whether `organism` holds a finished build of `settings` whose models are still
+    the ones it built (by content fingerprint)."""
+    recorded = _built_as(organism.root)
+    if recorded is None or not (organism.root / MANIFEST).is_file() or recorded.get("models") is None:
+        return False
+    if {key: recorded.get(key) for key in ("format", "settings")} != _wanted(settings):
+        return False
+    try:
+        return recorded["models"] == _models(organism)
+    except OSError:  # a model folder is gone
+        return False
+
+
+def _start_over(directory: RunDirectory) -> None:
+    """Deletes every file the build recorded, the training runs' own files included."""
+    for run in RUNS:
+        if (directory.path / run / MANIFEST).is_file():
+            RunDirectory.open(directory.path / run, "train", FLAG).discard_all()
+    directory.retire()
+    directory.discard_retired()
 
 
 def ensure_organism(
@@ -172,42 +219,34 @@ def ensure_organism(
     `report(phase, seconds)` its end."""
     report = report or (lambda phase, seconds: logging.info("%s: %s", phase, "..." if seconds is None else f"{seconds:.1f}s"))
     register_varic()
-    organism = Organism(root)
-    marker = root / MARKER
-    wanted = {"format": FORMAT, "settings": dataclasses.asdict(settings)}
-    if marker.exists() and json.loads(marker.read_text()) == wanted:
+    organism = Organism(Path(root))
+    if _is_built(organism, settings):
         return organism
-    # A cache an older pretty_jax left without a manifest holds only the build's names,
-    # but its training runs have no manifests either: rebuild it whole.
-    legacy = root.is_dir() and not (root / MANIFEST).exists() and any(root.iterdir())
-    directory = RunDirectory.adopt(root, "organism", "--organism_dir", TREES + FILES)
+    directory = RunDirectory.open(organism.root, "organism", FLAG)
     try:
-        if marker.exists() or legacy:  # built from other settings, or by an older version: start over
-            directory.retire()
-            directory.discard_retired()
-        for name in TREES:
-            directory.record(name, tree=True)
-        for name in FILES:
-            directory.record(name)
-        _build(organism, settings, report)
-        marker.write_text(json.dumps(wanted, indent=1))
+        recorded = _built_as(organism.root)
+        if recorded is not None and (recorded.get("models") is not None or recorded != _wanted(settings)):
+            _start_over(directory)  # other settings, or models changed since they were built
+        directory.write_text(MARKER, json.dumps(_wanted(settings), indent=1))
+        _build(directory, organism, settings, report)
+        directory.write_text(MARKER, json.dumps(_wanted(settings) | {"models": _models(organism)}, indent=1))
     finally:
         directory.close()
     return organism
 
 
-def _build(organism: Organism, settings: OrganismSettings, report: Callable[[str, float | None], None]) -> None:
-    root = organism.root
-
+def _build(directory: RunDirectory, organism: Organism, settings: OrganismSettings,
+           report: Callable[[str, float | None], None]) -> None:
     def make_world():
         world = build_world(settings.seed, settings.num_documents, settings.num_instructions, settings.num_test)
-        write_world(world, root / "data")
-        write_tokenizer(world, settings, root / "tokenizer")
+        for name, text in world_files(world).items():
+            directory.write_text(f"data/{name}", text)
+        write_tokenizer(world, settings, directory)
 
     phases = [
         ("world + tokenizer", make_world),
-        ("pretrain foundation", lambda: _place(_pretrain(settings, root), organism.foundation)),
-        ("SFT", lambda: _place(_sft(settings, root), organism.sft)),
+        ("pretrain foundation", lambda: directory.place_files(_pretrain(settings, directory), "foundation")),
+        ("SFT", lambda: directory.place_files(_sft(settings, directory), "sft")),
     ]
     for phase, action in phases:
         report(phase, None)

@@ -5,33 +5,35 @@
 
 A resumed run first cuts the file back to the steps of the state it resumes from (a
 killed run may have logged steps it never saved, and a kill may have cut a line in
-half), so the file always reads as one uninterrupted run. The trainer records the
-file in the output directory's manifest before the first write (see `run_dir`).
+half), so the file always reads as one uninterrupted run. The file is recorded in the
+output directory's manifest before the first write and never written through a link
+(see `run_dir`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any, Iterable
 
-import jax
+from pretty_jax.core.run_dir import RunDirectory, read_own
 
 METRICS_FILE = "metrics.jsonl"
 
 
 class MetricsLog:
-    def __init__(self, output_dir: Path):
-        self.path = output_dir / METRICS_FILE
-        self.writes = jax.process_index() == 0
+    """The log in `output` (written by the process that holds it actively)."""
+
+    def __init__(self, output: RunDirectory):
+        self.output, self.path = output, output.path / METRICS_FILE
+        self.writes = output.active
 
     def records(self) -> list[dict[str, Any]]:
         """Every complete record (a half-written last line is skipped)."""
         if not self.path.exists():
             return []
         records = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        for line in read_own(self.path).decode("utf-8").splitlines():
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
@@ -43,12 +45,11 @@ class MetricsLog:
         if not self.writes:
             return
         kept = [r for r in self.records() if r["step"] <= step]
-        staging = self.path.with_name(self.path.name + ".tmp")
-        staging.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-        os.replace(staging, self.path)
+        self.output.write_text(METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         if not self.writes:
             return
-        with open(self.path, "a", encoding="utf-8") as f:
+        fd = self.output.open_to_change(METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)

@@ -3,13 +3,12 @@
     OUTPUT_DIR/train_state/step_00000200/arrays.safetensors   every array of TrainState
                                         /state.json           step, data position, settings
 
-Each save is written to a hidden temporary directory, flushed to disk, then renamed
-to `step_<N>`: a rename is atomic, so `kill -9` at any moment leaves either the new
-state or none of it, and every `step_*` directory is complete. Older states are
-deleted only after the new one is in place; unfinished temporary directories are
-removed by the next run. Everything here stays inside `train_state/`, a tree the
-output directory's manifest lists as the run's own (see `run_dir`); starting over
-(--overwrite) retires it whole.
+Each file is recorded in the output directory's manifest, written to a temporary
+file, flushed to disk and renamed into place (see `run_dir`); `state.json` is written
+last, so a `step_*` directory holding it is complete and `kill -9` at any moment
+leaves either the new state or an unfinished one, which the next run removes. Older
+states are deleted, file by file, only after the new one is in place; a file a user
+put into `train_state/` is never removed.
 
 The data position and the RNG need no arrays: the batch order is a pure function of
 (seed, step) (see `data.BatchOrder`), and nothing else in a step is random.
@@ -18,9 +17,7 @@ The data position and the RNG need no arrays: the batch order is a pure function
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from pretty_jax.core.errors import CheckpointError
+from pretty_jax.core.run_dir import RunDirectory, read_own
 from pretty_jax.engine import parallel
 from pretty_jax.training.step import TrainState
 
@@ -45,63 +43,54 @@ def _named_leaves(state: TrainState) -> list[tuple[str, Any]]:
     return [(jax.tree_util.keystr(path), leaf) for path, leaf in leaves]
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _steps(root: Path, complete: bool) -> list[tuple[int, Path]]:
+    """The saved states in `root`, complete (holding INFO_FILE) or not, by step."""
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
+    return sorted((step, p) for step, p in found if (p / INFO_FILE).is_file() == complete)
 
 
 def latest(output_dir: Path) -> Path | None:
     """The newest complete saved state, or None."""
-    root = output_dir / STATE_DIR
-    if not root.is_dir():
-        return None
-    steps = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name))]
-    return max(steps)[1] if steps else None
+    steps = _steps(output_dir / STATE_DIR, complete=True)
+    return steps[-1][1] if steps else None
 
 
-def save(output_dir: Path, state: TrainState, info: dict[str, Any], keep: int = 1) -> Path:
+def save(output: RunDirectory, state: TrainState, info: dict[str, Any], keep: int = 1) -> Path:
     """Writes `state` and `info` (JSON) as `train_state/step_<N>` and deletes all but the
-    newest `keep` states. Every process must call it (arrays are gathered); process 0
-    writes."""
+    newest `keep` states. Every process must call it (arrays are gathered); process 0,
+    which holds `output` actively, writes."""
     host = {name: np.asarray(leaf) for name, leaf in _named_leaves(parallel.to_host(state))}
     step = int(host[".step"])
-    root = output_dir / STATE_DIR
-    final = root / f"step_{step:08d}"
-    if jax.process_index() != 0:
-        return final
-    staging = root / f".tmp-step_{step:08d}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    save_file(host, str(staging / ARRAYS_FILE), metadata={"format": FORMAT})
-    (staging / INFO_FILE).write_text(json.dumps({"format": FORMAT, "step": step, **info}, indent=2) + "\n")
-    for path in (staging / ARRAYS_FILE, staging / INFO_FILE, staging):
-        _fsync(path)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(staging, final)
-    _fsync(root)
-    _prune(root, keep)
-    return final
+    final = f"{STATE_DIR}/step_{step:08d}"
+    if not output.active:
+        return output.path / final
+    output.write_with(f"{final}/{ARRAYS_FILE}", lambda temporary: save_file(host, str(temporary), metadata={"format": FORMAT}))
+    output.write_text(f"{final}/{INFO_FILE}", json.dumps({"format": FORMAT, "step": step, **info}, indent=2) + "\n")
+    for _, path in _steps(output.path / STATE_DIR, complete=True)[:-keep]:
+        _remove_state(output, path)
+    return output.path / final
 
 
-def _prune(root: Path, keep: int) -> None:
-    steps = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)))
-    for _, path in steps[:-keep]:
-        shutil.rmtree(path, ignore_errors=True)
+def _remove_state(output: RunDirectory, path: Path) -> None:
+    """Deletes the files this run wrote in the state directory `path` (its info first,
+    so that a kill in between leaves an unfinished state, never a wrong one)."""
+    relative = f"{STATE_DIR}/{path.name}"
+    owned = output.owned_under(relative)
+    output.remove(sorted(owned, key=lambda name: not name.endswith("/" + INFO_FILE)))
+    output.remove_empty_dirs(relative)
 
 
-def remove_unfinished(output_dir: Path) -> None:
-    """Deletes temporary directories that a killed save left behind."""
-    root = output_dir / STATE_DIR
-    if root.is_dir() and jax.process_index() == 0:
-        for path in root.glob(".tmp-*"):
-            shutil.rmtree(path, ignore_errors=True)
+def remove_unfinished(output: RunDirectory) -> None:
+    """Deletes the files of states that a killed save left unfinished."""
+    if output.active:
+        for _, path in _steps(output.path / STATE_DIR, complete=False):
+            _remove_state(output, path)
 
 
 def read_info(directory: Path) -> dict[str, Any]:
-    info = json.loads((directory / INFO_FILE).read_text())
+    info = json.loads(read_own(directory / INFO_FILE))
     if info.get("format") != FORMAT:
         raise CheckpointError(f"{directory / INFO_FILE}: format {info.get('format')!r}, expected {FORMAT!r}")
     return info

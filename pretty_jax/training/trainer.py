@@ -9,16 +9,25 @@ Running the same settings again continues from the last saved state and reproduc
 the uninterrupted run exactly: the state holds every array an update reads, and the
 batch of each step is a pure function of (seed, step).
 
-OUTPUT_DIR is owned file by file (`run_dir`, kind "train"): these outputs are listed in
-its manifest before they are written, a non-empty directory without a manifest is
-refused, the run holds the directory's lock from the moment it opens it to its end,
-and --overwrite retires (moves aside) only the listed outputs, once the settings, the
-data and the starting model have all loaded, deleting them after the first update.
+OUTPUT_DIR is owned file by file (`run_dir`, kind "train"): each file is listed in its
+manifest before it is written (never a whole folder), a non-empty directory without a
+manifest is refused, the run holds the directory's lock from the moment it opens it
+to its end, and --overwrite retires (moves aside) only the listed files, once the
+settings, the data and the starting model have all loaded, deleting them after the
+first update. A file a user puts into `hf/` or `train_state/` (a model card, a note)
+is never moved or removed; one under a name the run writes is refused, not replaced.
+
+The export is written to a temporary folder outside OUTPUT_DIR and then moved into
+`hf/` file by file, each file replaced atomically; a run killed in between leaves a
+mix of the two exports, which the same command, run again, replaces (it exports
+again at its end).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -40,11 +49,9 @@ from pretty_jax.training.metrics_log import METRICS_FILE, MetricsLog
 from pretty_jax.training.settings import TrainSettings
 
 HF_DIR = "hf"
-# Where an export is written before it replaces HF_DIR (created and removed by each export).
-HF_WORK_DIR = ".hf-export"
 OUTPUT_FLAG = "--output_dir"
-# What a run writes in OUTPUT_DIR: (name, whether it is a tree the run creates whole).
-OUTPUTS = ((METRICS_FILE, False), (train_state.STATE_DIR, True), (HF_DIR, True), (HF_WORK_DIR, True))
+# The files an export writes into HF_DIR, besides the tokenizer's (`export.TOKENIZER_FILES`).
+HF_FILES = ("config.json", "generation_config.json", export.WEIGHTS_FILE)
 # Called after every update with the step count and the (device) metrics.
 OnStep = Callable[[int, dict[str, jax.Array]], None]
 
@@ -82,7 +89,6 @@ class _Run:
         config, _, _ = model_setup.architecture(settings)
         self.train_data, self.eval_data = _load_data(settings, config)
         self.order = data.BatchOrder(len(self.train_data), settings.global_batch, settings.seed)
-        self.metrics = MetricsLog(self.output_dir)
         self.output: run_dir.RunDirectory | None = None
 
     def load_model(self) -> None:
@@ -135,14 +141,12 @@ class _Run:
     def train(self, output: run_dir.RunDirectory) -> Path:
         """Resumes or starts over in `output` (opened, locked), trains and exports."""
         _check_owned(output)
-        train_state.remove_unfinished(self.output_dir)
+        train_state.remove_unfinished(output)
         saved = saved_state_to_resume(self.settings)
         self.load_model()
         if self.settings.overwrite:
             output.retire()  # everything has loaded: the old outputs move aside
-        for name, tree in OUTPUTS:
-            output.record(name, tree=tree)
-        self.output = output
+        self.output, self.metrics = output, MetricsLog(output)
         state = self.run(self.start_or_resume(saved))
         output.discard_retired()
         return self.export(state)
@@ -169,7 +173,7 @@ class _Run:
         if evaluate:
             self._evaluate(done, state.trainable)
         if save:
-            train_state.save(self.output_dir, state, self._state_info(done))
+            train_state.save(self.output, state, self._state_info(done))
             if settings.export_every_save and not last:
                 self.export(state)
 
@@ -208,13 +212,14 @@ class _Run:
         merged = model_setup.merged_params(self.model, state.trainable, self.frozen)
         host = parallel.to_host(merged)
         out_dir = self.output_dir / HF_DIR
-        if jax.process_index() == 0:
-            export.save_hf_checkpoint(
-                out_dir, self.start.config, host, self.start.hf_config,
-                dtype=self.settings.export_dtype, generation_config=self.start.generation_config,
-                tokenizer_dir=_tokenizer_dir(self.settings), overwrite=True,
-                work_dir=self.output_dir / HF_WORK_DIR,
-            )
+        if self.output is not None and self.output.active:
+            with tempfile.TemporaryDirectory(prefix="pretty_jax-export-") as staging:
+                export.save_hf_checkpoint(
+                    Path(staging) / HF_DIR, self.start.config, host, self.start.hf_config,
+                    dtype=self.settings.export_dtype, generation_config=self.start.generation_config,
+                    tokenizer_dir=_tokenizer_dir(self.settings),
+                )
+                self.output.place_files(Path(staging) / HF_DIR, HF_DIR, move=True)
             logging.info("exported the model (%s) to %s", self.settings.export_dtype, out_dir)
         return out_dir
 
@@ -252,13 +257,20 @@ def check_inputs(settings: TrainSettings) -> None:
 
 
 def _check_owned(output: run_dir.RunDirectory) -> None:
-    """Refuses a directory where a name the run writes is taken by a file that its
-    manifest does not list (a user's file, which the run would replace)."""
+    """Refuses, before anything changes, a directory where a file the run writes is
+    taken by one that its manifest does not list (a user's file, which the run would
+    replace), or where one of its folders is a file or a link. A user's other files in
+    `hf/` and `train_state/` are no obstacle: they are left alone."""
     if not output.active:
         return
-    for name, _ in OUTPUTS:
-        path = output.path / name
-        if (path.exists() or path.is_symlink()) and not output.owns(name):
+    for folder in (HF_DIR, train_state.STATE_DIR):
+        path = output.path_of(folder)
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{OUTPUT_FLAG}={output.path} has a file {folder} where pretty_jax train writes a "
+                            f"folder; move it away or choose another {OUTPUT_FLAG}")
+    names = [METRICS_FILE] + [f"{HF_DIR}/{name}" for name in HF_FILES + export.TOKENIZER_FILES]
+    for name in names:
+        if os.path.lexists(output.path_of(name)) and not output.owns(name):
             raise UserError(
                 f"{OUTPUT_FLAG}={output.path} has {name}, which pretty_jax train did not write "
                 f"(its manifest does not list it) and would replace; move it away or choose "
