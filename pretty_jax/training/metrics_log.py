@@ -2,6 +2,10 @@
 
     {"step": 12, "loss": 3.1, "grad_norm": 0.8, "learning_rate": 2e-4, "target_tokens": 4096}
     {"step": 100, "eval_loss": 2.9, "eval_tokens": 51200}
+    {"step": 140, "loss": null, ..., "reasons": {"loss": "not finite (nan)"}}
+
+Every line is strict JSON: a value that is not finite (a diverged loss) is written as
+null, with the reason beside it.
 
 A resumed run first cuts the file back to the steps of the state it resumes from (a
 killed run may have logged steps it never saved, and a kill may have cut a line in
@@ -17,6 +21,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import jax
+
+from pretty_jax.core import strict_json
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -44,11 +50,11 @@ class MetricsLog:
             return
         kept = [r for r in self.records() if r["step"] <= step]
         staging = self.path.with_name(self.path.name + ".tmp")
-        staging.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        staging.write_text("".join(strict_json.dumps(strict_json.nulls_with_reasons(r)) + "\n" for r in kept), encoding="utf-8")
         os.replace(staging, self.path)
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         if not self.writes:
             return
         with open(self.path, "a", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
+            f.writelines(strict_json.dumps(strict_json.nulls_with_reasons(r)) + "\n" for r in records)

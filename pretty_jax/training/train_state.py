@@ -76,7 +76,7 @@ def save(output_dir: Path, state: TrainState, info: dict[str, Any], keep: int = 
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     save_file(host, str(staging / ARRAYS_FILE), metadata={"format": FORMAT})
-    (staging / INFO_FILE).write_text(json.dumps({"format": FORMAT, "step": step, **info}, indent=2) + "\n")
+    (staging / INFO_FILE).write_text(json.dumps({"format": FORMAT, "step": step, **info}, indent=2, allow_nan=False) + "\n")
     for path in (staging / ARRAYS_FILE, staging / INFO_FILE, staging):
         _fsync(path)
     shutil.rmtree(final, ignore_errors=True)
