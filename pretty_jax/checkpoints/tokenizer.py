@@ -19,9 +19,10 @@ _RESTORE = "restore it from where the checkpoint came from"
 
 
 def check_tokenizer_files(directory: Path) -> None:
-    """Refuses, naming the file, a checkpoint without tokenizer files or one whose
-    tokenizer JSON files are empty, not JSON or not a JSON object (transformers would
-    fail with a bare JSON error that names no file)."""
+    """Refuses, naming the file, a checkpoint without tokenizer files, one whose
+    tokenizer JSON files are empty, not JSON or not a JSON object, or whose
+    tokenizer.json the `tokenizers` library cannot read (transformers would fail with
+    a bare error that names no file)."""
     if not any((directory / name).exists() for name in TOKENIZER_FILES):
         raise UserError(
             f"{directory} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
@@ -38,37 +39,42 @@ def check_tokenizer_files(directory: Path) -> None:
             raise UserError(f"{path}: {problem}; {_RESTORE}") from None
         if not isinstance(data, dict):
             raise UserError(f"{path}: expected a JSON object, found {type(data).__name__}; {_RESTORE}")
+    if (directory / "tokenizer.json").exists():
+        problem = _tokenizer_json_problem(directory / "tokenizer.json")
+        if problem:
+            raise UserError(problem)
+
+
+def _tokenizer_json_problem(path: Path) -> str | None:
+    """Why the `tokenizers` library cannot read tokenizer.json at `path`, or None."""
+    from tokenizers import Tokenizer
+
+    try:
+        Tokenizer.from_file(str(path))
+    except Exception as e:  # the Rust library raises a bare Exception
+        return f"{path}: not a tokenizer file ({e}); {_RESTORE}"
+    return None
 
 
 def load_tokenizer(directory: Path):
     """The tokenizer saved beside a checkpoint. Never downloads anything. Tokenizer
-    files that cannot be read are refused naming the file (`check_tokenizer_files`),
-    or, when transformers fails on files that are valid JSON, naming the directory's
-    tokenizer files and transformers' reason."""
+    files that cannot be loaded are refused naming the file (`check_tokenizer_files`,
+    run only when transformers fails, so a good tokenizer is read once), else naming
+    the directory's tokenizer files and transformers' reason."""
     from transformers import AutoTokenizer
 
-    check_tokenizer_files(directory)
+    if not any((directory / name).exists() for name in TOKENIZER_FILES):
+        check_tokenizer_files(directory)
     try:
         return AutoTokenizer.from_pretrained(directory, local_files_only=True)
     except ImportError:  # a tokenizer that needs an optional package says which
         raise
     except Exception as e:  # transformers and tokenizers raise many types for a broken file
-        raise UserError(_unloadable(directory, e)) from None
-
-
-def _unloadable(directory: Path, error: Exception) -> str:
-    """Why the tokenizer in `directory` cannot be loaded: tokenizer.json's own error
-    when the `tokenizers` library cannot read it, else transformers' `error`."""
-    from tokenizers import Tokenizer
-
-    path = directory / "tokenizer.json"
-    if path.exists():
-        try:
-            Tokenizer.from_file(str(path))
-        except Exception as e:  # the Rust library raises a bare Exception
-            return f"{path}: not a tokenizer file ({e}); {_RESTORE}"
-    present = ", ".join(name for name in TOKENIZER_FILES if (directory / name).exists())
-    return f"{directory}: its tokenizer ({present}) cannot be loaded ({type(error).__name__}: {error}); {_RESTORE}"
+        check_tokenizer_files(directory)
+        present = ", ".join(name for name in TOKENIZER_FILES if (directory / name).exists())
+        raise UserError(
+            f"{directory}: its tokenizer ({present}) cannot be loaded ({type(e).__name__}: {e}); {_RESTORE}"
+        ) from None
 
 
 def continuation_ids(tokenizer, prompt: str, text: str, separator: str = " ") -> list[int]:
