@@ -25,11 +25,13 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from pretty_jax.alignment.explorer_page import TEMPLATE
+from pretty_jax.core import strict_json
 
 PAGE_FILE = "alignment.html"
 _DECIMALS = 4
@@ -38,7 +40,16 @@ _SPACE_MARKERS = ("\u2581", "\u0120")
 
 
 def _rounded(values) -> list:
-    return np.round(np.asarray(values, dtype=np.float64), _DECIMALS).tolist()
+    """Rounded floats, null for a value that is missing or not finite (the page's JSON
+    must parse: `JSON.parse` refuses NaN)."""
+    return _nested_finite(np.round(np.asarray(values, dtype=np.float64), _DECIMALS).tolist())  # None -> NaN -> None
+
+
+def _nested_finite(values):
+    """A nested list of floats with every non-finite value as None."""
+    if isinstance(values, list):
+        return [_nested_finite(v) for v in values]
+    return values if math.isfinite(values) else None
 
 
 def token_text(tokenizer, token_id: int) -> str:
@@ -92,7 +103,7 @@ def page_data(
 def encode_data(data: Mapping) -> str:
     """The page's data as inlined: gzipped JSON in base64 (no timestamp in the gzip
     header, so the same data gives the same page)."""
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    payload = strict_json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return base64.b64encode(gzip.compress(payload, compresslevel=9, mtime=0)).decode("ascii")
 
 

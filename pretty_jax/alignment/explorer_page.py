@@ -82,7 +82,7 @@ function el(tag, props, children) {
 function tokenText(id) { const t = DATA.tokens[String(id)]; return t === undefined ? "<" + id + ">" : t; }
 function shownToken(id) { return JSON.stringify(tokenText(id)).slice(1, -1); }
 function shiftClass(rank) { return rank === 0 ? 0 : rank <= 2 ? 1 : 2; }
-function mean(values) { return values.length ? values.reduce((a, b) => a + b, 0) / values.length : null; }
+function mean(values) { values = values.filter(v => v !== null); return values.length ? values.reduce((a, b) => a + b, 0) / values.length : null; }
 function shiftedShare(run) { return run.rank.length ? run.rank.filter(r => shiftClass(r) === 2).length / run.rank.length : null; }
 function label(k) { return k === "0" ? "no prior" : k + " prior token" + (k === "1" ? "" : "s"); }
 function fmt(x, digits) { return x === null || x === undefined ? "–" : x.toFixed(digits); }
@@ -159,7 +159,7 @@ function select(index) {
 function topTable(caption, ids, logprobs, sftChoice, chosen, cls) {
   const rows = ids.map((id, i) => {
     const row = el("tr", {}, [el("td", { textContent: String(i + 1) }), el("td", { className: "t", textContent: shownToken(id) }),
-      el("td", { className: "p", textContent: Math.exp(logprobs[i]).toFixed(4) })]);
+      el("td", { className: "p", textContent: fmt(logprobs[i] === null ? null : Math.exp(logprobs[i]), 4) })]);
     if (id === sftChoice) row.classList.add("sft-choice");
     if (id === chosen) row.classList.add("chosen");
     return row;
@@ -174,8 +174,8 @@ function showStep(example, k, step) {
     ["step", "step", String(step + 1) + " (" + label(k) + ")"], ["token", "token", shownToken(chosen)],
     ["SFT token", "sft-token", shownToken(sftChoice)], ["its foundation rank", "rank", String(run.rank[step] + 1)],
     ["shift class", "class", CLASSES[shiftClass(run.rank[step])]],
-    ["p_LM(SFT token)", "p-lm-of-sft", run.p_lm_of_sft[step].toFixed(4)],
-    ["KL(SFT‖LM)", "kl", run.kl[step].toFixed(4)], ["JS", "js", run.js[step].toFixed(4)],
+    ["p_LM(SFT token)", "p-lm-of-sft", fmt(run.p_lm_of_sft[step], 4)],
+    ["KL(SFT‖LM)", "kl", fmt(run.kl[step], 4)], ["JS", "js", fmt(run.js[step], 4)],
   ].map(([name, cls, value]) => el("tr", {}, [el("th", { textContent: name }), el("td", { className: cls, textContent: value })])));
   document.getElementById("panel").replaceChildren(facts,
     topTable("foundation: top " + run.lm_top[step].length, run.lm_top[step], run.lm_lp[step], sftChoice, chosen, "lm-top"),

@@ -60,7 +60,7 @@ def plot_selected_token_probability(report: dict, path: Path) -> None:
     figure, axes = plt.subplots(1, len(names), figsize=(11, 3.8), sharey=True)
     for axis, (name, title) in zip(axes, names):
         samples = [
-            [v for example in report["by_prior_tokens"][k]["examples"] for v in example["steps"][name]]
+            [v for example in report["by_prior_tokens"][k]["examples"] for v in example["steps"][name] if v is not None]
             for k in priors
         ]
         axis.boxplot([s if s else [float("nan")] for s in samples], showmeans=True)
@@ -76,7 +76,8 @@ def plot_divergence_by_step(report: dict, path: Path) -> None:
     for axis, (name, title) in zip(axes, [("kl_sft_lm", "KL(p_SFT || p_LM)"), ("js", "Jensen-Shannon")]):
         for k, entry in report["by_prior_tokens"].items():
             steps = [s["step"] for s in entry["per_step"]]
-            axis.plot(steps, [s[name] for s in entry["per_step"]], marker=".", label=_label(k))
+            values = [float("nan") if s[name] is None else s[name] for s in entry["per_step"]]  # null: no mean
+            axis.plot(steps, values, marker=".", label=_label(k))
         axis.set_xlabel("decoding step after the prior")
         axis.set_title(title)
     axes[0].set_ylabel("mean over examples (nats)")

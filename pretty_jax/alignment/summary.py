@@ -20,7 +20,12 @@ alignment.json:
     SUMMARY = {"steps": n, "examples": m,
                "topk_agreement": {"<K>": share of steps whose SFT argmax is in the LM top-K},
                "token_shift": {"unshifted" | "marginal" | "shifted": share of steps},
-               "p_lm_own" | "p_sft_own" | "p_lm_of_sft" | "kl_sft_lm" | "kl_lm_sft" | "js" | "tv": mean}
+               "p_lm_own" | "p_sft_own" | "p_lm_of_sft" | "kl_sft_lm" | "kl_lm_sft" | "js" | "tv": mean,
+               "reasons": {name: why it is null}}    # only when some statistic is null
+
+A statistic that cannot be computed (no steps; a step that is NaN or infinite) is null,
+never NaN: the file is strict JSON. A step's value in "examples" that is not finite is
+null too, and the summaries over it say so in "reasons".
 
 In memory the report may also hold, under EXPLORER_DATA, the explorer page's data
 (`alignment.explorer`: the top tokens of every step); alignment.json leaves it out.
@@ -39,13 +44,17 @@ import numpy as np
 
 from pretty_jax.alignment.shift import shift_shares
 from pretty_jax.alignment.statistics import STATISTICS
+from pretty_jax.core import strict_json
 from pretty_jax.core.errors import UserError
+from pretty_jax.core.strict_json import finite_or_none
 
 SCHEMA = "pretty_jax/alignment/1"
 REPORT_FILE = "alignment.json"
 EXPLORER_DATA = "explorer_page_data"
 TRAJECTORIES = ("foundation", "sft", "reference")
 MEAN_STATISTICS = tuple(s for s in STATISTICS if s != "sft_rank_in_lm")
+# Why a SUMMARY's statistic is null when no step was scored.
+NO_STEPS = "no steps"
 
 
 def alignment_pairs(
@@ -83,6 +92,18 @@ def alignment_pairs(
     return priors, prefixes, trajectories
 
 
+def _mean(values: np.ndarray) -> tuple[float | None, str | None]:
+    """(mean, None), or (None, why there is none): no steps, or steps that are not
+    finite (a mean over them would be NaN, which JSON cannot hold)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not values.size:
+        return None, NO_STEPS
+    bad = int(np.sum(~np.isfinite(values)))
+    if bad:
+        return None, f"{bad} of {values.size} steps are not finite (NaN or infinite)"
+    return float(np.mean(values)), None
+
+
 def summarize(steps: Mapping[str, np.ndarray], num_examples: int, top_k: Sequence[int]) -> dict:
     """SUMMARY of pooled per-step values (see the module docstring)."""
     count = int(len(steps["sft_rank_in_lm"]))
@@ -93,8 +114,13 @@ def summarize(steps: Mapping[str, np.ndarray], num_examples: int, top_k: Sequenc
         "topk_agreement": {str(k): float(np.mean(ranks < k)) if count else None for k in top_k},
         "token_shift": shift_shares(ranks),
     }
+    reasons = {} if count else {"topk_agreement": NO_STEPS, "token_shift": NO_STEPS}
     for name in MEAN_STATISTICS:
-        summary[name] = float(np.mean(steps[name])) if count else None
+        summary[name], reason = _mean(steps[name])
+        if reason:
+            reasons[name] = reason
+    if reasons:
+        summary["reasons"] = reasons
     return summary
 
 
@@ -128,7 +154,8 @@ def prior_report(
             "id": example_id,
             "prior": [int(t) for t in prior],
             "trajectory": [int(t) for t in trajectory],
-            "steps": {name: np.asarray(stats[name]).tolist() for name in STATISTICS},
+            "steps": {name: finite_or_none(np.ravel(stats[name])) if name in MEAN_STATISTICS
+                      else np.asarray(stats[name]).tolist() for name in STATISTICS},
         }
         for example_id, prior, trajectory, stats in zip(ids, priors, trajectories, per_example)
     ]
@@ -151,7 +178,7 @@ def build_report(
 
 def report_json(report: dict) -> str:
     """alignment.json's text (without the explorer page's data)."""
-    return json.dumps({key: value for key, value in report.items() if key != EXPLORER_DATA}, indent=1)
+    return strict_json.dumps({key: value for key, value in report.items() if key != EXPLORER_DATA}, indent=1)
 
 
 def read_report(path: Path) -> dict:

@@ -178,7 +178,7 @@ def _numpy_dtype(dtype: str) -> np.dtype:
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def _move_into_place(staging: Path, out_dir: Path) -> None:

@@ -10,6 +10,7 @@ cached view directory (`importer.cached_view`), converted on the fly.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -26,8 +27,8 @@ from pretty_jax.checkpoints.gguf import importer
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import CheckpointError, UserError
-from pretty_jax.models import Model, ModelConfig, abstract_model, family_for, family_of
-from pretty_jax.models.conversion import convert_tensors, refuse_non_floating
+from pretty_jax.models import Model, ModelConfig, abstract_model, family_for, family_of, finite, memory
+from pretty_jax.models.conversion import convert_tensors, refuse_non_floating, stored_layers
 
 PARAMS_FILE = "pretty_jax_params.safetensors"
 FORMAT = "pretty_jax/1"
@@ -78,6 +79,41 @@ def load_config(directory: Path) -> ModelConfig:
     return family_for(hf, where).config_from_hf(hf, where, generation)
 
 
+def check_layer_count(directory: Path, config: ModelConfig) -> None:
+    """Refuses a config.json that claims more layers than the checkpoint's tensor index
+    (safetensors headers, a GGUF view's index) holds, reading no weight: building the
+    parameter shapes of a model of 100,000 layers would take minutes before any tensor
+    is looked at. (A checkpoint with more layers than its config is refused as unmapped
+    tensors, by `host_arrays`.)"""
+    if (directory / PARAMS_FILE).exists():
+        _converted_metadata(directory)  # a readable file of our format
+        with safe_open(directory / PARAMS_FILE, framework="np") as f:
+            keys, prefix, where = list(f.keys()), "layers", str(directory / PARAMS_FILE)
+    else:
+        # Without layers, the layout still holds the key aliases and the layers' prefix.
+        layout = family_of(config).checkpoint_layout(dataclasses.replace(config, num_layers=0))
+        source = hf_files.open_hf_weights(directory)
+        keys, prefix, where = [layout.canonical(k) for k in source.keys], layout.layer_prefix, source.description
+    stored = len(stored_layers(keys, prefix))
+    if config.num_layers > stored:
+        held = f"{stored} ({prefix}.0 to {prefix}.{stored - 1})" if stored else f"none ({prefix}.*)"
+        raise CheckpointError(
+            f"{directory / 'config.json'} says the model has {config.num_layers} layers, but {where} holds "
+            f"{held}: fix the layer count in config.json, or point at the checkpoint it describes"
+        )
+
+
+def check_lengths(path: str | Path, flag: str, max_new_tokens: int, max_len: int | None, rows: int,
+                  dtype: str | None) -> None:
+    """Checks decoding lengths against the model at `path` (named `flag`), reading only
+    its config: `models.memory.check_lengths` for `rows` rows in `dtype` (by default
+    the checkpoint's, as `load_model` picks it)."""
+    directory = model_directory(path, flag)
+    config = load_config(directory)
+    jnp_dtype = parse_dtype(dtype or _default_dtype(directory))
+    memory.check_lengths(config, max_new_tokens, max_len, rows, jnp_dtype, str(directory / "config.json"))
+
+
 def _default_dtype(directory: Path) -> str:
     """The stored dtype of a converted checkpoint, else the HF config's if we support
     it, else float32."""
@@ -100,7 +136,9 @@ def _flat_shapes(abstract: nnx.State) -> dict[str, tuple[tuple[int, ...], tuple]
 
 
 def host_arrays(directory: Path, config: ModelConfig, dtype: jnp.dtype) -> Iterable[tuple[str, np.ndarray]]:
-    """Yields (parameter path, numpy array in `dtype`), one parameter at a time."""
+    """Yields (parameter path, numpy array in `dtype`), one parameter at a time, once
+    the config's layer count is checked against the checkpoint (`check_layer_count`)."""
+    check_layer_count(directory, config)
     _, abstract = abstract_model(config, dtype)
     shapes = {path: shape for path, (shape, _) in _flat_shapes(abstract).items()}
     if (directory / PARAMS_FILE).exists():
@@ -123,20 +161,52 @@ def load_model(
     directory = model_directory(path)
     config = load_config(directory)
     jnp_dtype = parse_dtype(dtype or _default_dtype(directory))
+    stored = host_arrays(directory, config, jnp_dtype)
     graphdef, abstract = abstract_model(config, jnp_dtype)
     axes = {path: axes for path, (_, axes) in _flat_shapes(abstract).items()}
     place = place or (lambda _path, _axes, array: jnp.asarray(array))
-    arrays = {
-        path: place(path, axes[path], array)
-        for path, array in host_arrays(directory, config, jnp_dtype)
-    }
+    arrays = {path: place(path, axes[path], array) for path, array in stored}
     params = nnx.from_flat_state(
         [
             (path, variable.replace(value=arrays[".".join(map(str, path))]))
             for path, variable in nnx.to_flat_state(abstract)
         ]
     )
-    return Model(config=config, graphdef=graphdef, params=params)
+    model = Model(config=config, graphdef=graphdef, params=params)
+    refuse_non_finite(model, directory, jnp_dtype)
+    return model
+
+
+def refuse_non_finite(model: Model, directory: Path, dtype: jnp.dtype) -> None:
+    """Raises CheckpointError naming the file and tensor when a parameter of `model`
+    (loaded from `directory` as `dtype`) holds a NaN or an infinity, or naming
+    config.json when the weights are finite but the logits of a first short input are
+    not (`models.finite`). A model that fails either would be scored, not refused."""
+    bad = finite.non_finite_parameters(model.params)
+    if bad:
+        more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+        raise CheckpointError(
+            f"{tensor_origin(directory, model.config, bad[0])} holds NaN or infinite values once loaded as "
+            f"{jnp.dtype(dtype).name}{more}: the checkpoint is broken; fetch or convert it again"
+        )
+    if not finite.first_logits_finite(model):
+        raise CheckpointError(
+            f"{directory / 'config.json'}: every weight is finite, but the model's logits on a first "
+            f"{finite.PROBE_LENGTH}-token input are not (NaN or infinite): a setting in config.json, or weights too "
+            f"large for {jnp.dtype(dtype).name}; fix the checkpoint"
+        )
+
+
+def tensor_origin(directory: Path, config: ModelConfig, parameter: str) -> str:
+    """Where parameter `parameter` (our path, `layers.0.attn.q_proj`) of the model in
+    `directory` is stored: "FILE: tensor KEY (parameter PATH)"."""
+    if (directory / PARAMS_FILE).exists():
+        return f"{directory / PARAMS_FILE}: tensor {parameter}"
+    layout = family_of(config).checkpoint_layout(config)
+    source = hf_files.open_hf_weights(directory)
+    wanted = layout.tensors[parameter].key
+    key = next(k for k in source.keys if layout.canonical(k) == wanted)
+    return f"{source.location(key)}: tensor {key} (parameter {parameter})"
 
 
 def load_tokenizer_of(path: str | Path):

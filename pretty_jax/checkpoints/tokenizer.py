@@ -13,16 +13,68 @@ from pretty_jax.core.errors import UserError
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
 
-def load_tokenizer(directory: Path):
-    """The tokenizer saved beside a checkpoint. Never downloads anything."""
-    from transformers import AutoTokenizer
+# The JSON files a tokenizer is read from, when present.
+TOKENIZER_JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+_RESTORE = "restore it from where the checkpoint came from"
 
+
+def check_tokenizer_files(directory: Path) -> None:
+    """Refuses, naming the file, a checkpoint without tokenizer files, one whose
+    tokenizer JSON files are empty, not JSON or not a JSON object, or whose
+    tokenizer.json the `tokenizers` library cannot read (transformers would fail with
+    a bare error that names no file)."""
     if not any((directory / name).exists() for name in TOKENIZER_FILES):
         raise UserError(
             f"{directory} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
             "save the tokenizer beside the checkpoint"
         )
-    return AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    for name in TOKENIZER_JSON_FILES:
+        path = directory / name
+        if not path.exists():
+            continue
+        try:
+            data = json.loads(path.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            problem = "it is empty" if not path.stat().st_size else f"not valid UTF-8 JSON ({e})"
+            raise UserError(f"{path}: {problem}; {_RESTORE}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a JSON object, found {type(data).__name__}; {_RESTORE}")
+    if (directory / "tokenizer.json").exists():
+        problem = _tokenizer_json_problem(directory / "tokenizer.json")
+        if problem:
+            raise UserError(problem)
+
+
+def _tokenizer_json_problem(path: Path) -> str | None:
+    """Why the `tokenizers` library cannot read tokenizer.json at `path`, or None."""
+    from tokenizers import Tokenizer
+
+    try:
+        Tokenizer.from_file(str(path))
+    except Exception as e:  # the Rust library raises a bare Exception
+        return f"{path}: not a tokenizer file ({e}); {_RESTORE}"
+    return None
+
+
+def load_tokenizer(directory: Path):
+    """The tokenizer saved beside a checkpoint. Never downloads anything. Tokenizer
+    files that cannot be loaded are refused naming the file (`check_tokenizer_files`,
+    run only when transformers fails, so a good tokenizer is read once), else naming
+    the directory's tokenizer files and transformers' reason."""
+    from transformers import AutoTokenizer
+
+    if not any((directory / name).exists() for name in TOKENIZER_FILES):
+        check_tokenizer_files(directory)
+    try:
+        return AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    except ImportError:  # a tokenizer that needs an optional package says which
+        raise
+    except Exception as e:  # transformers and tokenizers raise many types for a broken file
+        check_tokenizer_files(directory)
+        present = ", ".join(name for name in TOKENIZER_FILES if (directory / name).exists())
+        raise UserError(
+            f"{directory}: its tokenizer ({present}) cannot be loaded ({type(e).__name__}: {e}); {_RESTORE}"
+        ) from None
 
 
 def continuation_ids(tokenizer, prompt: str, text: str, separator: str = " ") -> list[int]:

@@ -71,6 +71,7 @@ def main(argv: list[str]) -> None:
     for flag, reference in (("--model", _MODEL.value), ("--sft", _SFT.value)):
         if reference is not None:
             loading.check_model_path(reference, flag)
+            loading.check_lengths(reference, flag, _MAX_NEW_TOKENS.value, None, 1, _DTYPE.value)
 
     from pretty_jax.alignment.one_prompt import look_at_one_prompt, render
 

@@ -207,6 +207,9 @@ def run_align_mode() -> None:
     prior_tokens, top_k = _int_list(_ALIGN_PRIOR_TOKEN_COUNTS, 0), _int_list(_AGREEMENT_K, 1)
     decode = decode_flags.decode_config_from_flags()
     models = {role: check_model(_require(flag), f"--{flag.name}") for role, flag in (("foundation", _FOUNDATION), ("sft", _SFT))}
+    for model in models.values():
+        loading.check_lengths(model.path, model.flag, decode.max_new_tokens, decode.max_len,
+                              decode_flags.BATCH_SIZE.value, _DTYPE.value)
     mesh = mesh_flags.mesh_from_flags()
     _check_batch(mesh)
     sft_prompt = prompt_flags.role_prompts_from_flags()["sft_prompt"]

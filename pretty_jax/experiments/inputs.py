@@ -15,8 +15,8 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-from pretty_jax.checkpoints import hf_files, loading
-from pretty_jax.checkpoints.tokenizer import TOKENIZER_FILES
+from pretty_jax.checkpoints import loading
+from pretty_jax.checkpoints.tokenizer import TOKENIZER_FILES, check_tokenizer_files
 from pretty_jax.core import fingerprint
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.textio import check_unique_ids, read_jsonl
@@ -44,21 +44,22 @@ class InputRecord:
 
 
 def check_model(path_text: str, flag: str) -> InputRecord:
-    """Checks that `path_text` names a model this project loads, without reading its
-    weights; returns its record (the local path a hub id or package reference resolves
-    to, see `checkpoints.references`)."""
+    """Checks that `path_text` names a model this project loads (its config.json, the
+    config's sizes against the weights' index, its tokenizer files), without reading
+    its weights; returns its record (the local path a hub id or package reference
+    resolves to, see `checkpoints.references`)."""
     path = loading.check_model_path(path_text, flag).absolute()
     directory = loading.model_directory(path, flag)
-    loading.load_config(directory)
-    if not (directory / loading.PARAMS_FILE).exists():
-        try:
-            hf_files.open_hf_weights(directory)
-        except FileNotFoundError as e:
-            raise UserError(f"{flag}={path_text}: {e}") from None
+    config = loading.load_config(directory)
+    try:
+        loading.check_layer_count(directory, config)  # reads the weights' index, not the weights
+    except FileNotFoundError as e:
+        raise UserError(f"{flag}={path_text}: {e}") from None
     if not any((directory / name).exists() for name in TOKENIZER_FILES):
         raise UserError(
             f"{flag}={path_text} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); save the tokenizer beside it"
         )
+    check_tokenizer_files(directory)
     return InputRecord(flag, str(path), fingerprint.model_fingerprint(path))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pretty_jax.checkpoints.loading import load_tokenizer_of
+from pretty_jax.checkpoints.loading import check_lengths, load_tokenizer_of
 from pretty_jax.core.errors import UserError
 from pretty_jax.experiments.chat import RoleFormatting, RolePrompt, check_renders, resolve_role
 from pretty_jax.experiments.config import Settings
@@ -79,7 +79,8 @@ class Plan:
 
 
 def plan_experiment(settings: Settings) -> Plan:
-    """Checks the settings, every model path, every pair's inputs and every prompt
+    """Checks the settings, every model path (and the decoding lengths against each
+    model's positions and the machine's memory), every pair's inputs and every prompt
     template against the pair's fields; loads nothing."""
     settings.validate()
     models = {"foundation": check_model(settings.foundation, "--foundation")}
@@ -87,6 +88,10 @@ def plan_experiment(settings: Settings) -> Plan:
         models["sft"] = check_model(settings.sft, "--sft")
     if settings.refined_model:
         models["refined_model"] = check_model(settings.refined_model, "--refined_model")
+    rows = settings.batch_size * getattr(settings.decode.strategy, "num_beams", 1)
+    for record in models.values():
+        check_lengths(record.path, record.flag, settings.decode.max_new_tokens, settings.decode.max_len, rows,
+                      settings.dtype)
     pairs = [read_pair_inputs(settings, target) for target in settings.target_langs]
     names = [pair.name for pair in pairs]
     if len(set(names)) != len(names):

@@ -78,7 +78,7 @@ class JsonlStage:
         self.records += records
 
     def _write_batch(self, records: list[dict[str, Any]]) -> None:
-        blob = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode("utf-8")
+        blob = "".join(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n" for record in records).encode("utf-8")
         fd = open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         size = os.fstat(fd).st_size
         try:
@@ -175,7 +175,7 @@ class RunRecord:
 
     def _write(self) -> None:
         record = {"schema": RUN_CONFIG_SCHEMA, "settings": self.settings, "stages": self.stages}
-        self.run_dir.write_text(RUN_CONFIG, json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+        self.run_dir.write_text(RUN_CONFIG, json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def _fixed(inputs: Mapping[str, Any]) -> dict[str, Any]:

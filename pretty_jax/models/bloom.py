@@ -17,9 +17,11 @@ from flax import nnx
 from pretty_jax.core.errors import ConfigError
 from pretty_jax.models import hf_layouts, layers
 from pretty_jax.models.conversion import CheckpointLayout, Flat, HFTensor, Matrix
-from pretty_jax.models.hf_config import SpecialTokens, require, special_tokens_from_hf
+from pretty_jax.models.hf_config import SpecialTokens, number, size, special_tokens_from_hf
 
 MODEL_TYPES = ("bloom",)
+# Where a BLOOM checkpoint keeps its layers: `transformer.h.{i}.*`.
+_LAYERS = "transformer.h"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,20 +58,20 @@ def config_from_hf(
     """Builds the architecture from an HF config dict (`where` names it in errors)."""
     if hf.get("model_type") not in MODEL_TYPES:
         raise ConfigError(f"{where}: model_type {hf.get('model_type')!r} is not 'bloom'")
-    hidden = int(require(hf, ["hidden_size", "n_embed"], where))
-    num_heads = int(require(hf, ["n_head", "num_attention_heads"], where))
+    hidden = size(hf, ["hidden_size", "n_embed"], where)
+    num_heads = size(hf, ["n_head", "num_attention_heads"], where)
     if hidden % num_heads:
         raise ConfigError(f"{where}: hidden size {hidden} is not a multiple of {num_heads} heads")
     return BloomConfig(
         model_type="bloom",
-        vocab_size=int(require(hf, ["vocab_size"], where)),
+        vocab_size=size(hf, ["vocab_size"], where),
         hidden_size=hidden,
-        num_layers=int(require(hf, ["n_layer", "num_hidden_layers"], where)),
+        num_layers=size(hf, ["n_layer", "num_hidden_layers"], where),
         num_heads=num_heads,
-        layer_norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
+        layer_norm_eps=number(hf, ["layer_norm_epsilon"], where, default=1e-5),
         residual_post_layernorm=bool(hf.get("apply_residual_connection_post_layernorm", False)),
         tie_word_embeddings=bool(hf.get("tie_word_embeddings", True)),
-        special_tokens=special_tokens_from_hf(hf, generation),
+        special_tokens=special_tokens_from_hf(hf, generation, where),
     )
 
 
@@ -200,12 +202,13 @@ def checkpoint_layout(cfg: BloomConfig) -> CheckpointLayout:
         "final_norm.scale": HFTensor("transformer.ln_f.weight"),
         "final_norm.bias": HFTensor("transformer.ln_f.bias"),
         **hf_layouts.output_head_tensors(cfg.tie_word_embeddings),
-        **hf_layouts.layer_tensors(cfg.num_layers, "transformer.h", _block_tensors),
+        **hf_layouts.layer_tensors(cfg.num_layers, _LAYERS, _block_tensors),
     }
     aliases = tuple(
         (prefix, f"transformer.{prefix}")
         for prefix in ("word_embeddings.", "word_embeddings_layernorm.", "h.", "ln_f.")
     )
     return CheckpointLayout(
-        tensors=tensors, aliases=aliases, tied=hf_layouts.tied_output_head(cfg.tie_word_embeddings)
+        tensors=tensors, aliases=aliases, tied=hf_layouts.tied_output_head(cfg.tie_word_embeddings),
+        layer_prefix=_LAYERS,
     )

@@ -96,12 +96,15 @@ class CheckpointLayout:
     tied: pairs (HF key, our path) of tensors that the config ties to another
       parameter: when the checkpoint holds one anyway it must equal the tied
       parameter, or the config is wrong.
+    layer_prefix: the canonical HF prefix of the decoder layers: layer i's tensors are
+      named `{layer_prefix}.{i}.*` (`model.layers`, `transformer.h`).
     """
 
     tensors: Mapping[str, HFTensor]
     ignored: tuple[str, ...] = ()
     aliases: tuple[tuple[str, str], ...] = ()
     tied: tuple[tuple[str, str], ...] = ()
+    layer_prefix: str = ""
 
     def canonical(self, hf_key: str) -> str:
         for prefix, canonical in self.aliases:
@@ -157,6 +160,12 @@ def refuse_non_floating(stored: Iterable[tuple[str, str, str]]) -> None:
         "float16, bfloat16 or float32 (integer-quantised checkpoints are not supported: use the "
         "unquantised original, or a GGUF file)"
     )
+
+
+def stored_layers(keys: Iterable[str], layer_prefix: str) -> list[int]:
+    """The sorted layer numbers i of `keys` named `{layer_prefix}.{i}.*`."""
+    pattern = re.compile(re.escape(layer_prefix) + r"\.(\d+)\.")
+    return sorted({int(match.group(1)) for key in keys if (match := pattern.match(key))})
 
 
 def _listing(title: str, items: Iterable[str], limit: int = 20) -> str:

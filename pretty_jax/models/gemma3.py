@@ -31,7 +31,7 @@ from pretty_jax.core.errors import ConfigError
 from pretty_jax.models import hf_layouts, layers
 from pretty_jax.models.attention import RotaryAttention
 from pretty_jax.models.conversion import CheckpointLayout, HFTensor
-from pretty_jax.models.hf_config import SpecialTokens, special_tokens_from_hf
+from pretty_jax.models.hf_config import SpecialTokens, number, size, special_tokens_from_hf
 from pretty_jax.models.rope import RopeConfig, rope_config_from_hf
 
 MODEL_TYPES = ("gemma3_text", "gemma3")
@@ -131,7 +131,7 @@ def _layer_windows(hf: Mapping[str, Any], num_layers: int, where: str) -> tuple[
     """`layer_types`, or (older configs) every `sliding_window_pattern`-th layer full."""
     layer_types = hf.get("layer_types")
     if layer_types is None:
-        pattern = int(hf.get("_sliding_window_pattern") or hf["sliding_window_pattern"])
+        pattern = size(hf, ["_sliding_window_pattern", "sliding_window_pattern"], where)
         layer_types = [
             "full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(num_layers)
         ]
@@ -140,10 +140,10 @@ def _layer_windows(hf: Mapping[str, Any], num_layers: int, where: str) -> tuple[
     unknown = sorted(set(layer_types) - {"sliding_attention", "full_attention"})
     if unknown:
         raise ConfigError(f"{where}: layer_types {unknown} are not supported")
-    window = hf.get("sliding_window")
-    if window is None and "sliding_attention" in layer_types:
+    if hf.get("sliding_window") is None and "sliding_attention" in layer_types:
         raise ConfigError(f"{where}: layer_types has sliding_attention layers but sliding_window is null")
-    return tuple(int(window) if t == "sliding_attention" else None for t in layer_types)
+    window = size(hf, ["sliding_window"], where) if "sliding_attention" in layer_types else None
+    return tuple(window if t == "sliding_attention" else None for t in layer_types)
 
 
 def _ropes(hf: Mapping[str, Any], where: str) -> tuple[RopeConfig, RopeConfig]:
@@ -176,9 +176,9 @@ def config_from_hf(
         where = f"{where} text_config"
     text = text_config(hf)
     _refuse_unsupported(text, where)
-    num_heads = int(text["num_attention_heads"])
-    num_kv_heads = int(text["num_key_value_heads"])
-    num_layers = int(text["num_hidden_layers"])
+    num_heads = size(text, ["num_attention_heads"], where)
+    num_kv_heads = size(text, ["num_key_value_heads"], where)
+    num_layers = size(text, ["num_hidden_layers"], where)
     if num_heads % num_kv_heads:
         raise ConfigError(
             f"{where}: num_attention_heads={num_heads} is not a multiple of "
@@ -188,20 +188,20 @@ def config_from_hf(
     layer_windows = _layer_windows(text, num_layers, where)
     return Gemma3Config(
         model_type=model_type,
-        vocab_size=int(text["vocab_size"]),
-        hidden_size=int(text["hidden_size"]),
-        intermediate_size=int(text["intermediate_size"]),
+        vocab_size=size(text, ["vocab_size"], where),
+        hidden_size=size(text, ["hidden_size"], where),
+        intermediate_size=size(text, ["intermediate_size"], where),
         num_layers=num_layers,
         num_heads=num_heads,
         num_kv_heads=num_kv_heads,
-        head_dim=int(text["head_dim"]),
-        rms_norm_eps=float(text["rms_norm_eps"]),
-        query_pre_attn_scalar=float(text["query_pre_attn_scalar"]),
-        max_position_embeddings=int(text["max_position_embeddings"]),
+        head_dim=size(text, ["head_dim"], where),
+        rms_norm_eps=number(text, ["rms_norm_eps"], where),
+        query_pre_attn_scalar=number(text, ["query_pre_attn_scalar"], where, positive=True),
+        max_position_embeddings=size(text, ["max_position_embeddings"], where),
         tie_word_embeddings=bool(text["tie_word_embeddings"]),
         layer_windows=layer_windows,
         layer_ropes=tuple(global_rope if w is None else local_rope for w in layer_windows),
-        special_tokens=special_tokens_from_hf(text, generation),
+        special_tokens=special_tokens_from_hf(text, generation, where),
     )
 
 

@@ -4,6 +4,7 @@ the file and the key."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping, Sequence
 
 from pretty_jax.core.errors import ConfigError
@@ -22,34 +23,72 @@ class SpecialTokens:
     pad_token_id: int | None
 
 
-def require(hf: Mapping[str, Any], keys: Sequence[str], where: str) -> Any:
-    """The value of the first of `keys` present in `hf` (HF configs use aliases)."""
+# `default` of `size` and `number` when the key must be present.
+REQUIRED = object()
+
+
+def _lookup(hf: Mapping[str, Any], keys: Sequence[str], where: str, default: Any) -> tuple[str, Any]:
+    """(key, value) of the first of `keys` set in `hf`, else (first key, `default`)."""
     for key in keys:
         if hf.get(key) is not None:
-            return hf[key]
-    raise ConfigError(f"{where}: missing {' or '.join(repr(k) for k in keys)}")
+            return key, hf[key]
+    if default is REQUIRED:
+        raise ConfigError(f"{where}: missing {' or '.join(repr(k) for k in keys)}")
+    return keys[0], default
 
 
-def _as_ids(value: Any) -> list[int]:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def size(hf: Mapping[str, Any], keys: Sequence[str], where: str, default: Any = REQUIRED, minimum: int = 1) -> int:
+    """A count or length (layers, heads, widths, positions, a window) from the first of
+    `keys` set in `hf`, else `default`: a whole number >= `minimum`, or a ConfigError
+    naming the file and key (a zero or fractional size would build a model that
+    computes nothing, or fail deep inside JAX)."""
+    key, value = _lookup(hf, keys, where, default)
+    if not _is_number(value) or not math.isfinite(value) or value != int(value):
+        raise ConfigError(f"{where}: {key}={value!r} is not a whole number; fix it in the file")
+    if value < minimum:
+        raise ConfigError(f"{where}: {key}={int(value)} must be >= {minimum}; fix it in the file")
+    return int(value)
+
+
+def number(hf: Mapping[str, Any], keys: Sequence[str], where: str, default: Any = REQUIRED,
+           positive: bool = False) -> float:
+    """A real setting (an epsilon, a RoPE base or factor, a scale) from the first of
+    `keys` set in `hf`, else `default`: finite, and > 0 if `positive` else >= 0, or a
+    ConfigError naming the file and key. JSON readers accept NaN and Infinity, and one
+    NaN here turns every logit into NaN."""
+    key, value = _lookup(hf, keys, where, default)
+    if not _is_number(value) or not math.isfinite(value):
+        raise ConfigError(f"{where}: {key}={value!r} is not a finite number; fix it in the file")
+    if value < 0 or (positive and value == 0):
+        raise ConfigError(f"{where}: {key}={value!r} must be {'> 0' if positive else '>= 0'}; fix it in the file")
+    return float(value)
+
+
+def _as_ids(value: Any, key: str, where: str) -> list[int]:
     if value is None:
         return []
-    if isinstance(value, (list, tuple)):
-        return [int(v) for v in value]
-    return [int(value)]
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    return [size({key: v}, [key], where, minimum=0) for v in values]
 
 
 def special_tokens_from_hf(
-    hf: Mapping[str, Any], generation: Mapping[str, Any] | None = None
+    hf: Mapping[str, Any], generation: Mapping[str, Any] | None = None, where: str = "config.json"
 ) -> SpecialTokens:
     generation = generation or {}
     eos: list[int] = []
-    for token in _as_ids(hf.get("eos_token_id")) + _as_ids(generation.get("eos_token_id")):
+    ids = _as_ids(hf.get("eos_token_id"), "eos_token_id", where)
+    ids += _as_ids(generation.get("eos_token_id"), "eos_token_id", f"generation_config.json beside {where}")
+    for token in ids:
         if token not in eos:
             eos.append(token)
     bos = hf.get("bos_token_id", generation.get("bos_token_id"))
-    pad = hf.get("pad_token_id", generation.get("pad_token_id"))
+    pad = _as_ids(hf.get("pad_token_id", generation.get("pad_token_id")), "pad_token_id", where)
     return SpecialTokens(
-        bos_token_id=None if bos is None else int(bos),
+        bos_token_id=None if bos is None else _as_ids(bos, "bos_token_id", where)[0],
         eos_token_ids=tuple(eos),
-        pad_token_id=None if pad is None else int(_as_ids(pad)[0]),
+        pad_token_id=pad[0] if pad else None,
     )

@@ -9,6 +9,8 @@ from typing import Callable
 
 from pretty_jax.models.conversion import CheckpointLayout, HFTensor, Matrix
 
+# Where HF's `model.*` decoder keeps its layers: `model.layers.{i}.*`.
+DECODER_LAYERS = "model.layers"
 # (our prefix `layers.i`, the HF prefix of layer i) -> that layer's tensors.
 BlockTensors = Callable[[str, str], dict[str, HFTensor]]
 
@@ -59,6 +61,7 @@ def decoder_layout(
         "embed": HFTensor("model.embed_tokens.weight"),
         "final_norm.scale": HFTensor("model.norm.weight"),
         **output_head_tensors(tie_word_embeddings),
-        **layer_tensors(num_layers, "model.layers", block_tensors),
+        **layer_tensors(num_layers, DECODER_LAYERS, block_tensors),
     }
-    return CheckpointLayout(tensors=tensors, tied=tied_output_head(tie_word_embeddings), **layout_options)
+    return CheckpointLayout(tensors=tensors, tied=tied_output_head(tie_word_embeddings),
+                            layer_prefix=DECODER_LAYERS, **layout_options)

@@ -17,7 +17,7 @@ from pretty_jax.core.errors import ConfigError
 from pretty_jax.models import hf_layouts, layers
 from pretty_jax.models.attention import RotaryAttention
 from pretty_jax.models.conversion import CheckpointLayout, Flat, HFTensor
-from pretty_jax.models.hf_config import SpecialTokens, require, special_tokens_from_hf
+from pretty_jax.models.hf_config import SpecialTokens, number, size, special_tokens_from_hf
 from pretty_jax.models.rope import RopeConfig, rope_config_from_hf
 
 MODEL_TYPES = ("llama", "mistral", "qwen2")
@@ -59,14 +59,15 @@ def _layer_windows(hf: Mapping[str, Any], num_layers: int, where: str) -> tuple[
     if window is None:
         return (None,) * num_layers
     layer_types = hf.get("layer_types")
+    window = size(hf, ["sliding_window"], where)
     if layer_types is None and model_type == "qwen2":
-        first = int(hf.get("max_window_layers", num_layers))
+        first = size(hf, ["max_window_layers"], where, default=num_layers, minimum=0)
         layer_types = ["sliding_attention" if i >= first else "full_attention" for i in range(num_layers)]
     if layer_types is None:
-        return (int(window),) * num_layers
+        return (window,) * num_layers
     if len(layer_types) != num_layers:
         raise ConfigError(f"{where}: {len(layer_types)} layer_types for {num_layers} layers")
-    return tuple(int(window) if t == "sliding_attention" else None for t in layer_types)
+    return tuple(window if t == "sliding_attention" else None for t in layer_types)
 
 
 def config_from_hf(
@@ -79,10 +80,10 @@ def config_from_hf(
     activation = hf.get("hidden_act", "silu")
     if activation != "silu":
         raise ConfigError(f"{where}: hidden_act {activation!r} is not supported (only 'silu')")
-    hidden = int(require(hf, ["hidden_size"], where))
-    num_heads = int(require(hf, ["num_attention_heads"], where))
-    num_layers = int(require(hf, ["num_hidden_layers"], where))
-    num_kv_heads = int(hf.get("num_key_value_heads") or num_heads)
+    hidden = size(hf, ["hidden_size"], where)
+    num_heads = size(hf, ["num_attention_heads"], where)
+    num_layers = size(hf, ["num_hidden_layers"], where)
+    num_kv_heads = size(hf, ["num_key_value_heads"], where, default=num_heads)
     if num_heads % num_kv_heads:
         raise ConfigError(
             f"{where}: num_attention_heads={num_heads} is not a multiple of "
@@ -91,22 +92,22 @@ def config_from_hf(
     attention_bias = bool(hf.get("attention_bias", False))
     return LlamaConfig(
         model_type=model_type,
-        vocab_size=int(require(hf, ["vocab_size"], where)),
+        vocab_size=size(hf, ["vocab_size"], where),
         hidden_size=hidden,
-        intermediate_size=int(require(hf, ["intermediate_size"], where)),
+        intermediate_size=size(hf, ["intermediate_size"], where),
         num_layers=num_layers,
         num_heads=num_heads,
         num_kv_heads=num_kv_heads,
-        head_dim=int(hf.get("head_dim") or hidden // num_heads),
-        rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+        head_dim=size(hf, ["head_dim"], where, default=hidden // num_heads),
+        rms_norm_eps=number(hf, ["rms_norm_eps"], where, default=1e-6),
         rope=rope_config_from_hf(hf, where),
-        max_position_embeddings=int(hf.get("max_position_embeddings", 2048)),
+        max_position_embeddings=size(hf, ["max_position_embeddings"], where, default=2048),
         tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
         qkv_bias=model_type == "qwen2" or attention_bias,
         out_bias=model_type != "qwen2" and attention_bias,
         mlp_bias=bool(hf.get("mlp_bias", False)),
         layer_windows=_layer_windows(hf, num_layers, where),
-        special_tokens=special_tokens_from_hf(hf, generation),
+        special_tokens=special_tokens_from_hf(hf, generation, where),
     )
 
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pretty_jax.core.errors import ConfigError
+from pretty_jax.models.hf_config import number, size
 
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
 
@@ -38,7 +39,8 @@ def rope_config_from_hf(hf: Mapping[str, Any], where: str) -> RopeConfig:
     """Reads RoPE settings from an HF config dict, old (`rope_theta` + `rope_scaling`)
     or new (`rope_parameters`) style. `where` names the file for error messages."""
     params = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
-    theta = float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))
+    theta = number(params if params.get("rope_theta") is not None else hf, ["rope_theta"], where,
+                   default=10000.0, positive=True)
     rope_type = params.get("rope_type", params.get("type", "default"))
     if rope_type not in SUPPORTED_ROPE_TYPES:
         raise ConfigError(
@@ -50,20 +52,20 @@ def rope_config_from_hf(hf: Mapping[str, Any], where: str) -> RopeConfig:
     if "factor" not in params:
         raise ConfigError(f"{where}: rope type {rope_type!r} needs a 'factor'")
     if rope_type == "linear":
-        return RopeConfig(theta=theta, rope_type="linear", factor=float(params["factor"]))
+        return RopeConfig(theta=theta, rope_type="linear", factor=number(params, ["factor"], where, positive=True))
     missing = [k for k in ("low_freq_factor", "high_freq_factor") if k not in params]
     if missing:
         raise ConfigError(f"{where}: rope type 'llama3' needs {', '.join(missing)}")
-    original = params.get(
-        "original_max_position_embeddings", hf.get("max_position_embeddings", 8192)
-    )
+    original_key = "original_max_position_embeddings"
+    original = size(params, [original_key], where) if params.get(original_key) is not None else size(
+        hf, ["max_position_embeddings"], where, default=8192)
     return RopeConfig(
         theta=theta,
         rope_type="llama3",
-        factor=float(params["factor"]),
-        low_freq_factor=float(params["low_freq_factor"]),
-        high_freq_factor=float(params["high_freq_factor"]),
-        original_max_position_embeddings=int(original),
+        factor=number(params, ["factor"], where, positive=True),
+        low_freq_factor=number(params, ["low_freq_factor"], where, positive=True),
+        high_freq_factor=number(params, ["high_freq_factor"], where, positive=True),
+        original_max_position_embeddings=original,
     )
 
 

@@ -2,6 +2,10 @@
 
     {"step": 12, "loss": 3.1, "grad_norm": 0.8, "learning_rate": 2e-4, "target_tokens": 4096}
     {"step": 100, "eval_loss": 2.9, "eval_tokens": 51200}
+    {"step": 140, "loss": null, ..., "reasons": {"loss": "not finite (nan)"}}
+
+Every line is strict JSON: a value that is not finite (a diverged loss) is written as
+null, with the reason beside it.
 
 A resumed run first cuts the file back to the steps of the state it resumes from (a
 killed run may have logged steps it never saved, and a kill may have cut a line in
@@ -16,6 +20,7 @@ import json
 import os
 from typing import Any, Iterable
 
+from pretty_jax.core import strict_json
 from pretty_jax.core.run_dir import RunDirectory, read_own
 
 METRICS_FILE = "metrics.jsonl"
@@ -45,11 +50,11 @@ class MetricsLog:
         if not self.writes:
             return
         kept = [r for r in self.records() if r["step"] <= step]
-        self.output.write_text(METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
+        self.output.write_text(METRICS_FILE, "".join(strict_json.dumps(strict_json.nulls_with_reasons(r)) + "\n" for r in kept))
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         if not self.writes:
             return
         fd = self.output.open_to_change(METRICS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         with os.fdopen(fd, "a", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
+            f.writelines(strict_json.dumps(strict_json.nulls_with_reasons(r)) + "\n" for r in records)

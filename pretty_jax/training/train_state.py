@@ -67,7 +67,7 @@ def save(output: RunDirectory, state: TrainState, info: dict[str, Any], keep: in
     if not output.active:
         return output.path / final
     output.write_with(f"{final}/{ARRAYS_FILE}", lambda temporary: save_file(host, str(temporary), metadata={"format": FORMAT}))
-    output.write_text(f"{final}/{INFO_FILE}", json.dumps({"format": FORMAT, "step": step, **info}, indent=2) + "\n")
+    output.write_text(f"{final}/{INFO_FILE}", json.dumps({"format": FORMAT, "step": step, **info}, indent=2, allow_nan=False) + "\n")
     for _, path in _steps(output.path / STATE_DIR, complete=True)[:-keep]:
         _remove_state(output, path)
     return output.path / final
