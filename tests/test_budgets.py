@@ -24,6 +24,7 @@ from pretty_jax.engine.streams import prefill_rows
 from pretty_jax.engine.generator import DecodeConfig, Generator
 from pretty_jax.engine.strategies import BeamSearch, Sampling
 from pretty_jax.experiments.priors import PriorSpec
+from pretty_jax.tasks.registry import get_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (real sample data) is absent")
@@ -82,8 +83,8 @@ def test_a_k_token_prior_leaves_n_minus_k_new_tokens_in_every_loop(llama, loop):
     for i in (5, 6):  # the prior fills the budget (example 6's is cut to it): nothing is generated
         assert (ours[i].tokens, ours[i].finish_reason, ours[i].text) == ((), "length", "")
         assert ours[i].logprobs == (() if config.return_logprobs else None)
-    [cut] = generator.generate([prompts[6]], [PRIORS[6]], dataclasses.replace(config, include_prior=True))
-    assert cut.tokens == tuple(PRIORS[6][:N])
+    [cut] = generator.generate([prompts[6]], [PRIORS[6]], config)
+    assert (cut.prior, cut.tokens, cut.answer_tokens) == (tuple(PRIORS[6][:N]), (), tuple(PRIORS[6][:N]))
 
 
 @pytest.mark.parametrize("loop", ["continuous greedy", "static greedy", "beam search"])
@@ -122,7 +123,7 @@ def test_the_budget_is_data_not_a_new_program(llama):
 def _experiment(out: Path, model: Path, **changes) -> dict:
     settings = experiments.Settings(
         task="translation", data=str(DATA / "flores101_devtest"), split="devtest", source_lang="eng",
-        target_langs=("deu",), limit=6, template=experiments.DEFAULT_TEMPLATES["translation"], num_shots=0,
+        target_langs=("deu",), limit=6, template=get_task("translation").default_template, num_shots=0,
         priors=(PriorSpec("none"), PriorSpec("sft", 1)), sweep=(0, 1, 2),
         decode=DecodeConfig(max_new_tokens=N, stop_strings=("\n",)), batch_size=4, output_dir=out,
         foundation=str(model), sft=str(model), dtype="float32",

@@ -33,6 +33,7 @@ from pretty_jax.experiments.plan import plan_experiment
 from pretty_jax.experiments.priors import PriorSpec
 from pretty_jax.models import forward
 from pretty_jax.tasks import Example, format_prompt
+from pretty_jax.tasks.registry import get_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (real sample data) is absent")
@@ -192,7 +193,7 @@ def test_alignment_compares_steps_by_index_after_each_models_own_prefix(jax_chec
 def _settings(out: Path, foundation: Path, sft: Path, refined: Path, **changes) -> experiments.Settings:
     settings = experiments.Settings(
         task="translation", data=str(DATA / "flores101_devtest"), split="devtest", source_lang="eng",
-        target_langs=("fra",), limit=4, template=experiments.DEFAULT_TEMPLATES["translation"], num_shots=1,
+        target_langs=("fra",), limit=4, template=get_task("translation").default_template, num_shots=1,
         priors=(PriorSpec("none"), PriorSpec("sft", 1), PriorSpec("refined", 1, "words")), sweep=(),
         decode=DecodeConfig(max_new_tokens=5, stop_strings=("\n",)), batch_size=4, output_dir=out,
         foundation=str(foundation), sft=str(sft), refined_model=str(refined), dtype="float32",

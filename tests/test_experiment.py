@@ -25,6 +25,7 @@ from pretty_jax.engine.generator import DecodeConfig
 from pretty_jax.experiments.priors import PriorSpec, first_words
 from pretty_jax.tasks.metrics import pos_accuracy
 from pretty_jax.tasks.pos import read_tagged
+from pretty_jax.tasks.registry import get_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (real sample data) is absent")
@@ -41,7 +42,7 @@ def _experiment(out: Path, foundation: Path, sft: Path | None = None, max_new_to
     zho_simpl translation, every answer one line, batches of 4); returns results.json."""
     settings = experiments.Settings(
         task="translation", data=str(DATA / "flores101_devtest"), split="devtest", source_lang="eng",
-        target_langs=("zho_simpl",), limit=None, template=experiments.DEFAULT_TEMPLATES[changes.get("task", "translation")],
+        target_langs=("zho_simpl",), limit=None, template=get_task(changes.get("task", "translation")).default_template,
         num_shots=0, priors=(PriorSpec("none"), PriorSpec("sft", 1)), sweep=(),
         decode=DecodeConfig(max_new_tokens=max_new_tokens, stop_strings=("\n",)), batch_size=4, output_dir=out,
         foundation=str(foundation), sft=None if sft is None else str(sft), dtype="float32",

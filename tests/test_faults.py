@@ -23,6 +23,7 @@ from pretty_jax.core.run_dir import LOCK, MANIFEST, RETIRED
 from pretty_jax.engine.generator import DecodeConfig
 from pretty_jax.experiments import stages
 from pretty_jax.experiments.priors import PriorSpec
+from pretty_jax.tasks.registry import get_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +87,7 @@ def _settings(pair, out: Path, **changes) -> experiments.Settings:
     foundation, sft = pair
     base = experiments.Settings(
         task="translation", data=str(FLORES), split="devtest", source_lang="eng", target_langs=("fra",), limit=6,
-        template=experiments.DEFAULT_TEMPLATES["translation"], num_shots=0,
+        template=get_task("translation").default_template, num_shots=0,
         priors=(PriorSpec("none"), PriorSpec("sft", 1)), sweep=(),
         decode=DecodeConfig(max_new_tokens=8, stop_strings=("\n",)), batch_size=4, output_dir=out,
         foundation=str(foundation), sft=str(sft), dtype="float32",

@@ -88,24 +88,24 @@ def test_beam_search_is_token_identical_to_hf(tiny_checkpoint, tmp_path, preset,
     assert all(g.score is not None for g in ours)
 
 
-def test_include_prior_and_logprobs_match_a_teacher_forced_pass(jax_checkpoint):
+def test_prior_and_logprobs_match_a_teacher_forced_pass(jax_checkpoint):
     directory = jax_checkpoint("qwen2")
     prompts = _prompts(directory)
     model = loading.load_model(directory, "float32")
     generator = Generator(model, batch_size=8)
-    config = DecodeConfig(max_new_tokens=6, return_logprobs=True, include_prior=True)
+    config = DecodeConfig(max_new_tokens=6, return_logprobs=True)
     results = generator.generate(prompts, list(PRIORS), config)
     for prompt, prior, result in zip(prompts, PRIORS, results):
-        assert list(result.tokens[: len(prior)]) == list(prior)
-        assert len(result.logprobs) == len(result.tokens) - len(prior)
-        sequence = prompt + list(result.tokens)
+        assert result.prior == tuple(prior) and result.answer_tokens == tuple(prior) + result.tokens
+        assert len(result.logprobs) == len(result.tokens)
+        sequence = prompt + list(result.answer_tokens)
         tokens, mask, positions = left_pad([sequence], 0)
         logits, _ = forward(model.graphdef, model.params, tokens, positions, mask)
         logp = np.asarray(jax.nn.log_softmax(logits[0]))
         start = len(prompt) + len(prior)
-        expected = [logp[start - 1 + i, t] for i, t in enumerate(result.tokens[len(prior) :])]
+        expected = [logp[start - 1 + i, t] for i, t in enumerate(result.tokens)]
         np.testing.assert_allclose(result.logprobs, expected, atol=1e-4)
-        assert all(logp[start - 1 + i].argmax() == t for i, t in enumerate(result.tokens[len(prior) :]))
+        assert all(logp[start - 1 + i].argmax() == t for i, t in enumerate(result.tokens))
 
 
 def test_sampling_depends_on_seed_and_example_not_on_batching(jax_checkpoint):

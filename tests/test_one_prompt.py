@@ -73,12 +73,12 @@ def test_continuations_and_top_k_are_the_generators_and_numpys(printed, pair):
         model, tokenizer = load_model(path), load_tokenizer_of(path)
         prompt_ids = tokenizer(PROMPT).input_ids
         prior_ids = continuation_ids(tokenizer, PROMPT, PRIOR)
-        config = DecodeConfig(max_new_tokens=MAX_NEW_TOKENS, include_prior=True)
+        config = DecodeConfig(max_new_tokens=MAX_NEW_TOKENS)
         plain, primed = Generator(model, tokenizer).generate([prompt_ids, prompt_ids], [[], prior_ids], config)
-        assert continuation[name] == plain.text
+        assert continuation[name] == plain.answer_text
         if name == "foundation":
-            assert continuation["foundation + prior"] == primed.text
-            assert primed.text.startswith(PRIOR)
+            assert continuation["foundation + prior"] == primed.answer_text
+            assert primed.answer_text.startswith(PRIOR)
         for point, context in enumerate((prompt_ids, prompt_ids + prior_ids)):
             ids, probabilities, last_logits[name, point] = _numpy_top_k(model, context)
             expected_columns.append((point, token_texts(tokenizer, context, ids), probabilities))

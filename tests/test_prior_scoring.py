@@ -26,6 +26,7 @@ from pretty_jax.models import forward
 from pretty_jax.tasks import format_prompt
 from pretty_jax.tasks.dictionary import dictionary_prior_options, read_muse
 from pretty_jax.tasks.flores import FloresTask
+from pretty_jax.tasks.registry import get_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (real sample data) is absent")
@@ -45,7 +46,7 @@ def foundation_model(pair):
 def _settings(out: Path, foundation: Path, sft: Path, **changes) -> experiments.Settings:
     settings = experiments.Settings(
         task="translation", data=str(DATA / "flores101_devtest"), split="devtest", source_lang="eng",
-        target_langs=("fra",), limit=LIMIT, template=experiments.DEFAULT_TEMPLATES["translation"], num_shots=0,
+        target_langs=("fra",), limit=LIMIT, template=get_task("translation").default_template, num_shots=0,
         priors=(PriorSpec("none"), PriorSpec("dictionary", 1, "words")), sweep=(),
         # A budget that holds every prior whole (the tiny tokenizer splits a French word
         # into up to ~10 tokens; a prior longer than --max_new_tokens is cut to it).
@@ -74,7 +75,7 @@ def _mean_logprob(model, prompt_ids, prior_ids) -> float:
 def _prompts():
     task = FloresTask(DATA / "flores101_devtest", "devtest", "eng", "fra", LIMIT)
     examples = task.examples()
-    return examples, [format_prompt(experiments.DEFAULT_TEMPLATES["translation"], e, task.prompt_fields()) for e in examples]
+    return examples, [format_prompt(get_task("translation").default_template, e, task.prompt_fields()) for e in examples]
 
 
 @needs_data

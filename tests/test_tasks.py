@@ -41,7 +41,7 @@ def test_flores_eng_to_zho_gives_1012_aligned_examples():
     assert examples[0].reference == "他补充道：“我们现在有 4 个月大没有糖尿病的老鼠，但它们曾经得过该病。”"
     assert examples[1011].source == (FLORES / "eng.devtest").read_text(encoding="utf-8").splitlines()[1011]
     assert task.prompt_fields() == {"src_lang": "English", "tgt_lang": "Chinese"}
-    assert (task.name, task.source_lang, task.target_lang) == ("translation", "eng", "zho_simpl")
+    assert (task.source_lang, task.target_lang) == ("eng", "zho_simpl")
     assert isinstance(task, Task)
 
 
@@ -179,7 +179,7 @@ def test_crosssum_reads_text_and_summary(tmp_path):
         Example("crosssum-0", "A long story about cats.", "猫的故事。"),
         Example("crosssum-1", "Dogs bark.", "狗叫。"),
     ]
-    assert (task.name, task.source_lang, task.target_lang) == ("summarization", "eng", "zho_simpl")
+    assert (task.source_lang, task.target_lang) == ("eng", "zho_simpl")
     assert isinstance(task, Task)
     assert task.postprocess("  猫的故事。\n") == "猫的故事。"
     scores = task.score(["猫的故事。", "Dogs bark."], task.examples())
@@ -250,7 +250,7 @@ def test_conllu_reader_skips_multiword_tokens_on_real_french():
     assert sentence.words[17:25] == ("de", "les", "projets", "politiques", ",", "de", "le", "renouveau")
     assert sentence.tags[17:25] == ("ADP", "DET", "NOUN", "ADJ", "PUNCT", "ADP", "DET", "NOUN")
     assert sentence.source == " ".join(sentence.words) and sentence.reference == " ".join(sentence.tags)
-    assert (task.name, task.source_lang, task.target_lang) == ("pos", "fra", "fra")
+    assert (task.source_lang, task.target_lang) == ("fra", "fra")
     assert isinstance(task, Task)
     assert task.prompt_fields()["lang"] == "French"
 

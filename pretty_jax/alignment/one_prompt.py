@@ -98,14 +98,14 @@ def look(name: str, model: Model, tokenizer, prompt: str, prior: str, separator:
     generator = Generator(model, tokenizer, batch_size=2)
     rows = [prompt_ids, prompt_ids] if with_prior else [prompt_ids]
     priors = [[], prior_ids] if with_prior else [[]]
-    config = DecodeConfig(max_new_tokens=max_new_tokens, strategy=Greedy(), overflow="error", include_prior=True)
+    config = DecodeConfig(max_new_tokens=max_new_tokens, strategy=Greedy(), overflow="error")
     generations = generator.generate(rows, priors, config)
     return ModelLook(
         name,
         next_tokens(tokenizer, prompt_ids, logits[0], top_k),
         next_tokens(tokenizer, prompt_ids + prior_ids, logits[1], top_k),
-        generations[0].text,
-        generations[1].text if with_prior else None,
+        generations[0].answer_text,
+        generations[1].answer_text if with_prior else None,
         logits,
     ), prompt_ids, prior_ids
 

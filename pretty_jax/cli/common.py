@@ -17,6 +17,7 @@ from typing import Callable
 from absl import app, flags
 
 from pretty_jax.core.errors import UserError
+from pretty_jax.core.flag_names import flag_name
 
 INTERRUPTED = 130  # the shell's status for a command ended by SIGINT
 
@@ -30,9 +31,6 @@ def _parse_flags(argv: list[str]) -> list[str]:
         sys.exit(2)
 
 
-# Library settings whose flag has another name.
-_FLAG_OF_SETTING = {"target_langs": "target_lang", "template": "prompt_template", "sweep": "sweep_prior_token_counts",
-                    "align_prior_tokens": "align_prior_token_counts"}
 
 
 def flag_message(message: str) -> str:
@@ -42,7 +40,7 @@ def flag_message(message: str) -> str:
         return message
     match = re.match(r"([a-z][a-z0-9_]*)(?=[= :])", message)
     if match:
-        name = _FLAG_OF_SETTING.get(match.group(1), match.group(1))
+        name = flag_name(match.group(1))
         if name in flags.FLAGS:
             return f"--{name}" + message[match.end():]
     return message

@@ -37,6 +37,7 @@ from pretty_jax.cli import decode_flags, mesh_flags, prompt_flags
 from pretty_jax.cli.common import flag_message
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
+from pretty_jax.core.flag_names import flag_name
 from pretty_jax.engine import parallel
 from pretty_jax.experiments import chat, config, report, runner
 from pretty_jax.experiments.inputs import check_model, file_record, fill_path
@@ -44,6 +45,7 @@ from pretty_jax.experiments.preview import UnreadableData, first_prompt
 from pretty_jax.experiments.priors import KINDS, TEXT_ONLY_KINDS, PriorSpec
 from pretty_jax.organism import demo
 from pretty_jax.tasks.languages import get_language
+from pretty_jax.tasks.registry import get_task, task_names
 
 _MODE = flags.DEFINE_enum(
     "mode", "experiment", ["experiment", "align", "demo"], "What to run (see the module docstring)."
@@ -87,7 +89,10 @@ _OVERWRITE = flags.DEFINE_bool(
     "(files pretty_jax did not write are never touched).",
 )
 # Experiment mode.
-_TASK = flags.DEFINE_enum("task", "translation", list(experiments.TASKS), "Which evaluation to run.")
+_TASK = flags.DEFINE_string(
+    "task", "translation", f"Which evaluation to run: {', '.join(task_names())} (or a task registered in code, "
+    "tasks/registry.py)."
+)
 _DATA = flags.DEFINE_string(
     "data", None,
     "Dataset: a Flores folder (translation), a CrossSum jsonl (summarization), a CoNLL-U or "
@@ -260,26 +265,27 @@ def _prior_specs() -> tuple[PriorSpec, ...]:
 
 def settings_from_flags(output_dir: Path, **fixed) -> experiments.Settings:
     """The experiment the flags describe, with every value checked against its range;
-    `fixed` settings (the demo's organism) take the place of their flags."""
+    `fixed` settings (the demo's organism) take the place of their flags. A field is
+    read from its flag (`flag_name`); the fields below convert theirs."""
     decode = decode_flags.decode_config_from_flags()
     if not flags.FLAGS["stop_strings"].present:  # each task's answer is one line
         decode = decode_flags.decode_config_from_flags(stop_strings=("\n",))
     task = fixed.get("task", _TASK.value)
-    values = dict(
-        task=task, data=_DATA.value, split=_SPLIT.value, source_lang=_SOURCE_LANG.value,
-        target_langs=tuple(_TARGET_LANGS.value), limit=_LIMIT.value,
-        template=prompt_flags.template_from_flags(experiments.DEFAULT_TEMPLATES[task]),
-        num_shots=_NUM_SHOTS.value, priors=_prior_specs(), sweep=tuple(_int_list(_SWEEP, 0)) if _SWEEP.value else (),
+    converted = dict(
+        template=prompt_flags.template_from_flags(get_task(task).default_template),
+        priors=_prior_specs(), sweep=tuple(_int_list(_SWEEP, 0)) if _SWEEP.value else (),
         decode=decode, batch_size=decode_flags.BATCH_SIZE.value, output_dir=output_dir,
-        foundation=_FOUNDATION.value, sft=_SFT.value, refined_model=_REFINED_MODEL.value, dtype=_DTYPE.value,
-        answer_separator=_ANSWER_SEPARATOR.value, refined_file=_REFINED_FILE.value, dictionary=_DICTIONARY.value,
-        lexicon_data=_LEXICON_DATA.value, spm_model=_SPM_MODEL.value, align=_ALIGN.value,
-        align_prior_tokens=tuple(_int_list(_ALIGN_PRIOR_TOKEN_COUNTS, 0)), trajectory=_TRAJECTORY.value,
-        agreement_k=tuple(_int_list(_AGREEMENT_K, 1)), stats_chunk=_STATS_CHUNK.value,
-        **prompt_flags.role_prompts_from_flags(),
-        prior_choice=tuple(_PRIOR_CHOICE.value), prior_min_logprob=_PRIOR_MIN_LOGPROB.value,
-        adaptive_kl=_ADAPTIVE_KL.value, adaptive_max_prior_tokens=_ADAPTIVE_MAX_PRIOR_TOKENS.value,
-    ) | fixed
+        align_prior_tokens=tuple(_int_list(_ALIGN_PRIOR_TOKEN_COUNTS, 0)),
+        agreement_k=tuple(_int_list(_AGREEMENT_K, 1)), **prompt_flags.role_prompts_from_flags(),
+    )
+    values = {}
+    for field in dataclasses.fields(experiments.Settings):
+        if field.name in converted:
+            values[field.name] = converted[field.name]
+        else:
+            value = flags.FLAGS[flag_name(field.name)].value
+            values[field.name] = tuple(value) if isinstance(value, list) else value
+    values |= fixed
     for name in ("data", "foundation"):
         if not values[name]:
             raise UserError(f"--{name} is required for --mode={_MODE.value}")
@@ -290,9 +296,9 @@ def settings_from_flags(output_dir: Path, **fixed) -> experiments.Settings:
 
 def print_plan(settings: experiments.Settings) -> None:
     """The run's language pairs, systems and stages (flags and language codes checked)."""
-    source = get_language(settings.source_lang).code
+    source = get_language(settings.source_lang).code if settings.task_kind.reads_source_language else ""
     for target in settings.target_langs:
-        pair = f"{source if settings.task != 'pos' else get_language(target).code}-{get_language(target).code}"
+        pair = settings.task_kind.pair_name(source, get_language(target).code)
         print(f"{pair}: {fill_path(settings.data, 'data', settings.source_lang, target)}")
     print("systems: " + ", ".join(spec.label for spec in settings.systems()) + (", SFT model" if settings.sft else ""))
     for line in chat.plan_lines(settings):

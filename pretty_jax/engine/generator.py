@@ -51,7 +51,6 @@ class DecodeConfig:
       their new tokens: "truncate" drops prompt tokens from the left (keeping a
       leading BOS and the whole prior) and logs how many examples it cut; "error"
       refuses them.
-    include_prior: results start with the prior tokens instead of after them.
     """
 
     max_new_tokens: int = 64
@@ -60,15 +59,22 @@ class DecodeConfig:
     max_len: int | None = None
     overflow: Literal["truncate", "error"] = "truncate"
     return_logprobs: bool = False
-    include_prior: bool = False
     seed: int = 0
     count_prior: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
 class Generation:
-    """One example's result. `tokens` ends with the EOS / stop token when there was
-    one; `text` (with a tokenizer) is cut before the first stop string."""
+    """One example's result: the prior it decoded after and its continuation.
+
+    prior: the prior tokens (cut to the budget when they exceed it).
+    tokens: the generated continuation, ending with the EOS / stop token when there was one.
+    text: (with a tokenizer) the continuation's text, cut before the first stop string.
+    answer_text: (with a tokenizer) the prior and the continuation decoded together (so
+      spacing between them is the tokenizer's), cut before the first stop string; the
+      finish reason is "stop" when one is found there.
+    logprobs: per continuation token.
+    """
 
     tokens: tuple[int, ...]
     finish_reason: str
@@ -76,6 +82,13 @@ class Generation:
     logprobs: tuple[float, ...] | None = None
     score: float | None = None
     truncated_tokens: int = 0
+    prior: tuple[int, ...] = ()
+    answer_text: str | None = None
+
+    @property
+    def answer_tokens(self) -> tuple[int, ...]:
+        """The prior followed by the continuation."""
+        return self.prior + self.tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +145,9 @@ class Generator:
         self.batch_size, self.continuous = batch_size, continuous
         self.system = system or System(OneModel(), (model,))
         self.stats = PoolStats(slots=batch_size)
+        # StopStrings by stop strings, built on first use: decoding a large vocabulary
+        # takes seconds, and a Generator decodes many batches with the same strings.
+        self._stops: dict[tuple[str, ...], StopStrings] = {}
         tokens = model.config.special_tokens
         self.pad_id = tokens.pad_token_id if tokens.pad_token_id is not None else (tokens.eos_token_ids or (0,))[0]
 
@@ -164,7 +180,7 @@ class Generator:
         results: list[Generation | None] = [None] * len(inputs)
 
         def done(index: int, out: DecodeOutput, row: int = 0) -> None:
-            results[index] = self._result(inputs[index], out, row, config, stop)
+            results[index] = self._result(inputs[index], out, row, stop)
             if on_result is not None:
                 on_result(index, results[index])
 
@@ -299,23 +315,22 @@ class Generator:
             return None
         if self.tokenizer is None:
             raise UserError("stop strings need the model's tokenizer")
-        return StopStrings.for_tokenizer(stop_strings, self.tokenizer, self.model.config.vocab_size)
+        if stop_strings not in self._stops:
+            self._stops[stop_strings] = StopStrings.for_tokenizer(stop_strings, self.tokenizer,
+                                                                  self.model.config.vocab_size)
+        return self._stops[stop_strings]
 
     # -- results ---------------------------------------------------------------------
 
-    def _result(self, example: _Input, out: DecodeOutput, row: int, config: DecodeConfig,
-                stop: StopStrings | None) -> Generation:
+    def _result(self, example: _Input, out: DecodeOutput, row: int, stop: StopStrings | None) -> Generation:
         length = int(out.lengths[row])
         tokens = tuple(int(t) for t in out.tokens[row, :length])
-        if config.include_prior:
-            tokens = example.prior + tokens
         reason = FINISH_REASONS[int(out.finish[row])]
-        text = None
+        text = answer_text = None
         if self.tokenizer is not None:
-            text = self.tokenizer.decode(list(tokens), skip_special_tokens=True)
-            if stop is not None:
-                text, found = stop.trim(text)
-                reason = "stop" if found and reason == "length" else reason
+            text, found = self._text(tokens, stop)
+            answer_text, found = self._text(example.prior + tokens, stop) if example.prior else (text, found)
+            reason = "stop" if found and reason == "length" else reason
         return Generation(
             tokens=tokens,
             finish_reason=reason,
@@ -323,4 +338,11 @@ class Generator:
             logprobs=None if out.logprobs is None else tuple(float(x) for x in out.logprobs[row, :length]),
             score=None if out.scores is None else float(out.scores[row]),
             truncated_tokens=example.truncated,
+            prior=example.prior,
+            answer_text=answer_text,
         )
+
+    def _text(self, tokens: tuple[int, ...], stop: StopStrings | None) -> tuple[str, bool]:
+        """`tokens` decoded and cut before the first stop string; whether one was found."""
+        text = self.tokenizer.decode(list(tokens), skip_special_tokens=True)
+        return stop.trim(text) if stop is not None else (text, False)

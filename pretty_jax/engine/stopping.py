@@ -13,7 +13,6 @@ makes the text exact.
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from typing import Sequence
 
 import jax
@@ -72,10 +71,6 @@ def check_stop_strings(stop_strings: Sequence[str]) -> None:
                         "once; remove it (a comma at either end, or two in a row, makes one)")
 
 
-# StopStrings already built, per tokenizer (forgotten with the tokenizer).
-_BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 class StopStrings:
     """Automata for a set of stop strings over a vocabulary of token texts.
 
@@ -97,15 +92,11 @@ class StopStrings:
     @classmethod
     def for_tokenizer(cls, stop_strings: Sequence[str], tokenizer, vocab_size: int) -> "StopStrings":
         """Token texts from the tokenizer; ids beyond it (padded vocabularies) are ''.
-        Built once per tokenizer object (and its length), strings and vocabulary size in
-        a process: decoding a 256k vocabulary takes seconds, and every stage asks."""
-        built = _BUILT.setdefault(tokenizer, {})
-        key = (tuple(stop_strings), vocab_size, len(tokenizer))
-        if key not in built:
-            known = min(len(tokenizer), vocab_size)
-            texts = tokenizer.batch_decode([[i] for i in range(known)])
-            built[key] = cls(stop_strings, texts + [""] * (vocab_size - known))
-        return built[key]
+        Decoding a 256k vocabulary takes seconds: a caller that decodes many times
+        keeps the result (the Generator keeps one per set of strings)."""
+        known = min(len(tokenizer), vocab_size)
+        texts = tokenizer.batch_decode([[i] for i in range(known)])
+        return cls(stop_strings, texts + [""] * (vocab_size - known))
 
     def trim(self, text: str) -> tuple[str, bool]:
         """`text` up to (not including) its first stop string, and whether one was found."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from pretty_jax.alignment.runner import AlignmentConfig
 from pretty_jax.core.errors import UserError
+from pretty_jax.core.flag_names import flag_name
 from pretty_jax.engine.generator import DecodeConfig
 from pretty_jax.engine.stopping import check_stop_strings
 from pretty_jax.engine.strategies import BeamSearch, Sampling
@@ -19,14 +20,10 @@ from pretty_jax.experiments.inputs import (
 )
 from pretty_jax.experiments.priors import PriorSpec, experiment_systems
 from pretty_jax.tasks.languages import get_language
+from pretty_jax.tasks.registry import TaskKind, get_task, task_names
 
-TASKS = ("translation", "summarization", "pos")
-DEFAULT_TEMPLATES = {
-    "translation": "Translate the following sentence from {src_lang} to {tgt_lang}.\n{src_lang}: {source}\n{tgt_lang}:",
-    "summarization": "Summarize the following {src_lang} article in {tgt_lang}.\nArticle: {source}\nSummary in {tgt_lang}:",
-    "pos": "Tag each word of this {lang} sentence with its universal part-of-speech tag, one tag "
-    "per word ({upos_tags}).\nSentence: {source}\nTags:",
-}
+# The fields run_config.json records by flag name (beside the foundation and decoding).
+_RECORDED = ("task", "data", "split", "source_lang", "limit", "template", "num_shots", "answer_separator", "dtype")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +73,11 @@ class Settings:
     def __post_init__(self):
         object.__setattr__(self, "output_dir", Path(self.output_dir))
 
+    @property
+    def task_kind(self) -> TaskKind:
+        """The registered task (tasks/registry.py); UserError for an unknown name."""
+        return get_task(self.task)
+
     def systems(self) -> list[PriorSpec]:
         """The foundation's prior settings: --priors with their scored variants
         (priors.experiment_systems), plus the sweep, without repeats."""
@@ -90,8 +92,7 @@ class Settings:
     def validate(self) -> None:
         """Raises UserError naming the first setting that cannot work, by its field name
         (the CLI shows it as the flag), before anything is read."""
-        if self.task not in TASKS:
-            raise UserError(f"task={self.task!r}: use one of {', '.join(TASKS)}")
+        kind = self.task_kind
         for name, value, minimum in (("limit", self.limit, 1), ("num_shots", self.num_shots, 0),
                                      ("batch_size", self.batch_size, 1), ("stats_chunk", self.stats_chunk, 1),
                                      ("adaptive_max_prior_tokens", self.adaptive_max_prior_tokens, 1)):
@@ -102,7 +103,7 @@ class Settings:
                 raise UserError(f"priors: the {spec.kind} prior needs a size >= 1, not {spec.count}")
         self._validate_scored_priors()
         check_stop_strings(self.decode.stop_strings)
-        if self.task != "pos":
+        if kind.reads_source_language:
             get_language(self.source_lang)
         for target in self.target_langs:
             get_language(target)
@@ -113,6 +114,8 @@ class Settings:
             raise UserError("sft is required by the sft prior (in priors or the sweep): the SFT model")
         if self.align and not self.sft:
             raise UserError("sft is required by align: the SFT model")
+        if "dictionary" in kinds and kind.dictionary is None:
+            raise UserError(f"priors: task={self.task} has no dictionary prior")
         if "refined" in kinds and not (self.refined_file or self.refined_model):
             raise UserError("refined_file or refined_model is required by the refined prior")
         if self.refined_file and self.refined_model:
@@ -124,9 +127,10 @@ class Settings:
         if not self.prior_choice or len(set(self.prior_choice)) != len(self.prior_choice):
             raise UserError(f"prior_choice={','.join(self.prior_choice)}: list each rule once (first, foundation)")
         kinds = {spec.kind for spec in self.priors}
-        if "foundation" in self.prior_choice and ("dictionary" not in kinds or self.task != "translation"):
+        if "foundation" in self.prior_choice and ("dictionary" not in kinds or not self.task_kind.chooses_translations):
+            choosing = ", ".join(name for name in task_names() if get_task(name).chooses_translations)
             raise UserError("prior_choice=foundation chooses among a dictionary's translations: it needs the "
-                            "dictionary prior in priors and task=translation")
+                            f"dictionary prior in priors and a task whose dictionary lists them (task={choosing})")
         if self.adaptive_kl is not None and "sft" not in kinds:
             raise UserError("adaptive_kl adds SFT prior tokens one at a time: it needs sft in priors")
         self.systems()  # each scored spec checks its own combination
@@ -138,12 +142,9 @@ class Settings:
     def recorded(self, foundation: InputRecord) -> dict[str, Any]:
         """The settings every output of the run depends on, by flag name, as run_config.json
         records them (paths absolute, so a trailing slash changes nothing)."""
-        return {
-            "task": self.task, "data": os.path.abspath(os.path.expanduser(self.data)), "split": self.split,
-            "source_lang": self.source_lang, "limit": self.limit, "prompt_template": self.template,
-            "num_shots": self.num_shots, "answer_separator": self.answer_separator, "dtype": self.dtype,
-            "foundation": foundation.as_json(), **decode_record(self.decode),
-        }
+        record = {flag_name(field): getattr(self, field) for field in _RECORDED}
+        record["data"] = os.path.abspath(os.path.expanduser(self.data))
+        return record | {"foundation": foundation.as_json(), **decode_record(self.decode)}
 
 
 def decode_record(config: DecodeConfig) -> dict[str, Any]:

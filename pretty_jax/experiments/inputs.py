@@ -21,11 +21,8 @@ from pretty_jax.core import fingerprint
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.textio import check_unique_ids, read_jsonl
 from pretty_jax.tasks import Example, Task
-from pretty_jax.tasks.crosssum import CrossSumTask
-from pretty_jax.tasks.dictionary import read_muse, tag_lexicon
-from pretty_jax.tasks.flores import FloresTask
+from pretty_jax.tasks.registry import TaskData
 from pretty_jax.tasks.languages import get_language
-from pretty_jax.tasks.pos import PosTask, read_tagged
 
 _SHOWN_IDS = 3
 
@@ -88,13 +85,11 @@ def fill_path(template: str, flag: str, source_lang: str, target_lang: str) -> P
 
 
 def make_task(settings, target_lang: str) -> Task:
+    """The Task of one language pair of `settings` (its examples read), by the registry."""
     path = fill_path(settings.data, "data", settings.source_lang, target_lang)
-    if settings.task == "translation":
-        spm = Path(settings.spm_model) if settings.spm_model else None
-        return FloresTask(path, settings.split, settings.source_lang, target_lang, settings.limit, spm)
-    if settings.task == "summarization":
-        return CrossSumTask(path, settings.source_lang, target_lang, settings.limit)
-    return PosTask(path, target_lang, settings.limit)  # pos: the target languages are the tagged ones
+    spm = Path(settings.spm_model) if settings.spm_model else None
+    return settings.task_kind.open(TaskData(path, settings.split, settings.source_lang, target_lang,
+                                            settings.limit, spm))
 
 
 def read_refined_file(path: Path) -> dict[str, str]:
@@ -187,7 +182,7 @@ def check_one_file_per_pair(settings, pairs: list[PairInputs]) -> None:
     """Refuses a per-pair input (--refined_file, --dictionary, --lexicon_data, and --data
     of the tasks that read one file per pair) that is the same file for two language
     pairs: one pair's file would silently feed the other."""
-    names = ("refined_file", "dictionary", "lexicon") + (("data",) if settings.task != "translation" else ())
+    names = ("refined_file", "dictionary", "lexicon") + (("data",) if settings.task_kind.data_per_pair else ())
     for name in names:
         pair_of: dict[str, str] = {}
         for pair in pairs:
@@ -205,16 +200,16 @@ def check_one_file_per_pair(settings, pairs: list[PairInputs]) -> None:
 
 
 def _read_dictionary(settings, inputs: PairInputs) -> None:
+    """The task's dictionary (a MUSE file, a tag lexicon) into `inputs`."""
     source, target = inputs.task.source_lang, inputs.task.target_lang
-    if settings.task == "pos":
-        if not settings.lexicon_data:
-            raise UserError("the dictionary prior for POS needs --lexicon_data (a tagged CoNLL-U/XGLUE file)")
-        path = fill_path(settings.lexicon_data, "lexicon_data", source, target)
-        inputs.lexicon = tag_lexicon(Example("", "", "", w, t) for w, t in read_tagged(path))
-        inputs.records["lexicon"] = file_record(path, "--lexicon_data")
+    dictionary = settings.task_kind.dictionary
+    value = getattr(settings, dictionary.setting)
+    if not value:
+        raise UserError(f"the dictionary prior for task={settings.task} needs --{dictionary.setting} ({dictionary.what})")
+    path = fill_path(value, dictionary.setting, source, target)
+    entries = dictionary.read(path)
+    if dictionary.kind == "tags":
+        inputs.lexicon = entries
     else:
-        if not settings.dictionary:
-            raise UserError("the dictionary prior needs --dictionary (a MUSE file)")
-        path = fill_path(settings.dictionary, "dictionary", source, target)
-        inputs.dictionary = read_muse(path)
-        inputs.records["dictionary"] = file_record(path, "--dictionary")
+        inputs.dictionary = entries
+    inputs.records[dictionary.record] = file_record(path, f"--{dictionary.setting}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -33,9 +33,7 @@ from pretty_jax.experiments.ordered import InOrder
 from pretty_jax.experiments.plan import Models, Plan
 from pretty_jax.experiments.priors import Prior, PriorSources, PriorSpec, build_prior
 from pretty_jax.experiments.stages import JsonlStage, RunRecord
-from pretty_jax.models import Model
 from pretty_jax.tasks import Example, format_prompt
-from pretty_jax.tasks.crosssum import truncate_documents
 
 
 def _document_budget(settings: Settings, models: Models, template_only: str) -> int:
@@ -45,14 +43,16 @@ def _document_budget(settings: Settings, models: Models, template_only: str) -> 
 
 
 def prompts_for(inputs: PairInputs, settings: Settings, models: Models) -> tuple[list[Example], list[str], dict[str, int]]:
-    """Evaluation examples (summarisation documents cut to fit) and their prompts."""
+    """Evaluation examples (cut to fit the context where the task cuts them, e.g.
+    summarisation documents) and their prompts."""
     examples, fields = inputs.examples, inputs.task.prompt_fields()
     counts = dict(inputs.counts) | {"truncated_documents": 0}
-    if settings.task == "summarization":
+    fit = settings.task_kind.fit
+    if fit is not None:
         empty = format_prompt(settings.template, Example("", "", ""), fields)
         budget = _document_budget(settings, models, empty)
         count = lambda text: len(models.tokenizer(text, add_special_tokens=False).input_ids)  # noqa: E731
-        examples, counts["truncated_documents"] = truncate_documents(examples, count, budget)
+        examples, counts["truncated_documents"] = fit(examples, count, budget)
         if counts["truncated_documents"]:
             logging.warning("truncated %d of %d documents to %d tokens", counts["truncated_documents"], len(examples), budget)
     return examples, [format_prompt(settings.template, e, fields, inputs.shots) for e in examples], counts
@@ -112,77 +112,103 @@ def run_stages(jobs: Sequence[StageJob], name: str, generator: Generator, config
     return [job.stage.records for job in jobs]
 
 
-def foundation_outputs(runs: Sequence["PairRun"], models: Models, mesh: Mesh | None,
+def foundation_outputs(runs: Sequence["PairRun"], prepared: Sequence["Prepared"], models: Models, mesh: Mesh | None,
                        settings: Settings) -> list[dict[str, list[dict]]]:
     """Every foundation system's outputs of every pair (per pair, by spec key), all the
     pairs' stages decoded in one pool of slots: the pool drains once, at the very end,
-    instead of once per pair."""
-    jobs = [run.foundation_jobs() for run in runs]
+    instead of once per pair. `prepared[i]` is `runs[i].prepare()`."""
+    jobs = [run.foundation_jobs(ready) for run, ready in zip(runs, prepared)]
     names = ", ".join(run.name for run in runs)
     systems = len(jobs[0]) if jobs else 0
     outputs = run_stages(
         [job for pair_jobs in jobs for job in pair_jobs],
         f"foundation, {systems} systems x {len(runs)} pairs ({names})",
         Generator(models.foundation, models.tokenizer, mesh=mesh, batch_size=settings.batch_size),
-        dataclasses.replace(settings.decode, include_prior=True),
+        settings.decode,
     )
     results, first = [], 0
-    for run, pair_jobs in zip(runs, jobs):
+    for ready, pair_jobs in zip(prepared, jobs):
         records = outputs[first : first + len(pair_jobs)]
-        results.append({spec.key: r for spec, r in zip(run.specs, records)})
+        results.append({spec.key: r for spec, r in zip(ready.specs, records)})
         first += len(pair_jobs)
     return results
+
+
+def role_generators(plan: Plan, models: Models, mesh: Mesh | None) -> dict[str, Generator]:
+    """A Generator per prompted model ("sft", "refined"), stopping also at its
+    end-of-turn tokens; every pair decodes with it (its programs and stop tables are
+    built once)."""
+    roles = {"sft": (models.sft, models.sft_tokenizer), "refined": (models.refined, models.refined_tokenizer)}
+    return {role: Generator(plan.formats[role].stopping_model(model), tokenizer, mesh=mesh,
+                            batch_size=plan.settings.batch_size)
+            for role, (model, tokenizer) in roles.items() if model is not None and role in plan.formats}
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What a pair's stages before the foundation's produce (`PairRun.prepare`).
+
+    specs: the foundation systems; sources: what their priors draw from.
+    sft_records: the SFT model's output records (None without --sft).
+    sft_prompt_ids: the SFT model's prompts in its own format (None without --sft).
+    """
+
+    specs: tuple[PriorSpec, ...]
+    sources: PriorSources
+    sft_records: list[dict] | None
+    sft_prompt_ids: list[list[int]] | None
 
 
 class PairRun:
     """One language pair of an experiment: its stages under OUT/<pair>/."""
 
-    def __init__(self, plan: Plan, inputs: PairInputs, models: Models, record: RunRecord, mesh: Mesh | None):
+    def __init__(self, plan: Plan, inputs: PairInputs, models: Models, record: RunRecord, mesh: Mesh | None,
+                 generators: Mapping[str, Generator]):
         self.settings, self.inputs, self.models, self.record, self.mesh = plan.settings, inputs, models, record, mesh
+        self.generators = generators  # role_generators
         self.stage_inputs = plan.stage_inputs()
         self.task, self.name = inputs.task, inputs.name
         self.examples, self.prompts, self.counts = prompts_for(inputs, self.settings, models)
         self.prompt_ids = [models.tokenizer(p).input_ids for p in self.prompts]
-        self.formats, self.role_prompt_ids = plan.formats, {}
+        self.formats = plan.formats
 
     def _stage(self, key: str) -> JsonlStage:
         name = f"{self.name}/{key}.jsonl"
         return self.record.stage(name, self.stage_inputs[name])
 
     def _output_record(self, i: int, generation, prior=None) -> dict:
-        """An output's record; with a prior, the generation includes the prior tokens
-        (decoded together with the continuation, so spacing is the tokenizer's). A prior
-        longer than the generation was cut to --max_new_tokens by the engine: the record
-        holds the part used ("prior_cut")."""
-        tokens = list(generation.tokens)
+        """An output's record: the prior's tokens and text, the continuation's tokens,
+        and the answer's text (prior and continuation decoded together, so spacing is
+        the tokenizer's). A prior longer than --max_new_tokens was cut to it by the
+        engine: the record holds the part used ("prior_cut")."""
         record = {"id": self.examples[i].id}
         if prior is not None:
-            cut = len(prior.token_ids) > len(tokens)
-            used = list(prior.token_ids[: len(tokens)])
+            used = list(generation.prior)
+            cut = len(used) < len(prior.token_ids)
             text = self.models.tokenizer.decode(used, skip_special_tokens=True) if cut else prior.text
-            tokens = tokens[len(used) :]
             record |= {"prior_tokens": used, "prior_text": text, "prior_found": prior.found}
             if prior.dropped:
                 record["prior_dropped"] = True
             if cut:
                 record["prior_cut"] = True
         return record | {
-            "tokens": tokens,
-            "text": generation.text,
-            "prediction": self.task.postprocess(generation.text),
+            "tokens": list(generation.tokens),
+            "text": generation.answer_text,
+            "prediction": self.task.postprocess(generation.answer_text),
             "finish_reason": generation.finish_reason,
         }
 
-    def model_outputs(self, key: str, model: Model, tokenizer, label: str) -> list[dict]:
-        """The outputs of the SFT or refined model (`key`), prompted in its own format
-        (experiments/chat.py), stopping also at its end-of-turn tokens."""
-        formatting = self.formats[key]
-        ids = formatting.prompt_ids(tokenizer, self.examples, self.task.prompt_fields(), self.inputs.shots)
-        self.role_prompt_ids[key] = ids
-        job = StageJob(self._stage(key), self.examples, ids, self._output_record)
-        generator = Generator(formatting.stopping_model(model), tokenizer, mesh=self.mesh,
-                              batch_size=self.settings.batch_size)
-        [records] = run_stages([job], f"{self.name} {label}", generator, self.settings.decode)
+    def role_prompt_ids(self, key: str) -> list[list[int]]:
+        """The examples' prompts as the SFT or refined model (`key`) reads them, in its
+        own format (experiments/chat.py)."""
+        return self.formats[key].prompt_ids(self.generators[key].tokenizer, self.examples, self.task.prompt_fields(),
+                                            self.inputs.shots)
+
+    def model_outputs(self, key: str, prompt_ids: Sequence[Sequence[int]], label: str) -> list[dict]:
+        """The outputs of the SFT or refined model (`key`) on `prompt_ids`, stopping
+        also at its end-of-turn tokens."""
+        job = StageJob(self._stage(key), self.examples, prompt_ids, self._output_record)
+        [records] = run_stages([job], f"{self.name} {label}", self.generators[key], self.settings.decode)
         return records
 
     def refined_texts(self) -> dict[str, str] | None:
@@ -190,7 +216,7 @@ class PairRun:
             return dict(self.inputs.refined_texts)
         if self.models.refined is None:
             return None
-        records = self.model_outputs("refined", self.models.refined, self.models.refined_tokenizer, "refined")
+        records = self.model_outputs("refined", self.role_prompt_ids("refined"), "refined")
         return {r["id"]: r["prediction"] for r in records}
 
     def prior_sources(self, sft_records: list[dict] | None, specs: Sequence[PriorSpec]) -> PriorSources:
@@ -212,12 +238,12 @@ class PairRun:
         return prior_scoring.scored_priors(stage, _agreed_done(stage), judges, spec, self.examples, self.prompts,
                                            self.prompt_ids, sources, f"{self.name} scoring {spec.label}")
 
-    def foundation_jobs(self) -> list[StageJob]:
-        """The stage of every foundation system (`prepare` first), with its priors."""
+    def foundation_jobs(self, prepared: "Prepared") -> list[StageJob]:
+        """The stage of every foundation system, with its priors."""
         jobs = []
-        for spec in self.specs:
-            priors = self.scored_priors(spec, self.sources) if spec.scored else [
-                build_prior(spec, e, p, self.models.tokenizer, self.sources, self.task.target_lang,
+        for spec in prepared.specs:
+            priors = self.scored_priors(spec, prepared.sources) if spec.scored else [
+                build_prior(spec, e, p, self.models.tokenizer, prepared.sources, self.task.target_lang,
                             self.settings.answer_separator)
                 for e, p in zip(self.examples, self.prompts)
             ]
@@ -229,19 +255,20 @@ class PairRun:
     def score(self, records: list[dict]) -> dict:
         return self.task.score([r["prediction"] for r in records], self.examples)
 
-    def prepare(self) -> None:
+    def prepare(self) -> "Prepared":
         """The stages before the foundation's: the SFT (and refined) outputs the priors
         are made of."""
-        self.sft_records = None
+        sft_records = sft_prompt_ids = None
         if self.models.sft is not None:
-            self.sft_records = self.model_outputs("sft", self.models.sft, self.models.sft_tokenizer, "SFT")
-        self.specs = self.settings.systems()
-        self.sources = self.prior_sources(self.sft_records, self.specs)
+            sft_prompt_ids = self.role_prompt_ids("sft")
+            sft_records = self.model_outputs("sft", sft_prompt_ids, "SFT")
+        specs = tuple(self.settings.systems())
+        return Prepared(specs, self.prior_sources(sft_records, specs), sft_records, sft_prompt_ids)
 
-    def finish(self, outputs: dict[str, list[dict]]) -> dict:
+    def finish(self, prepared: "Prepared", outputs: dict[str, list[dict]]) -> dict:
         """Scores and alignment from every system's outputs; returns this pair's
         results.json entry."""
-        specs, sft_records = self.specs, self.sft_records
+        specs, sft_records = prepared.specs, prepared.sft_records
         systems = {}
         logging.info("%s: scoring", self.name)
         for spec in specs:
@@ -252,14 +279,14 @@ class PairRun:
             } | prior_scoring.system_summary(spec, outputs[spec.key])
         if sft_records is not None:
             systems["sft"] = {"label": "SFT model", "prior": None, "metrics": self.score(sft_records), "prior_found_rate": None}
-        result = {"task": self.task.name, "source_lang": self.task.source_lang, "target_lang": self.task.target_lang,
+        result = {"task": self.settings.task, "source_lang": self.task.source_lang, "target_lang": self.task.target_lang,
                   **self.counts, "systems": systems}
         if self.settings.align:
             logging.info("%s: alignment statistics", self.name)
-            result["alignment"] = self.alignment(sft_records, outputs)
+            result["alignment"] = self.alignment(prepared, outputs)
         return result
 
-    def alignment(self, sft_records: list[dict], outputs: dict[str, list[dict]]) -> dict:
+    def alignment(self, prepared: "Prepared", outputs: dict[str, list[dict]]) -> dict:
         """alignment.json + figures under this pair's directory, reusing the outputs of
         the SFT-prior systems; returns the overall summaries."""
         continuations = {}
@@ -272,8 +299,8 @@ class PairRun:
         report = run_alignment(
             models, [PromptExample(e.id, p, e.reference) for e, p in zip(self.examples, self.prompts)],
             self.settings.alignment_config(), mesh=self.mesh,
-            sft_outputs=[r["tokens"] for r in sft_records], continuations=continuations,
-            sft_prompts=self.role_prompt_ids["sft"],
+            sft_outputs=[r["tokens"] for r in prepared.sft_records], continuations=continuations,
+            sft_prompts=prepared.sft_prompt_ids,
         )
         write_alignment_outputs(self.record.run_dir, self.name, report)
         return {k: entry["overall"] for k, entry in report["by_prior_tokens"].items()}

@@ -43,17 +43,12 @@ from pretty_jax.experiments.scored_report import (
     adaptive_sweep_rows,
     scored_notes,
 )
+from pretty_jax.tasks.registry import get_task
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 SCHEMA = "pretty_jax/results/1"
-COLUMNS = {
-    "translation": [("bleu", "BLEU"), ("spbleu", "spBLEU"), ("chrf", "chrF++")],
-    "summarization": [("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L")],
-    "pos": [("pos_accuracy", "accuracy")],
-}
-MAIN_METRIC = {"translation": "chrf", "summarization": "rougeL", "pos": "pos_accuracy"}
 SWEEP_FIGURE = "prior_sweep.png"
 
 
@@ -80,13 +75,14 @@ def _format(value) -> str:
 
 
 def _pair_table(task: str, pair: Mapping) -> list[str]:
-    columns = [(m, name) for m, name in COLUMNS[task] if any(m in s["metrics"] for s in pair["systems"].values())]
-    main = MAIN_METRIC[task]
+    kind = get_task(task)
+    columns = [(m, name) for m, name in kind.columns if any(m in s["metrics"] for s in pair["systems"].values())]
+    main = kind.main_metric
     sft_main = pair["systems"].get("sft", {}).get("metrics", {}).get(main)
     languages = language_columns(pair)
     header = ["system"] + [name for _, name in columns] + [title for _, title in languages] + ["prior found"]
     if sft_main:
-        header.append(f"% of SFT {dict(COLUMNS[task])[main]}")
+        header.append(f"% of SFT {kind.column_title(main)}")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for system in pair["systems"].values():
         metrics = system["metrics"]
@@ -137,9 +133,10 @@ def report_markdown(results: Mapping) -> str:
         if signatures:
             lines += ["", "Metric signatures:", *signatures]
         if name in results.get("sweep", {}):
-            main = MAIN_METRIC[task]
-            lines += ["", f"### {dict(COLUMNS[task])[main]} against the number of SFT prior tokens", "",
-                      "| prior tokens | " + dict(COLUMNS[task])[main] + " |", "|---|---|"]
+            kind = get_task(task)
+            main, title = kind.main_metric, kind.column_title(kind.main_metric)
+            lines += ["", f"### {title} against the number of SFT prior tokens", "",
+                      "| prior tokens | " + title + " |", "|---|---|"]
             lines += [f"| {p['prior_tokens']} | {_format(p['metrics'][main])} |" for p in results["sweep"][name]]
             lines += adaptive_sweep_rows(pair, main)
         if pair.get("alignment"):
@@ -161,7 +158,8 @@ def plot_sweep(results: Mapping, path: Path) -> None:
     """Fig. 5: the main metric against the number of SFT prior tokens, per pair, with
     the SFT model as a dashed line and each adaptive SFT prior as a star at its mean k."""
     task = results["task"]
-    main = MAIN_METRIC[task]
+    kind = get_task(task)
+    main = kind.main_metric
     figure, axis = plt.subplots(figsize=(5.5, 4))
     for name, points in results["sweep"].items():
         line = axis.plot([p["prior_tokens"] for p in points], [p["metrics"][main] for p in points], marker="o", label=name)
@@ -172,7 +170,7 @@ def plot_sweep(results: Mapping, path: Path) -> None:
         if sft:
             axis.axhline(sft["metrics"][main], linestyle="--", color=line[0].get_color(), label=f"{name} SFT")
     axis.set_xlabel("SFT prior tokens")
-    axis.set_ylabel(dict(COLUMNS[task])[main])
+    axis.set_ylabel(kind.column_title(main))
     axis.legend()
     save_figure(figure, path)
 

@@ -31,7 +31,7 @@ from pretty_jax.core.run_dir import RunDirectory, check_output_dir
 from pretty_jax.engine import parallel
 from pretty_jax.experiments import report
 from pretty_jax.experiments.config import Settings
-from pretty_jax.experiments.pair import PairRun, foundation_outputs
+from pretty_jax.experiments.pair import PairRun, foundation_outputs, role_generators
 from pretty_jax.experiments.plan import Models, Plan, plan_experiment, with_formats
 from pretty_jax.experiments.stages import RunRecord
 
@@ -135,11 +135,11 @@ def run_pairs(plan: Plan, models: Models, record: RunRecord, mesh: Mesh | None =
     """Runs every pair of a checked plan with loaded models into `record`'s directory;
     writes and returns results.json's content."""
     settings = plan.settings
-    runs = [PairRun(plan, inputs, models, record, mesh) for inputs in plan.pairs]
-    for run in runs:
-        run.prepare()
-    outputs = foundation_outputs(runs, models, mesh, settings)
-    pairs = {run.name: run.finish(pair_outputs) for run, pair_outputs in zip(runs, outputs)}
+    generators = role_generators(plan, models, mesh)
+    runs = [PairRun(plan, inputs, models, record, mesh, generators) for inputs in plan.pairs]
+    prepared = [run.prepare() for run in runs]
+    outputs = foundation_outputs(runs, prepared, models, mesh, settings)
+    pairs = {run.name: run.finish(ready, pair_outputs) for run, ready, pair_outputs in zip(runs, prepared, outputs)}
     results = report.build_results(settings.task, plan.models["foundation"].path,
                                    plan.models["sft"].path if "sft" in plan.models else None, pairs, settings.sweep)
     results["prompt_formats"] = {role: formatting.record() for role, formatting in plan.formats.items()}

@@ -34,9 +34,9 @@ from typing import Callable
 from pretty_jax.checkpoints.tokenizer import train_tokenizer
 from pretty_jax.core.fingerprint import model_fingerprint
 from pretty_jax.core.run_dir import MANIFEST, RunDirectory, read_own
-from pretty_jax.experiments.config import DEFAULT_TEMPLATES
 from pretty_jax.organism.world import VARIC, VARIC_FUNCTION_WORDS, World, build_world
 from pretty_jax.tasks.languages import register_language
+from pretty_jax.tasks.registry import get_task
 from pretty_jax.training.settings import TrainSettings
 from pretty_jax.training.trainer import train
 
@@ -102,7 +102,7 @@ def register_varic() -> None:
 
 def instruction_prompt(english: str) -> str:
     """The SFT prompt: the experiment's own default translation template."""
-    template = DEFAULT_TEMPLATES["translation"]
+    template = get_task("translation").default_template
     return template.format(src_lang="English", tgt_lang=VARIC.name, source=english)
 
 

@@ -2,8 +2,9 @@
 runner drives, prompt rendering, and reading a UTF-8 text file with errors that name
 the file and line.
 
-One module per task: `flores.py` (translation), `crosssum.py` (summarisation),
-`pos.py` (part-of-speech tagging); `languages.py` holds the language table.
+One module per task's data and metrics: `flores.py` (translation), `crosssum.py`
+(summarisation), `pos.py` (part-of-speech tagging); `registry.py` makes each a task
+the experiment runs (one `TaskKind` per task); `languages.py` holds the language table.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class Example:
 
 @runtime_checkable
 class Task(Protocol):
-    """What the runner needs from a task. `source_lang`/`target_lang` are canonical
+    """What the runner needs from one language pair of a task (the registry entry,
+    registry.TaskKind, opens it). `source_lang`/`target_lang` are canonical
     codes of `languages.py`; `score` takes postprocessed predictions aligned with
     `examples` and returns metric name -> value (strings for signatures), always with a
     "target_language_rate" entry; tasks whose outputs are text in a language add
@@ -46,7 +48,6 @@ class Task(Protocol):
     "source_language_rate". `input_files` are the files its examples come from
     (their fingerprints guard a resumed run)."""
 
-    name: str
     source_lang: str
     target_lang: str
     input_files: list[Path]

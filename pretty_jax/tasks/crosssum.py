@@ -110,8 +110,6 @@ class CrossSumTask:
     """Summarise `source_lang` documents in `target_lang` (codes of languages.py), from
     one CrossSum jsonl file. Example ids are "crosssum-<index>", index from 0."""
 
-    name = "summarization"
-
     def __init__(self, path: Path, source_lang: str, target_lang: str, limit: int | None = None):
         self._source = get_language(source_lang)
         self._target = get_language(target_lang)

@@ -76,8 +76,6 @@ class FloresTask:
     spm_model: a local Flores SentencePiece model; when given, `score` adds spBLEU.
     """
 
-    name = "translation"
-
     def __init__(
         self,
         root: Path,

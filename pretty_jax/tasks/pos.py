@@ -130,8 +130,6 @@ class PosTask:
     file. Example ids are "sent-<index:05d>", index from 0. Source and target language
     are both `lang`; the requested output "language" is the UPOS tag set."""
 
-    name = "pos"
-
     def __init__(self, path: Path, lang: str, limit: int | None = None):
         self._language = get_language(lang)
         self.source_lang = self.target_lang = self._language.code
