@@ -110,9 +110,10 @@ class Settings:
             raise UserError("foundation is required (the foundation model)")
         kinds = {spec.kind for spec in self.systems()}
         if "sft" in kinds and not self.sft:
-            raise UserError("sft is required by the sft prior (in priors or the sweep): the SFT model")
+            raise UserError("sft is required by the sft prior (in priors or the sweep): the SFT model; with only "
+                            "a foundation model, choose other priors, e.g. priors=none,oracle")
         if self.align and not self.sft:
-            raise UserError("sft is required by align: the SFT model")
+            raise UserError("sft is required by align: the SFT model; with only a foundation model, leave align off")
         if "refined" in kinds and not (self.refined_file or self.refined_model):
             raise UserError("refined_file or refined_model is required by the refined prior")
         if self.refined_file and self.refined_model:
