@@ -463,7 +463,8 @@ class _ProgressLines(std_logging.Filter):
         if Path(record.pathname).resolve() != self.source:
             return False
         stage, done, total = record.args[:3]  # Progress.update's line: description, done, total, ...
-        if done < total and record.created - self.last_shown.get(stage, 0.0) < self.interval:
+        last = self.last_shown.get(stage)
+        if done < total and last is not None and record.created - last < self.interval:
             return False
         self.last_shown[stage] = record.created
         return True
