@@ -225,8 +225,11 @@ def _closest_language(text: str) -> Language | None:
         except ValueError:
             found = None
     if found is not None and found.language:
-        found = found.maximize()  # the usual script: zh-TW is written in Hant
-        language = _resolve(f"{found.to_alpha3()}_{found.script}".lower()) or _resolve(found.language)
+        try:
+            found = found.maximize()  # the usual script: zh-TW is written in Hant
+            language = _resolve(f"{found.to_alpha3()}_{found.script}".lower()) or _resolve(found.language)
+        except LookupError:  # a tag langcodes parses but does not know ("qq")
+            language = None
         if language is not None:
             return language
     codes = {lang.code: lang for lang in flores101_languages()} | dict(_REGISTERED)
