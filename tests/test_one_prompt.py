@@ -16,6 +16,7 @@ import pytest
 
 from pretty_jax import DecodeConfig, Generator, load_model
 from pretty_jax.alignment.one_prompt import token_texts
+from pretty_jax.checkpoints import loading
 from pretty_jax.checkpoints.loading import load_tokenizer_of
 from pretty_jax.checkpoints.tokenizer import continuation_ids
 from pretty_jax.models import forward
@@ -111,7 +112,8 @@ def test_a_prompt_file_reads_as_the_escaped_prompt(printed, pair, tmp_path):
     (["--prompt=a"], "error: --prior is required: the first word(s) of the answer, e.g. --prior=Bonjour"),
     (["--prompt_file=/no/such/prompt.txt", "--prior=b"], "error: --prompt_file /no/such/prompt.txt does not exist; "
                                                           "check the path"),
-    (["--prompt=a", "--prior=b", "--sft=/no/such/model"], "error: --sft=/no/such/model does not exist"),
+    (["--prompt=a", "--prior=b", "--sft=/no/such/model"],
+     "error: --sft=/no/such/model does not exist; " + loading.WHERE_MODELS_COME_FROM),
 ])
 def test_bad_flags_are_refused_in_one_line_before_a_model_loads(pair, flags, message):
     result = _run(f"--model={pair[0]}", *flags)

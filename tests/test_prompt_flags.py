@@ -15,7 +15,9 @@ REFERENCES = ["Le chat dort.", "Il pleut aujourd'hui."]
 
 
 @pytest.fixture
-def flores(tmp_path) -> Path:
+def flores(tmp_path, jax_checkpoint) -> Path:
+    """A Flores folder, and the tiny model the dry run's --foundation names (tmp_path/model)."""
+    (tmp_path / "model").symlink_to(jax_checkpoint("llama"), target_is_directory=True)
     folder = tmp_path / "flores"
     folder.mkdir()
     (folder / "eng.devtest").write_text("\n".join(SOURCES) + "\n", encoding="utf-8")

@@ -101,9 +101,9 @@ def test_flores_non_utf8_names_file_and_line(tmp_path):
 
 def test_flores_unknown_language_lists_known_codes(tmp_path):
     with pytest.raises(UserError) as error:
-        FloresTask(tmp_path, "devtest", "eng", "klingon")
+        FloresTask(tmp_path, "devtest", "eng", "notalanguage")
     message = str(error.value)
-    assert "unknown language code 'klingon'" in message
+    assert "unknown language code 'notalanguage'" in message
     assert "zho_simpl (zho_Hans, zh)" in message and "deu (deu_Latn, de)" in message
 
 

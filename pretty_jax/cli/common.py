@@ -16,34 +16,52 @@ from typing import Callable
 
 from absl import app, flags
 
+from pretty_jax.cli import help as cli_help
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.flag_names import flag_name
 
 INTERRUPTED = 130  # the shell's status for a command ended by SIGINT
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, with a bad flag reported like every other user error."""
+def _parse_flags(argv: list[str], spec: cli_help.Help) -> list[str]:
+    """absl's flag parsing, with a bad flag reported like every other user error, and
+    `--help` / `--helpfull` answered with the command's own flags (exit 0)."""
+    wanted = cli_help.requested_help(argv)
+    if wanted is not None:
+        print(cli_help.short_help(spec) if wanted == "short" else cli_help.full_help(spec))
+        sys.exit(0)
     try:
         return flags.FLAGS(argv)
+    except flags.CantOpenFlagFileError as e:
+        print(f"error: {_without_absl_prefix(str(e))}", file=sys.stderr)
     except flags.Error as e:
-        print(f"error: {e}\n(pass --helpfull to see every flag)", file=sys.stderr)
-        sys.exit(2)
+        print(f"error: {_without_absl_prefix(str(e))}\n(--help lists the flags)", file=sys.stderr)
+    sys.exit(2)
+
+
+def _without_absl_prefix(message: str) -> str:
+    """absl's message without its own "ERROR::" (we print one "error:")."""
+    return re.sub(r"^ERROR::?\s*", "", message)
 
 
 
 
 def flag_message(message: str) -> str:
     """A library error as the CLI user reads it: a leading setting name (`limit=0 ...`,
-    `sft is required ...`) becomes its flag (`--limit=0 ...`)."""
-    if message.startswith("--"):
-        return message
-    match = re.match(r"([a-z][a-z0-9_]*)(?=[= :])", message)
-    if match:
-        name = flag_name(match.group(1))
-        if name in flags.FLAGS:
-            return f"--{name}" + message[match.end():]
-    return message
+    `sft is required ...`) becomes its flag (`--limit=0 ...`), and so does a setting
+    the message suggests later, written `name=value` after a space (`priors=none,oracle`)."""
+    if not message.startswith("--"):
+        match = re.match(r"([a-z][a-z0-9_]*)(?=[= :])", message)
+        if match:
+            name = flag_name(match.group(1))
+            if name in flags.FLAGS:
+                message = f"--{name}" + message[match.end():]
+
+    def as_flag(match: re.Match) -> str:
+        name = flag_name(match.group(2))
+        return f"{match.group(1)}--{name}=" if name in flags.FLAGS else match.group(0)
+
+    return re.sub(r"(\s)([a-z][a-z0-9_]*)=", as_flag, message)
 
 
 def _printable_streams() -> None:
@@ -55,9 +73,12 @@ def _printable_streams() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
-def run(main: Callable[[list[str]], None]) -> None:
-    """`absl.app.run(main)`, printing user errors and missing files as `error: ...`."""
+def run(main: Callable[[list[str]], None], spec: cli_help.Help | None = None) -> None:
+    """`absl.app.run(main)`, printing user errors and missing files as `error: ...`;
+    `spec` is what `--help` shows (default: the `__main__` module's docstring)."""
     _printable_streams()
+    if spec is None:
+        spec = cli_help.fallback(sys.modules["__main__"].__doc__, f"python {sys.argv[0]}")
 
     def guarded(argv: list[str]) -> None:
         # JAX logs, at INFO, every accelerator backend it does not find.
@@ -73,4 +94,4 @@ def run(main: Callable[[list[str]], None]) -> None:
             print("interrupted: rerun the same command to resume", file=sys.stderr)
             sys.exit(INTERRUPTED)
 
-    app.run(guarded, flags_parser=_parse_flags)
+    app.run(guarded, flags_parser=lambda argv: _parse_flags(argv, spec))

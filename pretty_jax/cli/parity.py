@@ -16,7 +16,8 @@ step) — and compares the logits at every non-pad position. The last line is
 `parity OK max_abs=... rel=... kl=... top1=...` (exit 0) or `parity FAIL ...` followed
 by the bounds broken (exit 1). The bounds scale with the logits (`parity.Agreement.max_rel`)
 and default by dtype (`parity.DEFAULT_TOLERANCES`), so float32 and bfloat16 runs both need
-no tolerance flags.
+no tolerance flags; the dtype is --dtype, else the one --ours is stored in (convert writes
+bfloat16), else float32, and the header line says which and why.
 
 With --generate it compares generated tokens instead: ours (on the mesh the decode
 flags describe) against HF `generate`, greedy or beam search, and ends with
@@ -43,6 +44,7 @@ from pretty_jax.engine import parallel
 from pretty_jax.engine.batching import left_pad
 from pretty_jax.engine.generator import DecodeConfig, Generator
 from pretty_jax.engine.strategies import Sampling, beam_settings
+from pretty_jax.cli import help as cli_help
 
 _HF_DIR = flags.DEFINE_string("hf_dir", None, "HF checkpoint directory or hub id org/name[@revision]: the reference.")
 _GGUF = flags.DEFINE_string(
@@ -52,8 +54,9 @@ _OURS = flags.DEFINE_string(
     "ours", None, "Model to check, HF or converted directory or GGUF file; default: the reference's own."
 )
 _DTYPE = flags.DEFINE_enum(
-    "dtype", "float32", list(loading.DTYPES),
-    "Dtype of both models; it picks the default tolerances of --max_rel_tol, --kl_tol and --min_top1.",
+    "dtype", None, list(loading.DTYPES),
+    "Dtype of both models; it picks the default tolerances of --max_rel_tol, --kl_tol and --min_top1. Default: "
+    "the dtype --ours is stored in (a converted checkpoint's own, an HF config's torch_dtype), else float32.",
 )
 _PROMPTS = flags.DEFINE_string(
     "prompts", None, "UTF-8 text file, one prompt per line; default: built-in sentences."
@@ -88,9 +91,19 @@ _GENERATE = flags.DEFINE_bool(
 )
 
 
-def tolerances_from_flags() -> parity.Tolerances:
-    """The --dtype's default tolerances, with any tolerance flag given replacing its own."""
-    default = parity.DEFAULT_TOLERANCES[_DTYPE.value]
+def dtype_from_flags() -> tuple[str, str]:
+    """The dtype both models run in, and where it came from (the header says it): --dtype,
+    else the dtype --ours is stored in (convert writes bfloat16 by default), else float32."""
+    if _DTYPE.value is not None:
+        return _DTYPE.value, "--dtype"
+    if _OURS.value is not None:
+        return loading.stored_dtype(loading.model_directory(_OURS.value, "--ours")), "as --ours is stored"
+    return "float32", "the default without --ours"
+
+
+def tolerances_from_flags(dtype: str) -> parity.Tolerances:
+    """`dtype`'s default tolerances, with any tolerance flag given replacing its own."""
+    default = parity.DEFAULT_TOLERANCES[dtype]
     given = dict(max_rel=_MAX_REL_TOL.value, kl=_KL_TOL.value, min_top1=_MIN_TOP1.value, max_abs=_MAX_ABS_TOL.value)
     return dataclasses.replace(default, **{name: value for name, value in given.items() if value is not None})
 
@@ -151,11 +164,30 @@ def _ours() -> Path:
     return loading.check_model_path(_OURS.value, "--ours") if _OURS.value else _reference()
 
 
-def _hf_reference() -> HFReference:
+def _hf_reference(dtype: str) -> HFReference:
     if _GGUF.value is None:
-        return HFReference(_reference(), _DTYPE.value)
+        return HFReference(_reference(), dtype)
     gguf = _reference()
-    return HFReference(gguf.parent, _DTYPE.value, gguf_file=gguf.name)
+    return HFReference(gguf.parent, dtype, gguf_file=gguf.name)
+
+
+HELP = cli_help.Help(
+    "python -m pretty_jax.parity",
+    "Proves a pretty_jax model equal to HF transformers on the same checkpoint: the logits of a batch of "
+    "prompts, full forward and with the KV cache, or with --generate the generated tokens. The last line says "
+    "parity OK (exit 0) or FAIL with the bounds broken (exit 1). Needs torch: pip install -e '.[test]'.",
+    examples=(
+        "python -m pretty_jax.parity --hf_dir=/models/Llama-2-7b-hf",
+        "python -m pretty_jax.parity --hf_dir=/models/Llama-2-7b-hf --ours=converted/llama2-7b",
+        "python -m pretty_jax.parity --hf_dir=/models/Llama-2-7b-hf --generate --num_beams=4",
+    ),
+    groups=(
+        ("models", ("hf_dir", "gguf", "ours", "dtype", "prompts")),
+        ("tolerances", ("max_rel_tol", "kl_tol", "min_top1", "max_abs_tol")),
+        ("what to compare", ("generate",)),
+    ),
+    required={"hf_dir": "unless --gguf", "gguf": "unless --hf_dir"},
+)
 
 
 def main(argv: list[str]) -> None:
@@ -163,31 +195,32 @@ def main(argv: list[str]) -> None:
     require_reference_packages(gguf=_GGUF.value is not None)  # before any model is read
     _check_model_flags()
     reference_path = _reference()
+    dtype, dtype_source = dtype_from_flags()
     prompts = read_prompts(_PROMPTS.value)
     tokenizer = load_tokenizer(loading.model_directory(reference_path))
     ids = [tokenizer(prompt).input_ids for prompt in prompts]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    reference = _hf_reference()
+    reference = _hf_reference(dtype)
     if _GENERATE.value:
         config = decode_flags.decode_config_from_flags()
         if config.stop_strings or isinstance(config.strategy, Sampling):
             raise UserError("--generate compares greedy or beam search without stop strings")
         mesh = mesh_flags.mesh_from_flags()
-        model = loading.load_model(_ours(), _DTYPE.value, place=parallel.param_placer(mesh))
+        model = loading.load_model(_ours(), dtype, place=parallel.param_placer(mesh))
         generator = Generator(model, tokenizer, mesh=mesh, batch_size=decode_flags.BATCH_SIZE.value)
         check_generation(generator, reference, prompts, ids, config)
         return
     tokens, mask, positions = left_pad(ids, pad_id)
-    model = loading.load_model(_ours(), _DTYPE.value)
+    model = loading.load_model(_ours(), dtype)
     ref = reference.logits(tokens, mask)
     full, cached = parity.our_logits(model, jnp.asarray(tokens), jnp.asarray(mask), jnp.asarray(positions))
     if full.shape != ref.shape:
         raise UserError(f"logit shapes differ: HF {ref.shape}, ours {full.shape}")
     real = mask.astype(bool)
-    tolerances = tolerances_from_flags()
+    tolerances = tolerances_from_flags(dtype)
     print(
         f"parity of {_ours()} against HF transformers ({reference_path}): "
-        f"{model.config.model_type}, {_DTYPE.value}, {len(prompts)} prompts, {int(real.sum())} positions; "
+        f"{model.config.model_type}, {dtype} ({dtype_source}), {len(prompts)} prompts, {int(real.sum())} positions; "
         f"tolerances {tolerances.line()}"
     )
     for row, prompt in enumerate(prompts):

@@ -14,6 +14,8 @@ from pretty_jax.cli.escapes import unescape
 from pretty_jax.core.errors import UserError
 from pretty_jax.experiments.chat import FORMATS, RolePrompt
 
+HELP_TITLE = "prompts (foundation, SFT and refined models)"  # the group --help lists these flags under
+
 PROMPT_TEMPLATE = flags.DEFINE_string(
     "prompt_template", None,
     r"Prompt format string with {source} and the task's fields ({src_lang}, {tgt_lang}; pos: "

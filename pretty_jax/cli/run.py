@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import logging as std_logging
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -34,21 +33,28 @@ from pretty_jax.alignment.statistics import check_same_tokenizer
 from pretty_jax.alignment.summary import TRAJECTORIES
 from pretty_jax.checkpoints import loading
 from pretty_jax.cli import decode_flags, mesh_flags, prompt_flags
-from pretty_jax.cli.common import flag_message
-from pretty_jax.core import run_dir
+from pretty_jax.cli import help as cli_help
+from pretty_jax.core import progress, run_dir
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.flag_names import flag_name
+from pretty_jax.datasets.references import resolve_data_reference
 from pretty_jax.engine import parallel
-from pretty_jax.experiments import chat, config, report, runner
-from pretty_jax.experiments.inputs import check_model, file_record, fill_path
-from pretty_jax.experiments.preview import UnreadableData, first_prompt
+from pretty_jax.experiments import chat, config, preview, report, runner
+from pretty_jax.experiments.inputs import check_model, file_record
+from pretty_jax.experiments.plan import Plan
 from pretty_jax.experiments.priors import KINDS, TEXT_ONLY_KINDS, PriorSpec
+from pretty_jax.experiments.stages import RunRecord
 from pretty_jax.organism import demo
-from pretty_jax.tasks.languages import get_language
 from pretty_jax.tasks.registry import get_task, task_names
+from pretty_jax.tasks import Example
 
 _MODE = flags.DEFINE_enum(
-    "mode", "experiment", ["experiment", "align", "demo"], "What to run (see the module docstring)."
+    "mode", "experiment", ["experiment", "align", "demo"],
+    "What to run. experiment: a task (--task) on --data with the foundation model plain and with each prior "
+    "(--priors), and the SFT model (--sft); writes per-stage outputs (resumable), results.json and report.md. "
+    "align: foundation vs SFT next-token statistics with 0, 1, 2, ... SFT prior tokens on --prompts_file; "
+    "writes alignment.json, figures and an explorer page. demo: the experiment on the built-in model organism "
+    "(English -> an invented language), built into --organism_dir on first use.",
 )
 _ORGANISM_DIR = flags.DEFINE_string(
     "organism_dir", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pretty_jax" / "organism"),
@@ -174,7 +180,35 @@ _ALIGN = flags.DEFINE_bool(
     "align", False, "Also compute the alignment statistics (needs --sft), k = --align_prior_token_counts."
 )
 _DRY_RUN = flags.DEFINE_bool(
-    "dry_run", False, "Check the flags and print the plan (pairs, systems, stages) without loading anything."
+    "dry_run", False,
+    "Run every check the real run makes except loading the models (flags, language codes, model paths and "
+    "tokenizers, every pair's data, dictionaries and refined files, prompt and chat templates rendered, the "
+    "output directory), print the plan and the first prompt, and exit: 0 when the run would start, 2 naming "
+    "the first problem.",
+)
+
+HELP = cli_help.Help(
+    "python -m pretty_jax.run",
+    "PreTTY experiments: a foundation model decodes with 1-2 prior tokens (from its SFT model, a refined "
+    "system, a dictionary or the reference) after the prompt, scored against the foundation alone and the SFT "
+    "model, with foundation vs SFT distribution statistics. Every flag below may come from a --flagfile.",
+    examples=(
+        "python -m pretty_jax.run --flagfile=configs/demo.cfg",
+        "python -m pretty_jax.run --flagfile=configs/flores_bloom.cfg --foundation=DIR --sft=DIR --data=DIR --dry_run",
+        "python -m pretty_jax.run --mode=align --foundation=DIR --sft=DIR --prompts_file=p.jsonl --output_dir=out/a",
+    ),
+    groups=(
+        ("what to run", ("mode", "output_dir", "dry_run", "overwrite", "organism_dir")),
+        ("models", ("foundation", "sft", "refined_model", "dtype")),
+        ("task and data", ("task", "data", "split", "source_lang", "target_lang", "limit", "num_shots", "spm_model")),
+        ("priors", ("priors", "prior_token_count", "prior_word_count", "answer_separator", "dictionary",
+                    "lexicon_data", "refined_file", "sweep_prior_token_counts", "prior_choice", "prior_min_logprob",
+                    "adaptive_kl", "adaptive_max_prior_tokens")),
+        ("alignment statistics", ("align", "prompts_file", "align_prior_token_counts", "trajectory", "agreement_k",
+                                  "stats_chunk")),
+    ),
+    required={"output_dir": "", "foundation": "in experiment and align modes", "data": "in experiment mode",
+              "sft": "in align mode, by the sft prior and by --align", "prompts_file": "in align mode"},
 )
 
 
@@ -227,6 +261,9 @@ def run_align_mode() -> None:
                 "dtype": _DTYPE.value, **{role: model.as_json() for role, model in models.items()},
                 **config.decode_record(decode),
                 **({"sft_prompt": dataclasses.asdict(sft_prompt)} if sft_prompt != chat.RolePrompt() else {})}
+    if _DRY_RUN.value:
+        _dry_run_align(output_dir, settings, examples, sft_format)
+        return
     with runner.output_run(output_dir, "align", settings, {}, overwrite=_OVERWRITE.value) as (record, begin):
         place = parallel.param_placer(mesh)
         foundation = loading.load_model(_FOUNDATION.value, _DTYPE.value, place=place)
@@ -250,6 +287,23 @@ def run_align_mode() -> None:
     print(f"wrote {output_dir / 'alignment.json'}, figures and the explorer page {output_dir / 'alignment.html'}")
 
 
+def _dry_run_align(output_dir: Path, settings: dict, examples: list, sft_format: chat.RoleFormatting) -> None:
+    """The end of align mode's dry run, after the checks the run makes before it opens
+    --output_dir: the recorded run there (refused where these settings would change it,
+    unless --overwrite), then the plan and the first prompt of each model."""
+    directory = run_dir.RunDirectory.inspect(output_dir, "align", "--output_dir")
+    if not _OVERWRITE.value:
+        runner.refuse_conflicts(output_dir, RunRecord(directory).conflicts(settings, {}))
+    print(f"align: {len(examples)} prompts of {_PROMPTS_FILE.value}; prior tokens k = "
+          f"{','.join(map(str, settings['align_prior_token_counts']))}, trajectory {_TRAJECTORY.value} -> {output_dir}")
+    print(f"sft prompt: {chat.describe(sft_format.record())}")
+    first = Example(examples[0].id, examples[0].prompt, "")
+    for whose, prompt in (("", first.source), (" of the sft model", sft_format.prompt_text(first, {}))):
+        print(f"first prompt{whose} ({first.id}):")
+        print_prompt(prompt)
+    _dry_run_passed()
+
+
 def _prior_specs() -> tuple[PriorSpec, ...]:
     words = _PRIOR_WORD_COUNT.value
     specs = []
@@ -261,6 +315,12 @@ def _prior_specs() -> tuple[PriorSpec, ...]:
         else:
             specs.append(PriorSpec(kind, _PRIOR_TOKEN_COUNT.value, "tokens"))
     return tuple(specs)
+
+
+def _data_path(flag: flags.FlagHolder) -> str | None:
+    """The flag's path, a `data:<dataset>/<path>` reference read as that path in the data
+    cache (refused, with the command that fetches it, before the dataset is there)."""
+    return resolve_data_reference(flag.value, f"--{flag.name}") if flag.value else flag.value
 
 
 def settings_from_flags(output_dir: Path, **fixed) -> experiments.Settings:
@@ -276,7 +336,9 @@ def settings_from_flags(output_dir: Path, **fixed) -> experiments.Settings:
         priors=_prior_specs(), sweep=tuple(_int_list(_SWEEP, 0)) if _SWEEP.value else (),
         decode=decode, batch_size=decode_flags.BATCH_SIZE.value, output_dir=output_dir,
         align_prior_tokens=tuple(_int_list(_ALIGN_PRIOR_TOKEN_COUNTS, 0)),
-        agreement_k=tuple(_int_list(_AGREEMENT_K, 1)), **prompt_flags.role_prompts_from_flags(),
+        agreement_k=tuple(_int_list(_AGREEMENT_K, 1)), data=None if "data" in fixed else _data_path(_DATA),
+        dictionary=_data_path(_DICTIONARY), lexicon_data=_data_path(_LEXICON_DATA),
+        **prompt_flags.role_prompts_from_flags(),
     )
     values = {}
     for field in dataclasses.fields(experiments.Settings):
@@ -294,42 +356,50 @@ def settings_from_flags(output_dir: Path, **fixed) -> experiments.Settings:
     return settings
 
 
-def print_plan(settings: experiments.Settings) -> None:
-    """The run's language pairs, systems and stages (flags and language codes checked)."""
-    source = get_language(settings.source_lang).code if settings.task_kind.reads_source_language else ""
-    for target in settings.target_langs:
-        pair = settings.task_kind.pair_name(source, get_language(target).code)
-        print(f"{pair}: {fill_path(settings.data, 'data', settings.source_lang, target)}")
+def print_plan(plan: Plan) -> None:
+    """A checked run's language pairs (data and example counts), systems, prompt formats,
+    stages and first prompts."""
+    settings = plan.settings
+    for pair in plan.pairs:
+        shots = f" after {len(pair.shots)} few-shot" if pair.shots else ""
+        print(f"{pair.name}: {pair.records['data'].path} ({len(pair.examples)} examples{shots})")
+    _print_systems_and_stages(settings)
+    for role, formatting in plan.formats.items():
+        print(f"{role} prompt: {chat.describe(formatting.record())}")
+    for shown in preview.first_prompts(plan):
+        whose = "" if shown.role == "foundation" else f" of the {shown.role} model"
+        print(f"first prompt{whose} ({shown.pair}, example {shown.example_id}), {shown.how}:")
+        print_prompt(shown.prompt)
+
+
+def _print_systems_and_stages(settings: experiments.Settings) -> None:
     print("systems: " + ", ".join(spec.label for spec in settings.systems()) + (", SFT model" if settings.sft else ""))
-    for line in chat.plan_lines(settings):
-        print(line)
     print(f"stages: {'sft, ' if settings.sft else ''}foundation x {len(settings.systems())}, score"
           + (", align" if settings.align else "") + f" -> {settings.output_dir}")
-    print_first_prompt(settings)
 
 
-def print_first_prompt(settings: experiments.Settings) -> None:
-    """The first prompt as the model reads it, between marker lines and as a Python
-    string literal (which shows a literal backslash apart from a newline)."""
-    try:
-        preview = first_prompt(settings)
-    except UnreadableData as e:
-        print(f"first prompt: not shown, the data cannot be read here ({flag_message(str(e))})")
-        return
-    print(f"first prompt ({preview.pair}, example {preview.example_id}), as fed before any prior:")
-    print(f"----\n{preview.prompt}\n----")
-    print(f"as a string: {preview.prompt!r}")
+def print_prompt(prompt: str) -> None:
+    """A prompt as the model reads it, between marker lines, and as a Python string
+    literal (which shows a literal backslash apart from a newline)."""
+    print(f"----\n{prompt}\n----")
+    print(f"as a string: {prompt!r}")
+
+
+def _dry_run_passed() -> None:
+    print("dry run passed: every check of the run passed, so it would start (no model was loaded, nothing written)")
 
 
 def run_experiment_mode(settings: experiments.Settings, start_fresh_on_change: bool = False) -> dict | None:
-    """Runs the experiment (`experiments.run_experiment`); returns results.json's content
-    (None for a dry run)."""
-    if _DRY_RUN.value:
-        print_plan(settings)
-        return None
+    """Runs the experiment (`experiments.run_experiment`); returns results.json's content.
+    A dry run makes the same checks (`preview.check_experiment`), prints the plan and
+    returns None."""
     run_dir.check_output_dir(settings.output_dir, "--output_dir")
     mesh = mesh_flags.mesh_from_flags()
     _check_batch(mesh)
+    if _DRY_RUN.value:
+        print_plan(preview.check_experiment(settings, refuse_changes=not (_OVERWRITE.value or start_fresh_on_change)))
+        _dry_run_passed()
+        return None
     return experiments.run_experiment(settings, mesh, overwrite=_OVERWRITE.value,
                                       start_fresh_on_change=start_fresh_on_change)
 
@@ -339,25 +409,25 @@ def run_demo_mode() -> None:
     short summary with the time of each phase."""
     start = time.perf_counter()
     phases = []
-    if not flags.FLAGS["verbosity"].present:  # progress lines below; details with --verbosity=0
-        logging.set_verbosity(logging.WARNING)
+    if not flags.FLAGS["verbosity"].present:  # the phases and progress below; details with --verbosity=0
+        _show_only_progress_logs()
     # The organism's sentences end in " ." on purpose (the period is its own word), which
     # sacrebleu would otherwise flag, for every system, as undetokenized test data.
     std_logging.getLogger("sacrebleu").setLevel(std_logging.ERROR)
 
-    on_terminal = sys.stderr.isatty()  # the phases draw progress bars there, on their own lines
-
     def phase(name: str, seconds: float | None) -> None:
+        """A phase's start and end, each on its own line: between them come its progress
+        bars (on a terminal) or progress log lines (elsewhere)."""
         if seconds is None:
-            print(f"{name} ...", end="\n" if on_terminal else "", flush=True)
+            print(f"{name} ...", flush=True)
         else:
             phases.append((name, seconds))
-            print(f"{name} {seconds:.0f}s" if on_terminal else f" {seconds:.0f}s", flush=True)
+            print(f"{name} {seconds:.0f}s", flush=True)
 
     output_dir = Path(_require(_OUTPUT_DIR))
     root = Path(_ORGANISM_DIR.value)
-    if _DRY_RUN.value:  # the plan, without building the organism
-        run_experiment_mode(settings_from_flags(output_dir, **demo.experiment_settings(demo.planned_organism(root))))
+    if _DRY_RUN.value:
+        _dry_run_demo(output_dir, root)
         return
     run_dir.check_output_dir(output_dir, "--output_dir")
     if not (root / "organism.json").exists():
@@ -370,6 +440,49 @@ def run_demo_mode() -> None:
     phase("experiment", time.perf_counter() - experiment_start)
     if results is not None and parallel.is_main_process():
         print(demo.summary(results, phases, time.perf_counter() - start, output_dir))
+
+
+def _dry_run_demo(output_dir: Path, root: Path) -> None:
+    """The demo's dry run: every check of the experiment on a built organism; before the
+    organism is built, the checks of the flags and of the two directories, and the plan."""
+    settings = settings_from_flags(output_dir, **demo.experiment_settings(demo.planned_organism(root)))
+    if (root / "organism.json").exists():
+        run_experiment_mode(settings, start_fresh_on_change=True)
+        return
+    run_dir.check_output_dir(output_dir, "--output_dir")
+    run_dir.check_output_dir(root, "--organism_dir")
+    _print_systems_and_stages(settings)
+    print(f"the model organism is not built in {root} yet: the run builds it first (a few minutes on a laptop CPU), "
+          "then reads its data and models")
+    _dry_run_passed()
+
+
+class _ProgressLines(std_logging.Filter):
+    """Passes warnings and the progress lines of core/progress.py, at most one per stage
+    every `interval` seconds besides its last: off a terminal (a pipe, a job log) they
+    are the only sign of life during minutes of pretraining, with the rate and ETA."""
+
+    def __init__(self, interval: float = 10.0):
+        super().__init__()
+        self.source, self.interval = Path(progress.__file__).resolve(), interval
+        self.last_shown: dict[str, float] = {}
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        if record.levelno >= std_logging.WARNING:
+            return True
+        if Path(record.pathname).resolve() != self.source:
+            return False
+        stage, done, total = record.args[:3]  # Progress.update's line: description, done, total, ...
+        last = self.last_shown.get(stage)
+        if done < total and last is not None and record.created - last < self.interval:
+            return False
+        self.last_shown[stage] = record.created
+        return True
+
+
+def _show_only_progress_logs() -> None:
+    """Hides INFO logs but the progress lines (`_ProgressLines`)."""
+    logging.get_absl_handler().addFilter(_ProgressLines())
 
 
 def _warn_deprecated() -> None:

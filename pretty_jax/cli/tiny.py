@@ -12,6 +12,7 @@ from pathlib import Path
 from absl import flags
 
 from pretty_jax.checkpoints import tiny
+from pretty_jax.cli import help as cli_help
 from pretty_jax.core.run_dir import RunDirectory
 
 _PRESET = flags.DEFINE_enum(
@@ -19,6 +20,15 @@ _PRESET = flags.DEFINE_enum(
 )
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Directory to write the HF checkpoint to.", required=True)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random weights.")
+
+
+HELP = cli_help.Help(
+    "python -m pretty_jax.tiny",
+    "Writes a tiny random-weight HF checkpoint of a supported family, for tests and trying things out "
+    "(needs torch: pip install -e '.[test]').",
+    examples=("python -m pretty_jax.tiny --preset=llama --out_dir=/tmp/tiny-llama",),
+    required={"out_dir": ""},
+)
 
 
 def main(argv: list[str]) -> None:

@@ -17,6 +17,8 @@ from pretty_jax.training.settings import (
     TrainSettings,
 )
 
+HELP_TITLE = "training"  # the group --help lists these flags under
+
 _DEFAULTS = TrainSettings(output_dir="", train_file="")
 
 # One flag per TrainSettings field, of the field's name (read back by settings_from_flags).

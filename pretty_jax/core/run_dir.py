@@ -276,6 +276,16 @@ class RunDirectory:
         return directory
 
     @classmethod
+    def inspect(cls, path: Path, kind: str, flag: str) -> "RunDirectory":
+        """The directory as a dry run sees it: checked (see `check_output_dir`) and its
+        manifest read (a directory of another kind is refused), with nothing created or
+        locked; only for reading what an earlier run recorded (`stages.RunRecord`)."""
+        check_output_dir(path, flag)
+        directory = cls(path, kind, flag, active=Path(path).is_dir())
+        directory._read_manifest()
+        return directory
+
+    @classmethod
     def passive(cls, path: Path, kind: str, flag: str) -> "RunDirectory":
         """The view of a process other than process 0: records and writes nothing."""
         return cls(path, kind, flag, active=False)

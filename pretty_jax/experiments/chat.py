@@ -87,13 +87,20 @@ class RoleFormatting:
         """Token ids [len(examples)][prompt length] of each example's prompt."""
         if self.chat is None:
             return [tokenizer(format_prompt(self.template, e, fields, shots)).input_ids for e in examples]
+        return [self.chat.prompt_ids(self._conversation(e, fields, shots)) for e in examples]
+
+    def prompt_text(self, example: Example, fields: Mapping[str, str], shots: Sequence[Example] = ()) -> str:
+        """`example`'s prompt as the text `prompt_ids` tokenizes (the chat template
+        rendered, special tokens written out), for --dry_run."""
+        if self.chat is None:
+            return format_prompt(self.template, example, fields, shots)
+        return self.chat.prompt_text(self._conversation(example, fields, shots))
+
+    def _conversation(self, example: Example, fields: Mapping[str, str], shots: Sequence[Example]):
+        """The chat messages of `example`: the shots as user/assistant turns, then it."""
         shot_prompts = [format_prompt(self.template, s, fields) for s in shots]
-        answers = [s.reference for s in shots]
-        return [
-            self.chat.prompt_ids(conversation(shot_prompts + [format_prompt(self.template, e, fields)], answers,
-                                              self.system))
-            for e in examples
-        ]
+        return conversation(shot_prompts + [format_prompt(self.template, example, fields)],
+                            [s.reference for s in shots], self.system)
 
     def stopping_model(self, model: Model) -> Model:
         """`model`, also ending generation at the template's end-of-turn tokens."""
@@ -140,19 +147,6 @@ def align_prompts(prompt: RolePrompt, tokenizer, sft_path: str, examples) -> tup
         return formatting, formatting.prompt_ids(tokenizer, rows, {})
     except UserError as e:
         raise UserError(f"--sft_prompt_template / --sft_prompt_format: {e}") from None
-
-
-def plan_lines(settings) -> list[str]:
-    """How the SFT and refined models of `settings` (experiments.Settings) are asked to
-    be prompted, for --dry_run (the tokenizers, which resolve "auto", are not read)."""
-    lines = []
-    for role, flag in ROLES.items():
-        prompt: RolePrompt = getattr(settings, f"{role}_prompt")
-        if getattr(settings, flag):
-            system = f", system message {prompt.system!r}" if prompt.system else ""
-            template = prompt.template if prompt.template is not None else settings.template
-            lines.append(f"{role} prompt: {prompt.format}, template {template!r}{system}")
-    return lines
 
 
 def describe(record: Mapping[str, Any]) -> str:

@@ -111,9 +111,10 @@ class Settings:
             raise UserError("foundation is required (the foundation model)")
         kinds = {spec.kind for spec in self.systems()}
         if "sft" in kinds and not self.sft:
-            raise UserError("sft is required by the sft prior (in priors or the sweep): the SFT model")
+            raise UserError("sft is required by the sft prior (in priors or the sweep): the SFT model; with only "
+                            "a foundation model, choose other priors, e.g. priors=none,oracle")
         if self.align and not self.sft:
-            raise UserError("sft is required by align: the SFT model")
+            raise UserError("sft is required by align: the SFT model; with only a foundation model, leave align off")
         if "dictionary" in kinds and kind.dictionary is None:
             raise UserError(f"priors: task={self.task} has no dictionary prior")
         if "refined" in kinds and not (self.refined_file or self.refined_model):

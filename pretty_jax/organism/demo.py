@@ -70,6 +70,14 @@ def summary(results: dict, phases: Sequence[tuple[str, float]], total_seconds: f
     lines += [
         "",
         "  " + " | ".join(f"{name} {_duration(seconds)}" for name, seconds in phases) + f" | total {_duration(total_seconds)}",
-        f"  report: {output_dir / 'report.md'}   figures: {output_dir / PAIR}/*.png, {output_dir / 'prior_sweep.png'}",
+        f"  report: {output_dir / 'report.md'}" + _figures(output_dir),
     ]
     return "\n".join(lines)
+
+
+def _figures(output_dir: Path) -> str:
+    """The figures the run wrote (alignment figures with --align, the prior sweep's with
+    --sweep_prior_token_counts), as the summary names them; empty when there are none."""
+    shown = [f"{output_dir / PAIR}/*.png"] if any((output_dir / PAIR).glob("*.png")) else []
+    shown += [str(output_dir / "prior_sweep.png")] if (output_dir / "prior_sweep.png").exists() else []
+    return f"   figures: {', '.join(shown)}" if shown else ""

@@ -17,6 +17,7 @@ with stop words that the target-language metric uses for it (`register_language`
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import itertools
 import re
@@ -200,14 +201,40 @@ def get_language(code: str) -> Language:
     (case-insensitive), or a registered one."""
     language = _resolve(code.strip().lower())
     if language is None:
+        kinds = ("not a Flores-101 code, not a Flores-200 / Flores+ code (<ISO 639-3>_<ISO 15924 script>, e.g. "
+                 "swh_Latn) and not an ISO 639-1 code")
+        suggestion = _closest_language(code.strip())
+        if suggestion is not None:
+            raise UserError(f"unknown language code {code!r}: did you mean {suggestion.code} ({suggestion.name})? "
+                            f"It is {kinds}")
         known = ", ".join(f"{lang.code} ({lang.flores200}, {lang.iso639_1})" for lang in flores101_languages())
         registered = "".join(f", {lang.code} ({lang.name})" for lang in dict.fromkeys(_REGISTERED.values()))
-        raise UserError(
-            f"unknown language code {code!r}: not a Flores-101 code, not a Flores-200 / Flores+ code "
-            f"(<ISO 639-3>_<ISO 15924 script>, e.g. swh_Latn) and not an ISO 639-1 code; known Flores-101 "
-            f"codes: {known}{registered}"
-        )
+        raise UserError(f"unknown language code {code!r}: {kinds}; known Flores-101 codes: {known}{registered}")
     return language
+
+
+def _closest_language(text: str) -> Language | None:
+    """The language `text` most likely means: an English language name ("french"), another
+    spelling of a code langcodes knows ("fre", "zh-CN"), or the nearest known code by
+    spelling ("frn"); None when nothing is close."""
+    try:
+        found = langcodes.find(text)
+    except LookupError:
+        try:
+            found = langcodes.Language.get(langcodes.standardize_tag(text))
+        except ValueError:
+            found = None
+    if found is not None and found.language:
+        try:
+            found = found.maximize()  # the usual script: zh-TW is written in Hant
+            language = _resolve(f"{found.to_alpha3()}_{found.script}".lower()) or _resolve(found.language)
+        except LookupError:  # a tag langcodes parses but does not know ("qq")
+            language = None
+        if language is not None:
+            return language
+    codes = {lang.code: lang for lang in flores101_languages()} | dict(_REGISTERED)
+    close = difflib.get_close_matches(text.lower(), list(codes), n=1, cutoff=0.75)
+    return codes[close[0]] if close else None
 
 
 def register_language(language: Language, stop_words: Sequence[str] = ()) -> None:

@@ -99,10 +99,6 @@ class TaskKind:
     def column_title(self, metric: str) -> str:
         return dict(self.columns)[metric]
 
-    def pair_name(self, source_code: str, target_code: str) -> str:
-        """The language pair's name (its output folder), from canonical codes."""
-        return f"{source_code if self.reads_source_language else target_code}-{target_code}"
-
 
 _REGISTRY: dict[str, TaskKind] = {}
 
