@@ -24,7 +24,7 @@ from pretty_jax.core.errors import UserError
 from pretty_jax.core.progress import Progress
 from pretty_jax.engine import parallel
 from pretty_jax.engine.generator import DecodeConfig, Generator
-from pretty_jax.experiments import prior_scoring
+from pretty_jax.experiments import prior_scoring, report, significance
 from pretty_jax.experiments.config import Settings
 from pretty_jax.experiments.inputs import (
     PairInputs,
@@ -254,6 +254,14 @@ class PairRun:
             systems["sft"] = {"label": "SFT model", "prior": None, "metrics": self.score(sft_records), "prior_found_rate": None}
         result = {"task": self.task.name, "source_lang": self.task.source_lang, "target_lang": self.task.target_lang,
                   **self.counts, "systems": systems}
+        predictions = {key: [r["prediction"] for r in records] for key, records in outputs.items()}
+        if sft_records is not None:
+            predictions["sft"] = [r["prediction"] for r in sft_records]
+        tested = significance.pair_significance(self.task.name, self.task.source_lang, self.task.target_lang,
+                                                predictions, self.examples)
+        if tested is not None:
+            result["significance"] = tested
+        result["example_outputs"] = report.example_outputs(self.examples, predictions)
         if self.settings.align:
             logging.info("%s: alignment statistics", self.name)
             result["alignment"] = self.alignment(sft_records, outputs)
