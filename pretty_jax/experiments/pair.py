@@ -278,7 +278,7 @@ class PairRun:
         models = ModelPair(self.models.foundation, self.models.sft, self.models.tokenizer,
                            (str(Path(self.settings.foundation)), str(Path(self.settings.sft))))
         report = run_alignment(
-            models, [PromptExample(e.id, p, e.reference) for e, p in zip(self.examples, self.prompts)],
+            models, [PromptExample(e.id, p, e.reference, e.source) for e, p in zip(self.examples, self.prompts)],
             self.settings.alignment_config(), mesh=self.mesh,
             sft_outputs=[r["tokens"] for r in sft_records], continuations=continuations,
             sft_prompts=self.role_prompt_ids["sft"],
