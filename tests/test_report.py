@@ -8,7 +8,10 @@ import json
 from pathlib import Path
 
 import matplotlib.image
+import matplotlib.pyplot as plt
 import pytest
+
+from pretty_jax.experiments import report
 
 from pretty_jax.experiments.report import build_results, example_outputs, plot_sweep, report_markdown
 from pretty_jax.experiments.significance import pair_significance
@@ -91,6 +94,18 @@ def test_examples_section_shows_every_system_beside_the_reference(results):
     assert section.count("| reference |") == 3
 
 
-def test_sweep_figure_is_drawn(results, tmp_path):
+def test_sweep_figure_has_a_title_integer_ticks_intervals_and_readable_labels(results, tmp_path, monkeypatch):
     plot_sweep(results, tmp_path / "sweep.png")
     assert matplotlib.image.imread(tmp_path / "sweep.png").shape[2] in (3, 4)
+    drawn = []
+    monkeypatch.setattr(report, "save_figure", lambda figure, path, rect=None: drawn.append(figure))
+    plot_sweep(results, tmp_path / "again.png")
+    figure = drawn[0]
+    axis = figure.axes[0]
+    assert axis.get_title() == "chrF++ against the number of SFT prior tokens"
+    figure.canvas.draw()
+    assert [t for t in axis.get_xticks() if axis.get_xlim()[0] <= t <= axis.get_xlim()[1]] == [0, 1, 2]
+    labels = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert "eng → deu: adaptive SFT prior (KL < 0.5), at its mean k" in labels
+    assert "95% interval (paired bootstrap)" in labels and not any("sft-kl" in label for label in labels)
+    plt.close(figure)

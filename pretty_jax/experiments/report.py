@@ -46,7 +46,7 @@ from pretty_jax.experiments.scored_report import (
     adaptive_sweep_rows,
     scored_notes,
 )
-from pretty_jax.experiments.significance_report import p_value_table, significance_notes, with_interval
+from pretty_jax.experiments.significance_report import half_width, p_value_table, significance_notes, with_interval
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -212,14 +212,20 @@ def _pair_title(pair: Mapping) -> str:
 
 def plot_sweep(results: Mapping, path: Path) -> None:
     """Fig. 5: the main metric against the number of SFT prior tokens, per pair, with
-    the SFT model as a dashed line and each adaptive SFT prior as a star at its mean k."""
+    95% intervals as error bars (where the pair has them), the SFT model as a dashed line
+    and each adaptive SFT prior as a star at its mean k."""
     task = results["task"]
     main, title = MAIN_METRIC[task], dict(COLUMNS[task])[MAIN_METRIC[task]]
-    figure, axis = plt.subplots(figsize=(6, 4.2))
+    figure, axis = plt.subplots(figsize=(7, 4.8))
     for name, points in results["sweep"].items():
         pair = results["pairs"][name]
+        widths = [half_width(pair, f"sft-{p['prior_tokens']}tok" if p["prior_tokens"] else "none", main) for p in points]
         line = axis.plot([p["prior_tokens"] for p in points], [p["metrics"][main] for p in points], marker="o",
                          label=f"{_pair_title(pair)}: foundation + k SFT prior tokens")
+        if all(w is not None for w in widths):
+            axis.errorbar([p["prior_tokens"] for p in points], [p["metrics"][main] for p in points], yerr=widths,
+                          fmt="none", capsize=4, color=line[0].get_color(),
+                          label=None if name != next(iter(results["sweep"])) else "95% interval (paired bootstrap)")
         for point in adaptive_points(pair, main):  # the adaptive prior at its mean k
             rule = point["label"].rsplit(", ", 1)[-1].rstrip(")")
             axis.plot([point["mean_prior_tokens"]], [point["value"]], marker="*", markersize=12, linestyle="none",
@@ -233,8 +239,10 @@ def plot_sweep(results: Mapping, path: Path) -> None:
     axis.set_xlabel("SFT prior tokens k")
     axis.set_ylabel(title)
     axis.set_title(f"{title} against the number of SFT prior tokens")
-    axis.legend(fontsize=8)
-    save_figure(figure, path)
+    handles = axis.get_legend_handles_labels()[0]  # below the plot: inside, it would hide the SFT line
+    figure.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    rows = (len(handles) + 1) // 2
+    save_figure(figure, path, rect=(0, 0.045 * rows + 0.01, 1, 1))
 
 
 def write_results(run_dir: RunDirectory, results: Mapping) -> None:

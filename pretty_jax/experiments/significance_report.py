@@ -16,16 +16,26 @@ def _decimals(value: float) -> int:
     return 3 if abs(value) <= 1 else 2
 
 
+def half_width(pair: Mapping, key: str, metric: str) -> float | None:
+    """The half-width of system `key`'s interval for `metric`, or None."""
+    interval = (pair.get("significance") or {}).get("intervals", {}).get(key, {}).get(metric)
+    return None if interval is None else interval["half_width"]
+
+
+def difference_marks(pair: Mapping, key: str, metric: str) -> str:
+    """The marks (MARKS) of the baselines system `key` differs from at p < ALPHA."""
+    p_values = (pair.get("significance") or {}).get("p_values", {})
+    return "".join(MARKS[baseline][0] for baseline, systems in p_values.items()
+                   if systems.get(key, {}).get(metric, 1.0) < ALPHA)
+
+
 def with_interval(cell: str, pair: Mapping, key: str, metric: str, value: float | None) -> str:
     """`cell` (the score as printed) followed by "±h" and the marks of the baselines the
     system differs from; unchanged where the pair has no interval for it."""
-    significance = pair.get("significance")
-    interval = significance and significance["intervals"].get(key, {}).get(metric)
-    if not interval or value is None:
+    width = half_width(pair, key, metric)
+    if width is None or value is None:
         return cell
-    marks = "".join(MARKS[baseline][0] for baseline, systems in significance["p_values"].items()
-                    if systems.get(key, {}).get(metric, 1.0) < ALPHA)
-    return f"{cell} ±{interval['half_width']:.{_decimals(value)}f}{marks}"
+    return f"{cell} ±{width:.{_decimals(value)}f}{difference_marks(pair, key, metric)}"
 
 
 def significance_notes(pair: Mapping) -> list[str]:
@@ -39,6 +49,11 @@ def significance_notes(pair: Mapping) -> list[str]:
             "sacrebleu's test for BLEU and chrF++, the same resampling for the other columns). "
             f"{marks}. A p-value is about how often chance alone gives a difference this large; "
             "it says the systems differ, not which is better."]
+
+
+def _p_value(p: float, resamples: int) -> str:
+    """A p-value to 3 decimals; the smallest the resamples can give, 1 / (resamples + 1), as "≤" it."""
+    return f"≤{p:.3f}" if p <= 1 / (resamples + 1) + 1e-12 else f"{p:.3f}"
 
 
 def p_value_table(pair: Mapping, columns: Sequence[tuple[str, str]]) -> list[str]:
@@ -57,6 +72,6 @@ def p_value_table(pair: Mapping, columns: Sequence[tuple[str, str]]) -> list[str
         for baseline, systems in significance["p_values"].items():
             for metric, _ in columns:
                 p = systems.get(key, {}).get(metric)
-                cells.append("–" if p is None else f"{p:.3f}")
+                cells.append("–" if p is None else _p_value(p, significance["resamples"]))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
