@@ -206,3 +206,16 @@ def test_kl_colouring_and_a_screenshot(browser, page, tmp_path):
     shot = tmp_path / "alignment.png"
     assert browser.save_screenshot(str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_prompts_file_source_is_what_the_list_shows(tmp_path):
+    from pretty_jax.alignment.runner import read_prompts_file
+    from pretty_jax.core.errors import UserError
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(json.dumps({"id": "a", "prompt": "Translate.\nEnglish: Hello\nGerman:", "source": "Hello"}) + "\n"
+                    + json.dumps({"id": "b", "prompt": "Bye"}) + "\n", encoding="utf-8")
+    assert [(e.id, e.source) for e in read_prompts_file(path)] == [("a", "Hello"), ("b", None)]
+    path.write_text(json.dumps({"prompt": "x", "source": 3}) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"prompts.jsonl:1: field 'source' must be a string"):
+        read_prompts_file(path)

@@ -109,3 +109,15 @@ def test_sweep_figure_has_a_title_integer_ticks_intervals_and_readable_labels(re
     assert "eng → deu: adaptive SFT prior (KL < 0.5), at its mean k" in labels
     assert "95% interval (paired bootstrap)" in labels and not any("sft-kl" in label for label in labels)
     plt.close(figure)
+
+
+def test_demo_summary_prints_intervals_and_marks(results):
+    from pretty_jax.organism import demo
+
+    pair = results["pairs"]["eng-deu"]
+    text = demo.summary({"pairs": {demo.PAIR: pair}}, [("experiment", 1.0)], 1.0, Path("out"))
+    row = next(line for line in text.splitlines() if "foundation + sft prior (1 token)" in line)
+    chrf = pair["systems"]["sft-1tok"]["metrics"]["chrf"]
+    half_width = pair["significance"]["intervals"]["sft-1tok"]["chrf"]["half_width"]
+    assert f"{chrf:.1f} ±{half_width:.1f}†‡" in row
+    assert "±: 95% interval half-width, paired bootstrap over the sentences (1000 resamples, seed 12345)" in text

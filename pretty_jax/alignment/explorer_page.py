@@ -50,7 +50,7 @@ header .models { color: #555; font-size: 12px; }
 <h1>__TITLE__</h1>
 <div class="models">foundation: <span id="foundation"></span> &middot; SFT: <span id="sft"></span> &middot; trajectory: <span id="trajectory"></span></div>
 <div id="controls">
-<label>filter <input id="filter" type="search" placeholder="text in source, prompt, output or id"></label>
+<label>filter <input id="filter" type="search" placeholder="source, prompt, output or id"></label>
 <label>sort by <select id="sort">
 <option value="order">example order</option>
 <option value="kl">mean KL(SFT&#8214;LM), highest first</option>
