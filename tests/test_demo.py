@@ -22,6 +22,7 @@ def test_demo_shows_the_prior_knowledge_effect(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "PreTTY demo: English -> Varic" in result.stdout and "total" in result.stdout
+    assert "±: 95% interval half-width, paired bootstrap" in result.stdout
     pair = json.loads((out / "results.json").read_text())["pairs"]["eng-vrc"]
     systems = {key: system["metrics"] for key, system in pair["systems"].items()}
     sft = systems["sft"]

@@ -29,6 +29,11 @@ from pretty_jax.models import forward
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
+def _prompt(sentence: str) -> str:
+    """A prompt whose end is not its source sentence (as a task template makes)."""
+    return f"Translate into German.\nEnglish: {sentence}\nGerman:"
+
+
 @pytest.fixture(scope="module")
 def page(jax_checkpoint, jax_sft_stand_in, tmp_path_factory):
     """(alignment.json as read back, the page's path, the models, the tokenizer) of an
@@ -36,7 +41,7 @@ def page(jax_checkpoint, jax_sft_stand_in, tmp_path_factory):
     foundation_dir, sft_dir = jax_checkpoint("llama"), jax_sft_stand_in("llama")
     foundation, sft = loading.load_model(foundation_dir, "float32"), loading.load_model(sft_dir, "float32")
     tokenizer = load_tokenizer(foundation_dir)
-    examples = [PromptExample(f"s{i}", sentence) for i, sentence in enumerate(SENTENCES[:6])]
+    examples = [PromptExample(f"s{i}", _prompt(sentence), source=sentence) for i, sentence in enumerate(SENTENCES[:6])]
     config = AlignmentConfig(prior_tokens=(0, 1), decode=DecodeConfig(max_new_tokens=10), batch_size=4, chunk=4)
     report = run_alignment(ModelPair(foundation, sft, tokenizer, ("lm", "sft")), examples, config)
     path = tmp_path_factory.mktemp("explorer") / explorer.PAGE_FILE
@@ -139,7 +144,7 @@ def test_clicking_a_token_shows_both_top10_with_the_numbers_of_alignment_json(br
     assert float(cell("kl")) == pytest.approx(steps["kl_sft_lm"][step], abs=2e-4)
     assert float(cell("js")) == pytest.approx(steps["js"][step], abs=2e-4)
     assert float(cell("p-lm-of-sft")) == pytest.approx(steps["p_lm_of_sft"][step], abs=2e-4)
-    expected = _expected_top(models, tokenizer, SENTENCES[0], example, step)
+    expected = _expected_top(models, tokenizer, _prompt(SENTENCES[0]), example, step)
     for table, top in zip(("lm-top", "sft-top"), expected):
         rows = panel.find_elements("css selector", f"table.{table} tr")[1:]
         text = lambda row, name: row.find_element("css selector", f"td.{name}").get_attribute("textContent")  # noqa: E731
@@ -170,9 +175,25 @@ def test_sorting_and_filtering_change_the_list(browser, page):
     search = browser.find_element("id", "filter")
     search.send_keys(needle)
     assert _listed_ids(browser) == [i for i in expected if i in matching]
+    assert browser.find_element("css selector", "#main h2").text in matching  # the detail follows the filter
     search.clear()
     search.send_keys(" \b")
     assert _listed_ids(browser) == expected
+    search.send_keys("no example says this")
+    assert _listed_ids(browser) == [] and browser.find_elements("css selector", "#main h2") == []
+    assert "No example matches" in browser.find_element("id", "main").text
+    search.clear()
+    search.send_keys(" \b")
+    assert _listed_ids(browser) == expected and browser.find_element("css selector", "#main h2").text == expected[0]
+
+
+def test_the_list_shows_each_source_sentence(browser, page):
+    snippets = [item.text for item in browser.find_elements("css selector", "#list li .snippet")]
+    by_id = dict(zip(_listed_ids(browser), snippets))
+    for i, sentence in enumerate(SENTENCES[:6]):
+        flat = " ".join(sentence.split())
+        assert by_id[f"s{i}"] == (flat if len(flat) <= 80 else flat[:80] + "…")
+    assert page[4]["examples"][0]["source"] == SENTENCES[0] and page[4]["examples"][0]["prompt"] == _prompt(SENTENCES[0])
 
 
 def test_kl_colouring_and_a_screenshot(browser, page, tmp_path):
@@ -185,3 +206,16 @@ def test_kl_colouring_and_a_screenshot(browser, page, tmp_path):
     shot = tmp_path / "alignment.png"
     assert browser.save_screenshot(str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_prompts_file_source_is_what_the_list_shows(tmp_path):
+    from pretty_jax.alignment.runner import read_prompts_file
+    from pretty_jax.core.errors import UserError
+
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(json.dumps({"id": "a", "prompt": "Translate.\nEnglish: Hello\nGerman:", "source": "Hello"}) + "\n"
+                    + json.dumps({"id": "b", "prompt": "Bye"}) + "\n", encoding="utf-8")
+    assert [(e.id, e.source) for e in read_prompts_file(path)] == [("a", "Hello"), ("b", None)]
+    path.write_text(json.dumps({"prompt": "x", "source": 3}) + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"prompts.jsonl:1: field 'source' must be a string"):
+        read_prompts_file(path)

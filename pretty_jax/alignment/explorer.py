@@ -6,7 +6,7 @@ under `summary.EXPLORER_DATA`, which alignment.json leaves out):
 
     {"foundation": str, "sft": str, "trajectory": str, "ks": ["0", "1", ...],
      "tokens": {"<id>": text},              # each distinct id decoded once
-     "examples": [{"id": str, "prompt": str,
+     "examples": [{"id": str, "prompt": str, "source": str,    # source: what the list shows
                    "runs": {"<k>": {"prior": [id], "trajectory": [id],      # T steps
                                     "rank": [sft_rank_in_lm], "p_lm_of_sft": [p],
                                     "kl": [KL(SFT||LM)], "js": [JS],
@@ -80,16 +80,19 @@ def _run(example: Mapping, top: Mapping[str, np.ndarray]) -> dict:
 
 
 def page_data(
-    report: Mapping, prompts: Sequence[str], tops: Mapping[str, Sequence[Mapping[str, np.ndarray]]], tokenizer
+    report: Mapping, prompts: Sequence[str], tops: Mapping[str, Sequence[Mapping[str, np.ndarray]]], tokenizer,
+    sources: Sequence[str] | None = None,
 ) -> dict:
     """The page's data (module docstring) from a report (alignment.json's content), the
     examples' prompt texts and, by k (as in the report) and example, the scorer's
-    `TOP_FIELDS` arrays [T, N]."""
+    `TOP_FIELDS` arrays [T, N]; `sources` (default: the prompts) are what the list shows."""
     by_prior = report["by_prior_tokens"]
+    sources = prompts if sources is None else sources
     examples = []
-    for index, prompt in enumerate(prompts):
+    for index, (prompt, source) in enumerate(zip(prompts, sources, strict=True)):
         runs = {k: _run(entry["examples"][index], tops[k][index]) for k, entry in by_prior.items()}
-        examples.append({"id": by_prior[next(iter(by_prior))]["examples"][index]["id"], "prompt": prompt, "runs": runs})
+        examples.append({"id": by_prior[next(iter(by_prior))]["examples"][index]["id"], "prompt": prompt,
+                         "source": source, "runs": runs})
     distinct = sorted({
         int(t) for e in examples for run in e["runs"].values()
         for t in [*run["prior"], *run["trajectory"], *np.ravel(run["lm_top"]), *np.ravel(run["sft_top"])]

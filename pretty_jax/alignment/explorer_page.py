@@ -22,6 +22,7 @@ header .models { color: #555; font-size: 12px; }
 #list .meta { color: #666; font-size: 12px; }
 #list .snippet { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; font-size: 12px; }
 #main { flex: 1; overflow-y: auto; padding: 10px 14px; }
+#source { white-space: pre-wrap; font-size: 14px; margin-bottom: 4px; }
 #prompt { white-space: pre-wrap; background: #fafafa; border: 1px solid #ddd; padding: 6px; font-size: 13px; }
 #runs { display: flex; gap: 12px; margin-top: 10px; }
 .run { flex: 1; min-width: 0; border: 1px solid #ddd; padding: 6px; }
@@ -49,7 +50,7 @@ header .models { color: #555; font-size: 12px; }
 <h1>__TITLE__</h1>
 <div class="models">foundation: <span id="foundation"></span> &middot; SFT: <span id="sft"></span> &middot; trajectory: <span id="trajectory"></span></div>
 <div id="controls">
-<label>filter <input id="filter" type="search" placeholder="text in prompt, output or id"></label>
+<label>filter <input id="filter" type="search" placeholder="source, prompt, output or id"></label>
 <label>sort by <select id="sort">
 <option value="order">example order</option>
 <option value="kl">mean KL(SFT&#8214;LM), highest first</option>
@@ -86,7 +87,7 @@ function mean(values) { values = values.filter(v => v !== null); return values.l
 function shiftedShare(run) { return run.rank.length ? run.rank.filter(r => shiftClass(r) === 2).length / run.rank.length : null; }
 function label(k) { return k === "0" ? "no prior" : k + " prior token" + (k === "1" ? "" : "s"); }
 function fmt(x, digits) { return x === null || x === undefined ? "–" : x.toFixed(digits); }
-function snippet(prompt) { const flat = prompt.replace(/\s+/g, " ").trim(); return flat.length > 60 ? "…" + flat.slice(-60) : flat; }
+function snippet(text) { const flat = text.replace(/\s+/g, " ").trim(); return flat.length > 80 ? flat.slice(0, 80) + "…" : flat; }
 function outputText(run) { return run.prior.concat(run.trajectory).map(tokenText).join(""); }
 
 function sortedExamples() {
@@ -94,7 +95,7 @@ function sortedExamples() {
   const needle = document.getElementById("filter").value.toLowerCase();
   let rows = DATA.examples.map((e, index) => ({ e, index }));
   if (needle) {
-    rows = rows.filter(({ e }) => (e.id + "\n" + e.prompt + "\n" +
+    rows = rows.filter(({ e }) => (e.id + "\n" + e.source + "\n" + e.prompt + "\n" +
       Object.values(e.runs).map(outputText).join("\n")).toLowerCase().includes(needle));
   }
   const key = how === "kl" ? (e => mean(e.runs[k].kl)) : how === "shifted" ? (e => shiftedShare(e.runs[k])) : null;
@@ -104,17 +105,30 @@ function sortedExamples() {
 
 function renderList() {
   const k = document.getElementById("sort-k").value, list = document.getElementById("list");
+  const rows = sortedExamples();
   list.replaceChildren();
-  for (const { e, index } of sortedExamples()) {
+  for (const { e, index } of rows) {
     const run = e.runs[k];
     const meta = "KL " + fmt(mean(run.kl), 3) + " · shifted " + fmt(100 * (shiftedShare(run) ?? NaN), 0) + "% (" + label(k) + ")";
     const item = el("li", { className: index === state.selected ? "selected" : "" },
       [el("div", { textContent: e.id }), el("div", { className: "meta", textContent: meta }),
-       el("div", { className: "snippet", textContent: snippet(e.prompt) })]);
+       el("div", { className: "snippet", textContent: snippet(e.source), title: e.source })]);
     item.dataset.index = index;
     item.addEventListener("click", () => select(index));
     list.append(item);
   }
+  // The detail pane never shows an example the filter leaves out.
+  if (!rows.some(({ index }) => index === state.selected)) {
+    if (rows.length) select(rows[0].index);
+    else clearDetail();
+  }
+}
+
+function clearDetail() {
+  state.selected = null;
+  state.pinned = null;
+  document.getElementById("main").replaceChildren(el("div", { className: "muted", textContent: "No example matches the filter." }));
+  document.getElementById("panel").replaceChildren();
 }
 
 function klColour(kl) {
@@ -151,7 +165,8 @@ function select(index) {
   state.pinned = null;
   const example = DATA.examples[index];
   const main = document.getElementById("main");
-  main.replaceChildren(el("h2", { textContent: example.id }), el("div", { id: "prompt", textContent: example.prompt }),
+  main.replaceChildren(el("h2", { textContent: example.id }), el("div", { id: "source", textContent: example.source }),
+    el("details", {}, [el("summary", { textContent: "the whole prompt" }), el("div", { id: "prompt", textContent: example.prompt })]),
     el("div", { id: "runs" }, DATA.ks.map(k => renderRun(example, k))));
   document.querySelectorAll("#list li").forEach(li => li.classList.toggle("selected", Number(li.dataset.index) === index));
 }

@@ -28,22 +28,27 @@ from pretty_jax.models import Model
 
 @dataclasses.dataclass(frozen=True)
 class PromptExample:
+    """One prompt to align on; `source` is what the explorer's list shows of it (the
+    sentence or document the prompt asks about; the prompt itself when None)."""
+
     id: str
     prompt: str
     reference: str | None = None
+    source: str | None = None
 
 
 def read_prompts_file(path: Path) -> list[PromptExample]:
-    """jsonl with {"id", "prompt"} and optionally "reference" per line (default id: the
+    """jsonl with {"id", "prompt"} and optionally "reference" and "source" (the text the
+    explorer lists) per line (default id: the
     line number). Raises UserError naming path:line for an empty prompt, a reference that
     is not a string and a repeated id (naming both lines)."""
-    records = read_jsonl(Path(path), "--prompts_file", ("prompt",), ("reference",))
+    records = read_jsonl(Path(path), "--prompts_file", ("prompt",), ("reference", "source"))
     for number, record in records:
         if not record["prompt"].strip():
             raise UserError(f'{path}:{number}: "prompt" is empty; every line needs a prompt to continue')
     numbered_ids = [(number, str(record.get("id", number))) for number, record in records]
     check_unique_ids(path, numbered_ids)
-    return [PromptExample(example_id, record["prompt"], record.get("reference"))
+    return [PromptExample(example_id, record["prompt"], record.get("reference"), record.get("source"))
             for (_, example_id), (_, record) in zip(numbered_ids, records)]
 
 
@@ -128,7 +133,8 @@ def run_alignment(
                      overall["topk_agreement"][str(config.top_k[0])] or 0.0, overall["kl_sft_lm"] or 0.0)
     report = summary.build_report(models.names[0], models.names[1], config.trajectory, config.top_k, by_prior)
     if config.explorer_top_tokens:
-        report[summary.EXPLORER_DATA] = explorer.page_data(report, [e.prompt for e in examples], tops, tokenizer)
+        report[summary.EXPLORER_DATA] = explorer.page_data(report, [e.prompt for e in examples], tops, tokenizer,
+                                                              [e.source or e.prompt for e in examples])
     return report
 
 

@@ -70,7 +70,8 @@ _SFT = flags.DEFINE_string(
 _DTYPE = flags.DEFINE_enum("dtype", "bfloat16", list(loading.DTYPES), "Parameter dtype of both models.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where results, reports and figures go.")
 _PROMPTS_FILE = flags.DEFINE_string(
-    "prompts_file", None, 'jsonl of {"id", "prompt"[, "reference"]} per line (align mode).'
+    "prompts_file", None, 'jsonl of {"id", "prompt"[, "reference", "source"]} per line (align mode); "source" is what '
+    "the explorer page lists for the example (default: the prompt)."
 )
 _ALIGN_PRIOR_TOKEN_COUNTS = flags.DEFINE_list(
     "align_prior_token_counts", ["0", "1", "2"],

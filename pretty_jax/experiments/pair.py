@@ -24,7 +24,7 @@ from pretty_jax.core.errors import UserError
 from pretty_jax.core.progress import Progress
 from pretty_jax.engine import parallel
 from pretty_jax.engine.generator import DecodeConfig, Generator
-from pretty_jax.experiments import prior_scoring
+from pretty_jax.experiments import prior_scoring, report, significance
 from pretty_jax.experiments.config import Settings
 from pretty_jax.experiments.inputs import (
     PairInputs,
@@ -281,6 +281,14 @@ class PairRun:
             systems["sft"] = {"label": "SFT model", "prior": None, "metrics": self.score(sft_records), "prior_found_rate": None}
         result = {"task": self.settings.task, "source_lang": self.task.source_lang, "target_lang": self.task.target_lang,
                   **self.counts, "systems": systems}
+        predictions = {key: [r["prediction"] for r in records] for key, records in outputs.items()}
+        if sft_records is not None:
+            predictions["sft"] = [r["prediction"] for r in sft_records]
+        tested = significance.pair_significance(self.task.name, self.task.source_lang, self.task.target_lang,
+                                                predictions, self.examples)
+        if tested is not None:
+            result["significance"] = tested
+        result["example_outputs"] = report.example_outputs(self.examples, predictions)
         if self.settings.align:
             logging.info("%s: alignment statistics", self.name)
             result["alignment"] = self.alignment(prepared, outputs)
@@ -297,7 +305,7 @@ class PairRun:
         models = ModelPair(self.models.foundation, self.models.sft, self.models.tokenizer,
                            (str(Path(self.settings.foundation)), str(Path(self.settings.sft))))
         report = run_alignment(
-            models, [PromptExample(e.id, p, e.reference) for e, p in zip(self.examples, self.prompts)],
+            models, [PromptExample(e.id, p, e.reference, e.source) for e, p in zip(self.examples, self.prompts)],
             self.settings.alignment_config(), mesh=self.mesh,
             sft_outputs=[r["tokens"] for r in prepared.sft_records], continuations=continuations,
             sft_prompts=prepared.sft_prompt_ids,

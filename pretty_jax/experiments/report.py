@@ -15,6 +15,8 @@ results.json:
                               "prior_found_rate": float | null,
                               "prior_dropped": n,                 # gated priors (--prior_min_logprob)
                               "mean_prior_tokens": float, "prior_token_counts": {k: n}}},  # --adaptive_kl
+         "significance": {...},       # paired bootstrap intervals and p-values (significance.py)
+         "example_outputs": [{"id", "source", "reference", "outputs": {"<key>": str}}],  # the first 3
          "alignment": {"<k>": alignment SUMMARY}        # with --align (alignment_report.py)
      }},
      "sweep": {"<src>-<tgt>": [{"prior_tokens": k, "metrics": {...}}]},   # with --sweep_prior_tokens
@@ -37,19 +39,23 @@ from pretty_jax.alignment.plots import save_figure
 from pretty_jax.alignment.shift import SHIFT_CLASSES
 from pretty_jax.core.run_dir import RunDirectory
 from pretty_jax.experiments import chat
+from pretty_jax.experiments.language_report import COLUMNS as LANGUAGE_COLUMNS
 from pretty_jax.experiments.language_report import language_cells, language_columns, language_notes
 from pretty_jax.experiments.scored_report import (
     adaptive_points,
     adaptive_sweep_rows,
     scored_notes,
 )
+from pretty_jax.experiments.significance_report import half_width, p_value_table, significance_notes, with_interval
 from pretty_jax.tasks.registry import get_task
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 SCHEMA = "pretty_jax/results/1"
 SWEEP_FIGURE = "prior_sweep.png"
+EXAMPLES_SHOWN = 3  # examples with every system's output in report.md
 
 
 def sweep_points(pair: Mapping, sweep: Sequence[int]) -> list[dict]:
@@ -59,6 +65,35 @@ def sweep_points(pair: Mapping, sweep: Sequence[int]) -> list[dict]:
         key = f"sft-{k}tok" if k else "none"
         points.append({"prior_tokens": k, "metrics": pair["systems"][key]["metrics"]})
     return points
+
+
+def example_outputs(examples: Sequence, predictions: Mapping[str, Sequence[str]], count: int = EXAMPLES_SHOWN) -> list[dict]:
+    """The first `count` examples with every system's output, for the report's examples
+    section: [{"id", "source", "reference", "outputs": {system key: prediction}}]."""
+    return [{"id": e.id, "source": e.source, "reference": e.reference,
+             "outputs": {key: hyps[i] for key, hyps in predictions.items()}} for i, e in enumerate(examples[:count])]
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """`text` on one line of markdown, cut to `limit` characters."""
+    text = " ".join(text.split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("|", "\\|") or "(empty)"
+
+
+def _examples_section(pair: Mapping) -> list[str]:
+    """Each shown example's source, reference and every system's output, side by side."""
+    if not pair.get("example_outputs"):
+        return []
+    lines = ["", "### Examples", ""]
+    for shown in pair["example_outputs"]:
+        lines += [f"**{shown['id']}**", "", "| | text |", "|---|---|", f"| source | {_one_line(shown['source'])} |",
+                  f"| reference | {_one_line(shown['reference'])} |"]
+        for key, output in shown["outputs"].items():
+            label = pair["systems"][key]["label"] if key in pair["systems"] else key
+            lines.append(f"| {label} | {_one_line(output)} |")
+        lines.append("")
+    return lines[:-1]
 
 
 def build_results(task: str, foundation: str, sft: str | None, pairs: Mapping[str, dict], sweep: Sequence[int]) -> dict:
@@ -74,20 +109,32 @@ def _format(value) -> str:
     return f"{value:.3f}" if abs(value) <= 1 else f"{value:.2f}"
 
 
+def has_prior(system: Mapping) -> bool:
+    """Whether a system decodes after a prior (the plain foundation and the SFT model do not)."""
+    prior = system.get("prior")
+    return bool(prior) and prior.get("kind") != "none" and prior.get("count", 0) > 0
+
+
 def _pair_table(task: str, pair: Mapping) -> list[str]:
     kind = get_task(task)
     columns = [(m, name) for m, name in kind.columns if any(m in s["metrics"] for s in pair["systems"].values())]
     main = kind.main_metric
     sft_main = pair["systems"].get("sft", {}).get("metrics", {}).get(main)
     languages = language_columns(pair)
-    header = ["system"] + [name for _, name in columns] + [title for _, title in languages] + ["prior found"]
+    prior_column = any(has_prior(s) for s in pair["systems"].values())
+    header = ["system"] + [name for _, name in columns] + [title for _, title in languages]
+    header += ["prior found"] if prior_column else []
     if sft_main:
         header.append(f"% of SFT {kind.column_title(main)}")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for system in pair["systems"].values():
+    for key, system in pair["systems"].items():
         metrics = system["metrics"]
-        row = [system["label"]] + [_format(metrics.get(m)) for m, _ in columns]
-        row += language_cells(pair, metrics, languages) + [_format(system["prior_found_rate"])]
+        row = [system["label"]] + [with_interval(_format(metrics.get(m)), pair, key, m, metrics.get(m)) for m, _ in columns]
+        cells = language_cells(pair, metrics, languages)
+        row += [cell if cell.startswith("not reliable") else with_interval(cell, pair, key, m, metrics.get(m))
+                for (m, _), cell in zip(languages, cells)]
+        if prior_column:
+            row.append(_format(system["prior_found_rate"]) if has_prior(system) else "–")
         if sft_main:
             row.append(f"{100 * metrics[main] / sft_main:.0f}%")
         lines.append("| " + " | ".join(row) + " |")
@@ -105,7 +152,7 @@ def _pair_notes(pair: Mapping) -> list[str]:
     if pair.get("refined_missing"):
         notes.append(f"Warning: the refined file lacks {pair['refined_missing']} of {pair['examples']} examples; "
                      "they decode with no refined prior.")
-    notes += scored_notes(pair) + language_notes(pair)
+    notes += scored_notes(pair) + language_notes(pair) + significance_notes(pair)
     return [""] + notes if notes else []
 
 
@@ -129,6 +176,7 @@ def report_markdown(results: Mapping) -> str:
         lines += ["", f"## {pair['source_lang']} → {pair['target_lang']} ({pair['examples']} examples)", ""]
         lines += _pair_table(task, pair)
         lines += _pair_notes(pair)
+        lines += p_value_table(pair, COLUMNS[task] + list(LANGUAGE_COLUMNS))
         signatures = _signatures(pair)
         if signatures:
             lines += ["", "Metric signatures:", *signatures]
@@ -139,6 +187,7 @@ def report_markdown(results: Mapping) -> str:
                       "| prior tokens | " + title + " |", "|---|---|"]
             lines += [f"| {p['prior_tokens']} | {_format(p['metrics'][main])} |" for p in results["sweep"][name]]
             lines += adaptive_sweep_rows(pair, main)
+        lines += _examples_section(pair)
         if pair.get("alignment"):
             lines += ["", "### Alignment with the SFT model (along the foundation's own continuation)", "",
                       "| prior tokens | top-1 agreement | top-5 agreement | KL(SFT‖LM) | JS "
@@ -154,20 +203,46 @@ def report_markdown(results: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _pair_title(pair: Mapping) -> str:
+    return f"{pair['source_lang']} → {pair['target_lang']}"
+
+
 def plot_sweep(results: Mapping, path: Path) -> None:
     """Fig. 5: the main metric against the number of SFT prior tokens, per pair, with
-    the SFT model as a dashed line and each adaptive SFT prior as a star at its mean k."""
+    95% intervals as error bars (where the pair has them), the SFT model as a dashed line
+    and each adaptive SFT prior as a star at its mean k."""
     task = results["task"]
+    main, title = MAIN_METRIC[task], dict(COLUMNS[task])[MAIN_METRIC[task]]
+    figure, axis = plt.subplots(figsize=(7, 4.8))
     kind = get_task(task)
     main = kind.main_metric
     figure, axis = plt.subplots(figsize=(5.5, 4))
     for name, points in results["sweep"].items():
-        line = axis.plot([p["prior_tokens"] for p in points], [p["metrics"][main] for p in points], marker="o", label=name)
-        for point in adaptive_points(results["pairs"][name], main):  # the adaptive prior at its mean k
+        pair = results["pairs"][name]
+        widths = [half_width(pair, f"sft-{p['prior_tokens']}tok" if p["prior_tokens"] else "none", main) for p in points]
+        line = axis.plot([p["prior_tokens"] for p in points], [p["metrics"][main] for p in points], marker="o",
+                         label=f"{_pair_title(pair)}: foundation + k SFT prior tokens")
+        if all(w is not None for w in widths):
+            axis.errorbar([p["prior_tokens"] for p in points], [p["metrics"][main] for p in points], yerr=widths,
+                          fmt="none", capsize=4, color=line[0].get_color(),
+                          label=None if name != next(iter(results["sweep"])) else "95% interval (paired bootstrap)")
+        for point in adaptive_points(pair, main):  # the adaptive prior at its mean k
+            rule = point["label"].rsplit(", ", 1)[-1].rstrip(")")
             axis.plot([point["mean_prior_tokens"]], [point["value"]], marker="*", markersize=12, linestyle="none",
-                      color=line[0].get_color(), label=f"{name} adaptive ({point['key']})")
-        sft = results["pairs"][name]["systems"].get("sft")
+                      color=line[0].get_color(),
+                      label=f"{_pair_title(pair)}: adaptive SFT prior ({rule}), at its mean k")
+        sft = pair["systems"].get("sft")
         if sft:
+            axis.axhline(sft["metrics"][main], linestyle="--", color=line[0].get_color(),
+                         label=f"{_pair_title(pair)}: SFT model")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_xlabel("SFT prior tokens k")
+    axis.set_ylabel(title)
+    axis.set_title(f"{title} against the number of SFT prior tokens")
+    handles = axis.get_legend_handles_labels()[0]  # below the plot: inside, it would hide the SFT line
+    figure.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    rows = (len(handles) + 1) // 2
+    save_figure(figure, path, rect=(0, 0.045 * rows + 0.01, 1, 1))
             axis.axhline(sft["metrics"][main], linestyle="--", color=line[0].get_color(), label=f"{name} SFT")
     axis.set_xlabel("SFT prior tokens")
     axis.set_ylabel(kind.column_title(main))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from pretty_jax.experiments.significance_report import ALPHA, MARKS, difference_marks, half_width
 from pretty_jax.organism.build import Organism, ensure_organism, register_varic
 
 __all__ = ["ensure_organism", "experiment_settings", "planned_organism", "summary"]
@@ -54,14 +55,23 @@ def summary(results: dict, phases: Sequence[tuple[str, float]], total_seconds: f
         "",
         f"PreTTY demo: English -> Varic (an invented language), {pair['examples']} held-out sentences",
         "",
-        f"  {'system':<{width}} {'chrF++':>7} {'BLEU':>6} {'in Varic':>9} {'% of SFT':>9}",
+        f"  {'system':<{width}} {'chrF++':>13} {'BLEU':>6} {'in Varic':>9} {'% of SFT':>9}",
     ]
-    for system in systems.values():
+    for key, system in systems.items():
         metrics = system["metrics"]
+        chrf = f"{metrics['chrf']:.1f}"
+        if half_width(pair, key, "chrf") is not None:
+            chrf += f" ±{half_width(pair, key, 'chrf'):.1f}{difference_marks(pair, key, 'chrf'):<2}"
         lines.append(
-            f"  {system['label']:<{width}} {metrics['chrf']:7.1f} {metrics['bleu']:6.1f} "
+            f"  {system['label']:<{width}} {chrf:>13} {metrics['bleu']:6.1f} "
             f"{100 * metrics['target_language_rate']:8.0f}% {100 * metrics['chrf'] / sft_chrf:8.0f}%"
         )
+    if pair.get("significance"):
+        tested = pair["significance"]
+        lines += ["", f"  ±: 95% interval half-width, paired bootstrap over the sentences ({tested['resamples']} "
+                      f"resamples, seed {tested['seed']});", "  " + "; ".join(
+                      f"{mark}: differs from {name} at p < {ALPHA}" for b, (mark, name) in MARKS.items()
+                      if b in tested["p_values"])]
     if pair.get("alignment"):
         lines += ["", "  foundation vs SFT next-token distributions along the foundation's own output:",
                   f"  {'prior tokens':>14} {'top-1 agreement':>16} {'KL(SFT||LM)':>12}"]

@@ -24,7 +24,7 @@ from typing import Sequence
 from sacrebleu.metrics import BLEU, CHRF
 
 from pretty_jax.core.errors import MissingDependencyError, UserError
-from pretty_jax.tasks.languages import Language, get_language, split_words
+from pretty_jax.tasks.languages import get_language, split_words
 from pretty_jax.tasks.source_language import is_copy, source_language_rate  # noqa: F401  (public names)
 from pretty_jax.tasks.target_language import (  # noqa: F401  (the metrics' public names)
     classify,
@@ -63,7 +63,7 @@ def translation_scores(
     """
     _check_aligned(hypotheses, references)
     hypotheses, references = list(hypotheses), list(references)
-    bleu = _bleu_metric(get_language(target_lang))
+    bleu = bleu_metric(target_lang)
     chrf = CHRF(word_order=2)
     scores: dict[str, float | str] = {
         "bleu": bleu.corpus_score(hypotheses, [references]).score,
@@ -76,7 +76,9 @@ def translation_scores(
     return scores
 
 
-def _bleu_metric(language: Language) -> BLEU:
+def bleu_metric(target_lang: str) -> BLEU:
+    """sacrebleu's BLEU with the tokenizer of `target_lang` (languages.py)."""
+    language = get_language(target_lang)
     tokenizer = language.bleu_tokenizer
     try:
         return BLEU(tokenize=tokenizer)
@@ -142,13 +144,21 @@ def rouge_tokens(text: str, lang: str) -> list[str]:
 def rouge_scores(hypotheses: Sequence[str], references: Sequence[str], lang: str) -> dict[str, float]:
     """{"rouge1", "rouge2", "rougeL"}: mean over examples of the F1 (x100)."""
     _check_aligned(hypotheses, references)
-    totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    for hypothesis, reference in zip(hypotheses, references):
+    per_example = rouge_example_scores(hypotheses, references, lang)
+    return {name: sum(scores[name] for scores in per_example) / len(references) for name in ROUGE_METRICS}
+
+
+ROUGE_METRICS = ("rouge1", "rouge2", "rougeL")
+
+
+def rouge_example_scores(hypotheses: Sequence[str], references: Sequence[str], lang: str) -> list[dict[str, float]]:
+    """Per example {"rouge1", "rouge2", "rougeL"}: its F1 (x100); their means are the corpus scores."""
+    scores = []
+    for hypothesis, reference in zip(hypotheses, references, strict=True):
         hyp, ref = rouge_tokens(hypothesis, lang), rouge_tokens(reference, lang)
-        totals["rouge1"] += _rouge_n(hyp, ref, 1)
-        totals["rouge2"] += _rouge_n(hyp, ref, 2)
-        totals["rougeL"] += _f1(_lcs_length(hyp, ref), len(hyp), len(ref))
-    return {name: 100 * total / len(references) for name, total in totals.items()}
+        f1 = (_rouge_n(hyp, ref, 1), _rouge_n(hyp, ref, 2), _f1(_lcs_length(hyp, ref), len(hyp), len(ref)))
+        scores.append({name: 100 * value for name, value in zip(ROUGE_METRICS, f1)})
+    return scores
 
 
 def _ngrams(tokens: list[str], n: int) -> collections.Counter[tuple[str, ...]]:
