@@ -33,7 +33,7 @@ from pretty_jax.alignment.runner import (
 from pretty_jax.alignment.statistics import check_same_tokenizer
 from pretty_jax.alignment.summary import TRAJECTORIES
 from pretty_jax.checkpoints import loading
-from pretty_jax.cli import decode_flags, mesh_flags, prompt_flags
+from pretty_jax.cli import alternative_flags, decode_flags, mesh_flags, prompt_flags
 from pretty_jax.cli.common import flag_message
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
@@ -42,7 +42,7 @@ from pretty_jax.experiments import chat, config, report, runner
 from pretty_jax.experiments.inputs import check_model, file_record, fill_path
 from pretty_jax.experiments.preview import UnreadableData, first_prompt
 from pretty_jax.experiments.priors import KINDS, TEXT_ONLY_KINDS, PriorSpec
-from pretty_jax.organism import demo
+from pretty_jax.organism import demo, proxy_pair
 from pretty_jax.tasks.languages import get_language
 
 _MODE = flags.DEFINE_enum(
@@ -276,6 +276,7 @@ def settings_from_flags(output_dir: Path, **fixed) -> experiments.Settings:
         **prompt_flags.role_prompts_from_flags(),
         prior_choice=tuple(_PRIOR_CHOICE.value), prior_min_logprob=_PRIOR_MIN_LOGPROB.value,
         adaptive_kl=_ADAPTIVE_KL.value, adaptive_max_prior_tokens=_ADAPTIVE_MAX_PRIOR_TOKENS.value,
+        alternatives=alternative_flags.alternatives_from_flags(),
     ) | fixed
     for name in ("data", "foundation"):
         if not values[name]:
@@ -291,7 +292,9 @@ def print_plan(settings: experiments.Settings) -> None:
     for target in settings.target_langs:
         pair = f"{source if settings.task != 'pos' else get_language(target).code}-{get_language(target).code}"
         print(f"{pair}: {fill_path(settings.data, 'data', settings.source_lang, target)}")
-    print("systems: " + ", ".join(spec.label for spec in settings.systems()) + (", SFT model" if settings.sft else ""))
+    labels = [spec.label for spec in settings.systems()]
+    labels += [spec.label for spec in settings.alternatives.systems(settings.systems())]
+    print("systems: " + ", ".join(labels) + (", SFT model" if settings.sft else ""))
     for line in chat.plan_lines(settings):
         print(line)
     print(f"stages: {'sft, ' if settings.sft else ''}foundation x {len(settings.systems())}, score"
@@ -347,14 +350,19 @@ def run_demo_mode() -> None:
 
     output_dir = Path(_require(_OUTPUT_DIR))
     root = Path(_ORGANISM_DIR.value)
+    proxy = proxy_pair.planned_proxy_pair(demo.planned_organism(root))
+    fixed = demo.experiment_settings(demo.planned_organism(root)) \
+        | alternative_flags.organism_proxy(str(proxy.foundation), str(proxy.sft))
     if _DRY_RUN.value:  # the plan, without building the organism
-        run_experiment_mode(settings_from_flags(output_dir, **demo.experiment_settings(demo.planned_organism(root))))
+        run_experiment_mode(settings_from_flags(output_dir, **fixed))
         return
     run_dir.check_output_dir(output_dir, "--output_dir")
     if not (root / "organism.json").exists():
         print(f"Building the model organism in {root} (first run only, about 3 minutes on 2 CPU cores)")
-    settings = settings_from_flags(output_dir, **demo.experiment_settings(demo.planned_organism(root)))
-    demo.ensure_organism(root, report=phase)  # builds what `settings` points at, or reuses it
+    settings = settings_from_flags(output_dir, **fixed)
+    organism = demo.ensure_organism(root, report=phase)  # builds what `settings` points at, or reuses it
+    if alternative_flags.ORGANISM_PROXY.value:
+        proxy_pair.ensure_proxy_pair(organism, report=phase)
     phase("experiment: foundation x 5 priors, SFT model, alignment", None)
     experiment_start = time.perf_counter()
     results = run_experiment_mode(settings, start_fresh_on_change=True)

@@ -30,6 +30,7 @@ from pretty_jax.core.errors import UserError
 from pretty_jax.core.run_dir import RunDirectory, check_output_dir
 from pretty_jax.engine import parallel
 from pretty_jax.experiments import report
+from pretty_jax.experiments.alternative_runs import alternative_systems, check_vocabularies, load_proxy_models
 from pretty_jax.experiments.config import Settings
 from pretty_jax.experiments.pair import PairRun, foundation_outputs
 from pretty_jax.experiments.plan import Models, Plan, plan_experiment, with_formats
@@ -51,6 +52,7 @@ def load_models(plan: Plan, mesh: Mesh | None = None) -> Models:
     if settings.refined_model:
         models.refined = load_model(settings.refined_model, settings.dtype, place=place)
         models.refined_tokenizer = load_tokenizer_of(settings.refined_model)
+    models.proxy = load_proxy_models(settings, place)
     return models
 
 
@@ -88,6 +90,7 @@ def run_experiment(settings: Settings, mesh: Mesh | None = None, overwrite: bool
     """
     check_output_dir(settings.output_dir, "--output_dir")
     plan = with_formats(plan_experiment(settings))
+    check_vocabularies(settings)
     recorded = settings.recorded(plan.models["foundation"])
     with output_run(settings.output_dir, "experiment", recorded, plan.stage_inputs(), overwrite,
                     start_fresh_on_change) as (record, begin):
@@ -139,7 +142,10 @@ def run_pairs(plan: Plan, models: Models, record: RunRecord, mesh: Mesh | None =
     for run in runs:
         run.prepare()
     outputs = foundation_outputs(runs, models, mesh, settings)
+    alternatives = alternative_systems(runs, models, mesh, settings)
     pairs = {run.name: run.finish(pair_outputs) for run, pair_outputs in zip(runs, outputs)}
+    for run, systems in zip(runs, alternatives):
+        pairs[run.name]["systems"] |= systems
     results = report.build_results(settings.task, plan.models["foundation"].path,
                                    plan.models["sft"].path if "sft" in plan.models else None, pairs, settings.sweep)
     results["prompt_formats"] = {role: formatting.record() for role, formatting in plan.formats.items()}
