@@ -60,7 +60,9 @@ class AlternativeSpec:
     @property
     def label(self) -> str:
         if self.kind == "proxy":
-            return "proxy tuning" + ("" if self.first_k is None else f" (first {self.first_k} tokens)")
+            if self.first_k is None:
+                return "proxy tuning"
+            return f"proxy tuning (first {'token' if self.first_k == 1 else f'{self.first_k} tokens'})"
         contrast = ", ".join(f"{c} λ={w:g}" for c, w in zip(self.contrasts, self.lambdas))
         base = self.prior.label if self.prior.key != "none" else "foundation"
         return f"{base} + contrastive ({contrast})"
