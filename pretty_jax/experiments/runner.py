@@ -6,6 +6,8 @@ Per language pair (OUT/<src>-<tgt>/):
   3. <prior>.jsonl      the foundation's outputs with each prior prefilled
                         (none.jsonl, sft-1tok.jsonl, dictionary-1word.jsonl, ...);
                         every pair's systems decode in one pool of slots
+     <alternative>.jsonl  contrastive decoding and proxy tuning systems
+                        (alternatives.py), one pool per system over every pair
   4. scores of every system -> OUT/results.json and OUT/report.md (see report.py)
   5. alignment.json + figures (with --align), from the outputs above
 
