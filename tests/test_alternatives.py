@@ -134,3 +134,20 @@ def test_killed_contrastive_run_resumes_to_the_uninterrupted_outputs(jax_checkpo
     for name in ("none.jsonl", "contrastive-source0.1.jsonl"):
         assert (killed / "eng-fra" / name).read_bytes() == (tmp_path / "whole" / "eng-fra" / name).read_bytes(), name
     assert json.loads((killed / "results.json").read_text()) == json.loads((tmp_path / "whole" / "results.json").read_text())
+
+
+@needs_data
+def test_alignment_of_a_neutral_system_is_the_plain_foundation_s(jax_checkpoint, jax_sft_stand_in, tmp_path):
+    """lambda=0 decodes and scores as the plain foundation: its KL to the SFT model and
+    top-K agreement along its outputs are the k=0 statistics of the alignment runner."""
+    foundation, sft = jax_checkpoint("llama"), jax_sft_stand_in("llama")
+    alternatives = AlternativeSettings(contrastive=("language", "source"), contrastive_lambda_language=0.0)
+    results = pretty_jax.run_experiment(_settings(tmp_path / "o", foundation, alternatives, sft=str(sft), align=True,
+                                                  align_prior_tokens=(0,)))
+    pair = results["pairs"]["eng-fra"]
+    plain, neutral = pair["alignment"]["0"], pair["systems"]["contrastive-language0"]["alignment"]
+    assert neutral["steps"] == plain["steps"] > 0
+    assert neutral["topk_agreement"] == plain["topk_agreement"]
+    for name in ("kl_sft_lm", "kl_lm_sft", "p_lm_of_sft"):
+        assert neutral[name] == pytest.approx(plain[name], rel=1e-4, abs=1e-5), name
+    assert pair["systems"]["contrastive-source0.1"]["alignment"]["kl_sft_lm"] != pytest.approx(plain["kl_sft_lm"])

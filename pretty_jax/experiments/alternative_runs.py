@@ -14,6 +14,7 @@ from jax.sharding import Mesh
 from pretty_jax.alignment.statistics import check_same_tokenizer
 from pretty_jax.checkpoints.loading import load_model, load_tokenizer_of
 from pretty_jax.engine.generator import Generator, System
+from pretty_jax.experiments.alternative_alignment import system_alignment
 from pretty_jax.experiments.alternatives import AlternativeSettings, AlternativeSpec, source_contrasts
 from pretty_jax.experiments.pair import PairRun, StageJob, run_stages
 from pretty_jax.experiments.priors import build_prior
@@ -70,6 +71,16 @@ def _system(spec: AlternativeSpec, models) -> System:
     return System(spec.rule(), (models.foundation,) * (1 + len(spec.contrasts)))
 
 
+def _alignment(run: PairRun, spec: AlternativeSpec, generator: Generator, records: list[dict]) -> dict:
+    """The system's alignment SUMMARY with the SFT model along its own outputs."""
+    priors = [r.get("prior_tokens", []) for r in records]
+    stream_prefixes = [tuple(list(p) + prior for p in prompts) for prompts, prior in zip(_stream_prompts(run, spec), priors)]
+    sft_prefixes = [list(p) + prior for p, prior in zip(run.role_prompt_ids["sft"], priors)]
+    return system_alignment(generator.system, run.models.sft, stream_prefixes, sft_prefixes,
+                            [r["tokens"] for r in records], run.settings.agreement_k, generator.pad_id,
+                            run.settings.batch_size)
+
+
 def alternative_systems(runs: Sequence[PairRun], models, mesh: Mesh | None, settings) -> list[dict[str, dict]]:
     """Decodes every alternative system for every pair (`prepare` ran) and returns,
     per pair, the results.json entries of its systems by key."""
@@ -87,4 +98,6 @@ def alternative_systems(runs: Sequence[PairRun], models, mesh: Mesh | None, sett
             result[spec.key] = {"label": spec.label, "prior": spec.prior.as_json() if spec.prior.key != "none" else None,
                                 "system": spec.as_json(), "metrics": run.score(records),
                                 "prior_found_rate": sum(found) / len(found) if found else None}
+            if settings.align:
+                result[spec.key]["alignment"] = _alignment(run, spec, generator, records)
     return results
