@@ -32,7 +32,7 @@ from pretty_jax.alignment.runner import (
 from pretty_jax.alignment.statistics import check_same_tokenizer
 from pretty_jax.alignment.summary import TRAJECTORIES
 from pretty_jax.checkpoints import loading
-from pretty_jax.cli import decode_flags, mesh_flags, prompt_flags
+from pretty_jax.cli import alternative_flags, decode_flags, mesh_flags, prompt_flags
 from pretty_jax.cli import help as cli_help
 from pretty_jax.core import progress, run_dir
 from pretty_jax.core.errors import UserError
@@ -44,7 +44,7 @@ from pretty_jax.experiments.inputs import check_model, file_record
 from pretty_jax.experiments.plan import Plan
 from pretty_jax.experiments.priors import KINDS, TEXT_ONLY_KINDS, PriorSpec
 from pretty_jax.experiments.stages import RunRecord
-from pretty_jax.organism import demo
+from pretty_jax.organism import demo, proxy_pair
 from pretty_jax.tasks.registry import get_task, task_names
 from pretty_jax.tasks import Example
 
@@ -339,7 +339,7 @@ def settings_from_flags(output_dir: Path, **fixed) -> experiments.Settings:
         align_prior_tokens=tuple(_int_list(_ALIGN_PRIOR_TOKEN_COUNTS, 0)),
         agreement_k=tuple(_int_list(_AGREEMENT_K, 1)), data=None if "data" in fixed else _data_path(_DATA),
         dictionary=_data_path(_DICTIONARY), lexicon_data=_data_path(_LEXICON_DATA),
-        **prompt_flags.role_prompts_from_flags(),
+        alternatives=alternative_flags.alternatives_from_flags(), **prompt_flags.role_prompts_from_flags(),
     )
     values = {}
     for field in dataclasses.fields(experiments.Settings):
@@ -374,7 +374,9 @@ def print_plan(plan: Plan) -> None:
 
 
 def _print_systems_and_stages(settings: experiments.Settings) -> None:
-    print("systems: " + ", ".join(spec.label for spec in settings.systems()) + (", SFT model" if settings.sft else ""))
+    labels = [spec.label for spec in settings.systems()]
+    labels += [spec.label for spec in settings.alternatives.systems(settings.systems())]
+    print("systems: " + ", ".join(labels) + (", SFT model" if settings.sft else ""))
     print(f"stages: {'sft, ' if settings.sft else ''}foundation x {len(settings.systems())}, score"
           + (", align" if settings.align else "") + f" -> {settings.output_dir}")
 
@@ -427,14 +429,19 @@ def run_demo_mode() -> None:
 
     output_dir = Path(_require(_OUTPUT_DIR))
     root = Path(_ORGANISM_DIR.value)
+    proxy = proxy_pair.planned_proxy_pair(demo.planned_organism(root))
+    fixed = demo.experiment_settings(demo.planned_organism(root)) \
+        | alternative_flags.organism_proxy(str(proxy.foundation), str(proxy.sft))
     if _DRY_RUN.value:
-        _dry_run_demo(output_dir, root)
+        _dry_run_demo(output_dir, root, fixed)
         return
     run_dir.check_output_dir(output_dir, "--output_dir")
     if not (root / "organism.json").exists():
         print(f"Building the model organism in {root} (first run only, about 3 minutes on 2 CPU cores)")
-    settings = settings_from_flags(output_dir, **demo.experiment_settings(demo.planned_organism(root)))
-    demo.ensure_organism(root, report=phase)  # builds what `settings` points at, or reuses it
+    settings = settings_from_flags(output_dir, **fixed)
+    organism = demo.ensure_organism(root, report=phase)  # builds what `settings` points at, or reuses it
+    if alternative_flags.ORGANISM_PROXY.value:
+        proxy_pair.ensure_proxy_pair(organism, report=phase)
     phase("experiment: foundation x 5 priors, SFT model, alignment", None)
     experiment_start = time.perf_counter()
     results = run_experiment_mode(settings, start_fresh_on_change=True)
@@ -443,18 +450,21 @@ def run_demo_mode() -> None:
         print(demo.summary(results, phases, time.perf_counter() - start, output_dir))
 
 
-def _dry_run_demo(output_dir: Path, root: Path) -> None:
-    """The demo's dry run: every check of the experiment on a built organism; before the
-    organism is built, the checks of the flags and of the two directories, and the plan."""
-    settings = settings_from_flags(output_dir, **demo.experiment_settings(demo.planned_organism(root)))
-    if (root / "organism.json").exists():
+def _dry_run_demo(output_dir: Path, root: Path, fixed: dict) -> None:
+    """The demo's dry run: every check of the experiment on a built organism (and proxy
+    pair, with --organism_proxy); before they are built, the checks of the flags and of
+    the two directories, and the plan."""
+    settings = settings_from_flags(output_dir, **fixed)
+    built = [root / "organism.json"] + ([root / proxy_pair.MARKER] if alternative_flags.ORGANISM_PROXY.value else [])
+    if all(path.exists() for path in built):
         run_experiment_mode(settings, start_fresh_on_change=True)
         return
     run_dir.check_output_dir(output_dir, "--output_dir")
     run_dir.check_output_dir(root, "--organism_dir")
     _print_systems_and_stages(settings)
-    print(f"the model organism is not built in {root} yet: the run builds it first (a few minutes on a laptop CPU), "
-          "then reads its data and models")
+    what = "the model organism and its proxy pair are" if len(built) > 1 else "the model organism is"
+    print(f"{what} not built in {root} yet: the run builds them first (a few minutes on a laptop CPU), "
+          "then reads their data and models")
     _dry_run_passed()
 
 

@@ -14,6 +14,7 @@ from pretty_jax.core.flag_names import flag_name
 from pretty_jax.engine.generator import DecodeConfig
 from pretty_jax.engine.stopping import check_stop_strings
 from pretty_jax.engine.strategies import BeamSearch, Sampling
+from pretty_jax.experiments.alternatives import AlternativeSettings
 from pretty_jax.experiments.chat import RolePrompt
 from pretty_jax.experiments.inputs import (
     InputRecord,
@@ -69,6 +70,7 @@ class Settings:
     prior_min_logprob: float | None = None
     adaptive_kl: float | None = None
     adaptive_max_prior_tokens: int = 3
+    alternatives: AlternativeSettings = AlternativeSettings()
 
     def __post_init__(self):
         object.__setattr__(self, "output_dir", Path(self.output_dir))
@@ -102,6 +104,7 @@ class Settings:
             if spec.kind != "none" and spec.count < 1:
                 raise UserError(f"priors: the {spec.kind} prior needs a size >= 1, not {spec.count}")
         self._validate_scored_priors()
+        self.alternatives.validate(self.task, self.systems())
         check_stop_strings(self.decode.stop_strings)
         if kind.reads_source_language:
             get_language(self.source_lang)

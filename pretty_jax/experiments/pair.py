@@ -265,10 +265,13 @@ class PairRun:
         specs = tuple(self.settings.systems())
         return Prepared(specs, self.prior_sources(sft_records, specs), sft_records, sft_prompt_ids)
 
-    def finish(self, prepared: "Prepared", outputs: dict[str, list[dict]]) -> dict:
+    def finish(self, prepared: "Prepared", outputs: dict[str, list[dict]],
+               alternatives: Mapping[str, tuple[dict, list[dict]]] | None = None) -> dict:
         """Scores and alignment from every system's outputs; returns this pair's
-        results.json entry."""
+        results.json entry. `alternatives`: the alternative systems' entries and output
+        records by key (alternative_runs.py), tested for significance with the rest."""
         specs, sft_records = prepared.specs, prepared.sft_records
+        alternatives = alternatives or {}
         systems = {}
         logging.info("%s: scoring", self.name)
         for spec in specs:
@@ -277,11 +280,13 @@ class PairRun:
                 "label": spec.label, "prior": spec.as_json(), "metrics": self.score(outputs[spec.key]),
                 "prior_found_rate": float(np.mean(found)) if found else None,
             } | prior_scoring.system_summary(spec, outputs[spec.key])
+        systems |= {key: entry for key, (entry, _) in alternatives.items()}
         if sft_records is not None:
             systems["sft"] = {"label": "SFT model", "prior": None, "metrics": self.score(sft_records), "prior_found_rate": None}
         result = {"task": self.settings.task, "source_lang": self.task.source_lang, "target_lang": self.task.target_lang,
                   **self.counts, "systems": systems}
         predictions = {key: [r["prediction"] for r in records] for key, records in outputs.items()}
+        predictions |= {key: [r["prediction"] for r in records] for key, (_, records) in alternatives.items()}
         if sft_records is not None:
             predictions["sft"] = [r["prediction"] for r in sft_records]
         tested = significance.pair_significance(self.task.name, self.task.source_lang, self.task.target_lang,

@@ -8,6 +8,7 @@ from typing import Any
 
 from pretty_jax.checkpoints.loading import check_lengths, load_tokenizer_of
 from pretty_jax.core.errors import UserError
+from pretty_jax.experiments import alternatives
 from pretty_jax.experiments.chat import RoleFormatting, RolePrompt, check_renders, resolve_role
 from pretty_jax.experiments.config import Settings
 from pretty_jax.experiments.inputs import (
@@ -31,6 +32,7 @@ class Models:
     sft_tokenizer: Any = None
     refined: Model | None = None
     refined_tokenizer: Any = None
+    proxy: dict[str, Model] = dataclasses.field(default_factory=dict)  # alternatives.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +66,9 @@ class Plan:
                 stages[f"{pair.name}/{spec.key}.jsonl"] = inputs
                 if spec.scored:  # the priors the models judged first (prior_scoring.py)
                     stages[f"{pair.name}/{spec.key}{SCORES_SUFFIX}.jsonl"] = inputs
+            for alt in self.settings.alternatives.systems(self.settings.systems()):
+                stages[f"{pair.name}/{alt.key}.jsonl"] = data | {"prior": alt.prior.as_json()} \
+                    | self._prior_inputs(alt.prior, pair) | alternatives.stage_inputs(alt, self.models, self.settings.alternatives)
         return stages
 
     def _prior_inputs(self, spec: PriorSpec, pair: PairInputs) -> dict[str, Any]:
@@ -88,6 +93,8 @@ def plan_experiment(settings: Settings) -> Plan:
         models["sft"] = check_model(settings.sft, "--sft")
     if settings.refined_model:
         models["refined_model"] = check_model(settings.refined_model, "--refined_model")
+    for name, path in settings.alternatives.model_paths().items():
+        models[name] = check_model(path, f"--{name}")
     rows = settings.batch_size * getattr(settings.decode.strategy, "num_beams", 1)
     for record in models.values():
         check_lengths(record.path, record.flag, settings.decode.max_new_tokens, settings.decode.max_len, rows,

@@ -24,7 +24,10 @@ results.json:
                         "system_message", "chat_template_file", ...}}}   # experiments/chat.py
 
 `<key>` is "none" (the plain foundation), "<kind>-<k>tok|word" for the foundation with
-a prior, and "sft" for the SFT model.
+a prior, "sft" for the SFT model, and the alternative systems' keys ("contrastive-
+language0.5", "proxy-first3", ...; experiments/alternatives.py), whose entries add
+"system": {"kind": "contrastive", "prior", "contrasts", "lambdas"} | {"kind": "proxy",
+"first_k"}.
 """
 
 from __future__ import annotations

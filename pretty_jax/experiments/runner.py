@@ -6,6 +6,8 @@ Per language pair (OUT/<src>-<tgt>/):
   3. <prior>.jsonl      the foundation's outputs with each prior prefilled
                         (none.jsonl, sft-1tok.jsonl, dictionary-1word.jsonl, ...);
                         every pair's systems decode in one pool of slots
+     <alternative>.jsonl  contrastive decoding and proxy tuning systems
+                        (alternatives.py), one pool per system over every pair
   4. scores of every system -> OUT/results.json and OUT/report.md (see report.py)
   5. alignment.json + figures (with --align), from the outputs above
 
@@ -30,6 +32,7 @@ from pretty_jax.core.errors import UserError
 from pretty_jax.core.run_dir import RunDirectory, check_output_dir
 from pretty_jax.engine import parallel
 from pretty_jax.experiments import report
+from pretty_jax.experiments.alternative_runs import alternative_systems, check_vocabularies, load_proxy_models
 from pretty_jax.experiments.config import Settings
 from pretty_jax.experiments.pair import PairRun, foundation_outputs, role_generators
 from pretty_jax.experiments.plan import Models, Plan, plan_experiment, with_formats
@@ -51,6 +54,7 @@ def load_models(plan: Plan, mesh: Mesh | None = None) -> Models:
     if settings.refined_model:
         models.refined = load_model(settings.refined_model, settings.dtype, place=place)
         models.refined_tokenizer = load_tokenizer_of(settings.refined_model)
+    models.proxy = load_proxy_models(settings, place)
     return models
 
 
@@ -88,6 +92,7 @@ def run_experiment(settings: Settings, mesh: Mesh | None = None, overwrite: bool
     """
     check_output_dir(settings.output_dir, "--output_dir")
     plan = with_formats(plan_experiment(settings))
+    check_vocabularies(settings)
     recorded = settings.recorded(plan.models["foundation"])
     with output_run(settings.output_dir, "experiment", recorded, plan.stage_inputs(), overwrite,
                     start_fresh_on_change) as (record, begin):
@@ -139,7 +144,9 @@ def run_pairs(plan: Plan, models: Models, record: RunRecord, mesh: Mesh | None =
     runs = [PairRun(plan, inputs, models, record, mesh, generators) for inputs in plan.pairs]
     prepared = [run.prepare() for run in runs]
     outputs = foundation_outputs(runs, prepared, models, mesh, settings)
-    pairs = {run.name: run.finish(ready, pair_outputs) for run, ready, pair_outputs in zip(runs, prepared, outputs)}
+    alternatives = alternative_systems(runs, prepared, models, mesh, settings)
+    pairs = {run.name: run.finish(ready, pair_outputs, pair_alternatives)
+             for run, ready, pair_outputs, pair_alternatives in zip(runs, prepared, outputs, alternatives)}
     results = report.build_results(settings.task, plan.models["foundation"].path,
                                    plan.models["sft"].path if "sft" in plan.models else None, pairs, settings.sweep)
     results["prompt_formats"] = {role: formatting.record() for role, formatting in plan.formats.items()}

@@ -200,11 +200,18 @@ def _is_built(organism: Organism, settings: OrganismSettings) -> bool:
         return False
 
 
+def discard_training_runs(directory: RunDirectory, under: str = "") -> None:
+    """Deletes the files of every training run in a directory the build recorded under
+    `under` (each run owns its directory, with its own manifest), deepest first."""
+    prefix = f"{under}/" if under else ""
+    for name in sorted(directory.dirs, reverse=True):
+        if name != "." and name.startswith(prefix) and (directory.path_of(name) / MANIFEST).is_file():
+            RunDirectory.open(directory.path_of(name), "train", FLAG).discard_all()
+
+
 def _start_over(directory: RunDirectory) -> None:
     """Deletes every file the build recorded, the training runs' own files included."""
-    for run in RUNS:
-        if (directory.path / run / MANIFEST).is_file():
-            RunDirectory.open(directory.path / run, "train", FLAG).discard_all()
+    discard_training_runs(directory)
     directory.retire()
     directory.discard_retired()
 
