@@ -81,7 +81,8 @@ class _Run:
         self.output_dir = Path(settings.output_dir)
         config, _, _ = model_setup.architecture(settings)
         self.train_data, self.eval_data = _load_data(settings, config)
-        self.order = data.BatchOrder(len(self.train_data), settings.global_batch, settings.seed)
+        lengths = self.train_data.lengths if settings.length_bucket else None
+        self.order = data.BatchOrder(len(self.train_data), settings.global_batch, settings.seed, lengths)
         self.metrics = MetricsLog(self.output_dir)
         self.output: run_dir.RunDirectory | None = None
 
@@ -103,8 +104,11 @@ class _Run:
         return {k: parallel.device_array(self.mesh, v, (None, "batch", None)) for k, v in host.items()}
 
     def _train_batch(self, step: int) -> dict[str, jax.Array]:
-        """Step `step`'s batch [A, B, T], its rows split on the mesh's data axis."""
+        """Step `step`'s batch [A, B, T], its rows split on the mesh's data axis (T cut
+        to the batch's length bucket with --length_bucket)."""
         sequences = self.train_data.take(self.order.indices(step))
+        if self.settings.length_bucket:
+            sequences = data.cut_to_bucket(sequences, self.settings.length_bucket)
         return self._device(data.micro_batches(sequences, self.settings.grad_accum_steps))
 
     def _state_info(self, step: int) -> dict[str, Any]:
@@ -194,7 +198,7 @@ class _Run:
 
     def _evaluate(self, done: int, trainable: Any) -> None:
         loss_sum, count = 0.0, 0.0
-        for host in data.eval_batches(self.eval_data, self.settings.batch_size):
+        for host in data.eval_batches(self.eval_data, self.settings.batch_size, self.settings.length_bucket):
             batch_loss, batch_count = self.eval_step(trainable, self.frozen, self._device(host))
             loss_sum, count = loss_sum + float(batch_loss), count + float(batch_count)
         eval_loss = loss_sum / max(count, 1.0)
