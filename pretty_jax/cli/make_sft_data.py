@@ -96,10 +96,10 @@ def main(argv: list[str]) -> None:
     outputs = [Path(_OUTPUT.value).expanduser()] + ([Path(_EVAL_OUTPUT.value).expanduser()] if _EVAL_OUTPUT.value else [])
     _check_outputs(outputs)
     if len(target_langs) > 1:
-        for template in _TARGET_FILES.value:
-            if "{target_lang}" not in template and "{target_iso}" not in template:
+        for target_file in _TARGET_FILES.value:
+            if "{target_lang}" not in target_file and "{target_iso}" not in target_file:
                 raise UserError(
-                    f"--target_files: {template} is the same file for every --target_lang; "
+                    f"--target_files: {target_file} is the same file for every --target_lang; "
                     "put {target_lang} or {target_iso} in it (or give one --target_lang)"
                 )
     pairs = {}
