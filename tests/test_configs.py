@@ -1,4 +1,6 @@
-"""Every flagfile in configs/ is accepted by the runner: flags, languages, priors."""
+"""Every flagfile in configs/ is accepted by its command: the runner's (flags, languages,
+priors, by --dry_run) and the trainer's (those naming a --train_file: the settings they
+give are valid)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.cfg"))
+ALL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.cfg"))
+TRAIN_CONFIGS = [c for c in ALL_CONFIGS if "\n--train_file=" in "\n" + c.read_text()]
+CONFIGS = [c for c in ALL_CONFIGS if c not in TRAIN_CONFIGS]
 
 
 def test_there_are_configs():
@@ -23,6 +27,18 @@ def test_config_dry_runs(config):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "systems: foundation" in result.stdout and "stages:" in result.stdout
+
+
+@pytest.mark.parametrize("config", TRAIN_CONFIGS, ids=lambda p: p.name)
+def test_train_config_gives_valid_settings(config):
+    check = (
+        "import sys; from absl import flags; from pretty_jax.cli import train_flags; "
+        "flags.FLAGS(['train', '--flagfile=' + sys.argv[1]]); "
+        "s = train_flags.settings_from_flags(); s.validate(); print(s.data_mode, s.init)"
+    )
+    result = subprocess.run([sys.executable, "-c", check, str(config)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("sft ")
 
 
 def test_the_spellings_before_the_renames_still_work_with_a_warning():
