@@ -28,6 +28,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from pretty_jax.checkpoints import export, loading, references
+from pretty_jax.checkpoints.gguf import importer
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
@@ -233,9 +234,11 @@ def check_mesh(settings: TrainSettings, mesh: Mesh | None) -> None:
 
 def _tokenizer_dir(settings: TrainSettings) -> Path:
     """The tokenizer directory: --tokenizer, else the --init checkpoint's (a hub id
-    resolved to its snapshot in the HF cache, see `references`)."""
+    resolved to its snapshot in the HF cache, see `references`; a .gguf file or package
+    to the cached view of its tokenizer files)."""
     flag = "--tokenizer" if settings.tokenizer else "--init"
-    return references.resolve(settings.tokenizer_dir, flag)
+    path = references.resolve(settings.tokenizer_dir, flag)
+    return loading.model_directory(path, flag) if importer.is_gguf(path) else path
 
 
 def check_inputs(settings: TrainSettings) -> None:
