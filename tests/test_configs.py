@@ -1,5 +1,6 @@
 """Every flagfile in configs/ passes its dry run where its models and data exist, and
-fails it, naming what is missing and how to get it, where they do not."""
+fails it, naming what is missing and how to get it, where they do not; a training
+config gives valid settings to the trainer."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from pathlib import Path
 import pytest
 from test_chat import with_chat_template
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.cfg"))
-PAPER_CONFIGS = [c for c in CONFIGS if not c.name.startswith("demo")]
+ALL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.cfg"))
+TRAIN_CONFIGS = [c for c in ALL_CONFIGS if "\n--train_file=" in "\n" + c.read_text()]
+CONFIGS = [c for c in ALL_CONFIGS if c not in TRAIN_CONFIGS]
+DEMO_CONFIGS = [c for c in CONFIGS if "\n--mode=demo\n" in "\n" + c.read_text()]
+PAPER_CONFIGS = [c for c in CONFIGS if c not in DEMO_CONFIGS]
 FLORES_CODES = ("eng", "zho_simpl", "deu", "fra", "jpn", "rus", "swh", "ace_Arab")
 CONLLU = "1\tLe\tle\tDET\t_\t_\t2\tdet\t_\t_\n2\tchat\tchat\tNOUN\t_\t_\t0\troot\t_\t_\n\n"
 
@@ -88,12 +92,25 @@ def test_the_chat_config_shows_the_sft_models_prompt_in_its_template(cache_with_
     assert "Translate this sentence from English to Chinese: Good morning. [/INST]" in sft_prompt
 
 
-@pytest.mark.parametrize("config", [c for c in CONFIGS if c.name.startswith("demo")], ids=lambda p: p.name)
+@pytest.mark.parametrize("config", DEMO_CONFIGS, ids=lambda p: p.name)
 def test_a_demo_config_passes_its_dry_run_before_the_organism_is_built(config, tmp_path):
     result = _dry_run(config, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "the model organism is not built in" in result.stdout and "dry run passed" in result.stdout
+    assert "the model organism" in result.stdout and "not built in" in result.stdout
+    assert "dry run passed" in result.stdout
     assert not (tmp_path / "pretty_jax").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("config", TRAIN_CONFIGS, ids=lambda p: p.name)
+def test_train_config_gives_valid_settings(config):
+    check = (
+        "import sys; from absl import flags; from pretty_jax.cli import train_flags; "
+        "flags.FLAGS(['train', '--flagfile=' + sys.argv[1]]); "
+        "s = train_flags.settings_from_flags(); s.validate(); print(s.data_mode, s.init)"
+    )
+    result = subprocess.run([sys.executable, "-c", check, str(config)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("sft ")
 
 
 def test_the_spellings_before_the_renames_still_work_with_a_warning(cache_with_data, models):

@@ -48,6 +48,12 @@ flags.DEFINE_integer(
     "max_seq_len", _DEFAULTS.max_seq_len, "Tokens per sequence (SFT examples are padded or truncated to it)."
 )
 flags.DEFINE_integer(
+    "length_bucket", _DEFAULTS.length_bucket,
+    "0: every sequence padded to --max_seq_len. N > 0: batches of sequences of similar length, each cut to "
+    "its longest sequence rounded up to a multiple of N tokens (less padding to compute on; one compiled "
+    "step per length). For SFT data of uneven lengths.",
+)
+flags.DEFINE_integer(
     "batch_size", _DEFAULTS.batch_size, "Sequences per micro-batch over all devices (a multiple of --mesh_data)."
 )
 flags.DEFINE_integer(

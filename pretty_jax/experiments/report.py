@@ -170,6 +170,7 @@ def _signatures(pair: Mapping) -> list[str]:
 
 def report_markdown(results: Mapping) -> str:
     task = results["task"]
+    kind = get_task(task)
     lines = [f"# PreTTY results: {task}", "", f"- foundation: `{results['foundation']}`"]
     if results.get("sft"):
         lines.append(f"- SFT: `{results['sft']}`")
@@ -179,12 +180,11 @@ def report_markdown(results: Mapping) -> str:
         lines += ["", f"## {pair['source_lang']} → {pair['target_lang']} ({pair['examples']} examples)", ""]
         lines += _pair_table(task, pair)
         lines += _pair_notes(pair)
-        lines += p_value_table(pair, COLUMNS[task] + list(LANGUAGE_COLUMNS))
+        lines += p_value_table(pair, list(kind.columns) + list(LANGUAGE_COLUMNS))
         signatures = _signatures(pair)
         if signatures:
             lines += ["", "Metric signatures:", *signatures]
         if name in results.get("sweep", {}):
-            kind = get_task(task)
             main, title = kind.main_metric, kind.column_title(kind.main_metric)
             lines += ["", f"### {title} against the number of SFT prior tokens", "",
                       "| prior tokens | " + title + " |", "|---|---|"]
@@ -215,11 +215,9 @@ def plot_sweep(results: Mapping, path: Path) -> None:
     95% intervals as error bars (where the pair has them), the SFT model as a dashed line
     and each adaptive SFT prior as a star at its mean k."""
     task = results["task"]
-    main, title = MAIN_METRIC[task], dict(COLUMNS[task])[MAIN_METRIC[task]]
-    figure, axis = plt.subplots(figsize=(7, 4.8))
     kind = get_task(task)
-    main = kind.main_metric
-    figure, axis = plt.subplots(figsize=(5.5, 4))
+    main, title = kind.main_metric, kind.column_title(kind.main_metric)
+    figure, axis = plt.subplots(figsize=(7, 4.8))
     for name, points in results["sweep"].items():
         pair = results["pairs"][name]
         widths = [half_width(pair, f"sft-{p['prior_tokens']}tok" if p["prior_tokens"] else "none", main) for p in points]
@@ -246,11 +244,6 @@ def plot_sweep(results: Mapping, path: Path) -> None:
     figure.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
     rows = (len(handles) + 1) // 2
     save_figure(figure, path, rect=(0, 0.045 * rows + 0.01, 1, 1))
-            axis.axhline(sft["metrics"][main], linestyle="--", color=line[0].get_color(), label=f"{name} SFT")
-    axis.set_xlabel("SFT prior tokens")
-    axis.set_ylabel(kind.column_title(main))
-    axis.legend()
-    save_figure(figure, path)
 
 
 def write_results(run_dir: RunDirectory, results: Mapping) -> None:

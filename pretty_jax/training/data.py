@@ -15,6 +15,13 @@ loss_mask (1 where the token is a target, predicted from the tokens before it).
 
 The order of batches is a pure function of (seed, step): epoch e is the permutation
 drawn from `np.random.default_rng([seed, e])`, so a resumed run sees the same batches.
+
+Length bucketing (`length_bucket` N > 0, for SFT data of uneven lengths): within each
+epoch's permutation, windows of `BUCKET_WINDOW` batches are sorted by length and cut
+into batches, and the batches of the epoch are shuffled; each batch is then cut to its
+longest sequence rounded up to a multiple of N tokens (`cut_to_bucket`), so a step
+computes on little padding and the train step compiles once per bucket (at most
+seq_len / N programs). Right padding is masked and causal, so the cut changes no loss.
 """
 
 from __future__ import annotations
@@ -48,6 +55,11 @@ class Sequences:
 
     def take(self, indices: np.ndarray) -> "Sequences":
         return Sequences(self.tokens[indices], self.attention_mask[indices], self.loss_mask[indices])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """[N] real tokens of each sequence."""
+        return self.attention_mask.sum(axis=1)
 
     @property
     def target_tokens(self) -> int:
@@ -141,12 +153,20 @@ def load_sequences(
     return sft_sequences(pairs, pad_id, seq_len)
 
 
+# Length bucketing sorts this many batches' worth of a permutation at a time.
+BUCKET_WINDOW = 32
+
+
 class BatchOrder:
     """Which sequences make up the batch of each step: epochs of `len(data) //
     global_batch` batches, each epoch a fresh permutation (the remainder of a
-    permutation waits for a later epoch)."""
+    permutation waits for a later epoch).
 
-    def __init__(self, num_sequences: int, global_batch: int, seed: int):
+    lengths: [num_sequences] lengths; when given, each epoch's batches hold sequences
+      of similar length (see the module docstring), still each sequence once an epoch.
+    """
+
+    def __init__(self, num_sequences: int, global_batch: int, seed: int, lengths: np.ndarray | None = None):
         if num_sequences < global_batch:
             raise UserError(
                 f"the training data has {num_sequences} sequences, fewer than one batch of "
@@ -155,6 +175,7 @@ class BatchOrder:
         self.num_sequences = num_sequences
         self.global_batch = global_batch
         self.seed = seed
+        self.lengths = lengths
         self.batches_per_epoch = num_sequences // global_batch
         self._epoch_permutation: tuple[int, np.ndarray] | None = None
 
@@ -169,9 +190,34 @@ class BatchOrder:
 
     def _permutation(self, epoch: int) -> np.ndarray:
         if self._epoch_permutation is None or self._epoch_permutation[0] != epoch:
-            permutation = np.random.default_rng([self.seed, epoch]).permutation(self.num_sequences)
+            rng = np.random.default_rng([self.seed, epoch])
+            permutation = rng.permutation(self.num_sequences)
+            if self.lengths is not None:
+                permutation = self._grouped_by_length(permutation, rng)
             self._epoch_permutation = (epoch, permutation)
         return self._epoch_permutation[1]
+
+
+    def _grouped_by_length(self, permutation: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """`permutation` reordered so that each batch holds sequences of similar length:
+        its used part (whole batches) sorted by length window by window, then the
+        batches shuffled; the remainder stays at the end."""
+        batch, used = self.global_batch, self.batches_per_epoch * self.global_batch
+        window = batch * BUCKET_WINDOW
+        head = permutation[:used].copy()
+        for start in range(0, used, window):
+            chunk = head[start : start + window]
+            head[start : start + window] = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+        batches = head.reshape(self.batches_per_epoch, batch)[rng.permutation(self.batches_per_epoch)]
+        return np.concatenate([batches.reshape(-1), permutation[used:]])
+
+
+def cut_to_bucket(data: Sequences, multiple: int) -> Sequences:
+    """`data` without the padding columns past its longest sequence, rounded up to a
+    multiple of `multiple` tokens (never longer than it was)."""
+    longest = int(data.lengths.max())
+    width = min(data.tokens.shape[1], -(-longest // multiple) * multiple)
+    return Sequences(data.tokens[:, :width], data.attention_mask[:, :width], data.loss_mask[:, :width])
 
 
 def micro_batches(data: Sequences, accum_steps: int) -> dict[str, np.ndarray]:
@@ -182,11 +228,15 @@ def micro_batches(data: Sequences, accum_steps: int) -> dict[str, np.ndarray]:
     }
 
 
-def eval_batches(data: Sequences, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(data: Sequences, batch_size: int, length_bucket: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """The whole of `data` in batches of [1, b, T]; the last one is filled with empty
-    rows (no targets), so every batch has one shape and compiles once."""
+    rows (no targets), so every batch has one shape and compiles once. With
+    `length_bucket` > 0 the sequences go by length and each batch is cut to its bucket."""
+    order = np.argsort(data.lengths, kind="stable") if length_bucket else np.arange(len(data))
     for start in range(0, len(data), batch_size):
-        chunk = data.take(np.arange(start, min(start + batch_size, len(data))))
+        chunk = data.take(order[start : start + batch_size])
+        if length_bucket:
+            chunk = cut_to_bucket(chunk, length_bucket)
         missing = batch_size - len(chunk)
         arrays = {}
         for name in ("tokens", "attention_mask", "loss_mask"):

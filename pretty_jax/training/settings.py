@@ -35,6 +35,9 @@ class TrainSettings:
       "sft" (prompt/response pairs, loss on the response only).
     batch_size: sequences per micro-batch, over all devices (split on the mesh's data
       axis); one optimiser update sees batch_size * grad_accum_steps sequences.
+    length_bucket: 0 pads every sequence to max_seq_len; N > 0 batches sequences of
+      similar length together and cuts each batch to its longest one, rounded up to a
+      multiple of N tokens (see `data`).
     lora_rank: 0 trains every parameter; > 0 trains LoRA factors of the parameters
       whose paths match a `lora_targets` regex and freezes the rest.
     """
@@ -46,6 +49,7 @@ class TrainSettings:
     tokenizer: str | None = _run(None)
     data_mode: str = _run("pretrain")
     max_seq_len: int = _run(512)
+    length_bucket: int = _run(0)
     batch_size: int = _run(8)
     grad_accum_steps: int = _run(1)
     train_steps: int = _run(1000)
@@ -88,6 +92,8 @@ class TrainSettings:
                      "eval_every", "save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name}={getattr(self, name)} must be >= 1")
+        if self.length_bucket < 0:
+            raise UserError(f"--length_bucket={self.length_bucket} must be >= 0 (0: every batch --max_seq_len long)")
         if self.max_seq_len < 2:
             raise UserError(f"--max_seq_len={self.max_seq_len} must be >= 2 (an input and a target)")
         if not 0 <= self.warmup_steps < self.train_steps:
@@ -121,11 +127,14 @@ class TrainSettings:
         return json.loads(json.dumps(values))
 
     def changed_from(self, stored: Mapping[str, Any]) -> list[str]:
-        """`--flag: stored -> now` for each defining field that differs from `stored`."""
+        """`--flag: stored -> now` for each defining field that differs from `stored`
+        (a field newer than `stored` counts as its default there)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.metadata.get("defines_run")}
+        before = json.loads(json.dumps(defaults)) | dict(stored)
         return [
-            f"--{name}: {stored.get(name)!r} -> {value!r}"
+            f"--{name}: {before.get(name)!r} -> {value!r}"
             for name, value in self.defining_values().items()
-            if stored.get(name) != value
+            if before.get(name) != value
         ]
 
 

@@ -37,6 +37,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from pretty_jax.checkpoints import export, loading, references
+from pretty_jax.checkpoints.gguf import importer
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
@@ -88,7 +89,8 @@ class _Run:
         self.output_dir = Path(settings.output_dir)
         config, _, _ = model_setup.architecture(settings)
         self.train_data, self.eval_data = _load_data(settings, config)
-        self.order = data.BatchOrder(len(self.train_data), settings.global_batch, settings.seed)
+        lengths = self.train_data.lengths if settings.length_bucket else None
+        self.order = data.BatchOrder(len(self.train_data), settings.global_batch, settings.seed, lengths)
         self.output: run_dir.RunDirectory | None = None
 
     def load_model(self) -> None:
@@ -109,8 +111,11 @@ class _Run:
         return {k: parallel.device_array(self.mesh, v, (None, "batch", None)) for k, v in host.items()}
 
     def _train_batch(self, step: int) -> dict[str, jax.Array]:
-        """Step `step`'s batch [A, B, T], its rows split on the mesh's data axis."""
+        """Step `step`'s batch [A, B, T], its rows split on the mesh's data axis (T cut
+        to the batch's length bucket with --length_bucket)."""
         sequences = self.train_data.take(self.order.indices(step))
+        if self.settings.length_bucket:
+            sequences = data.cut_to_bucket(sequences, self.settings.length_bucket)
         return self._device(data.micro_batches(sequences, self.settings.grad_accum_steps))
 
     def _state_info(self, step: int) -> dict[str, Any]:
@@ -198,7 +203,7 @@ class _Run:
 
     def _evaluate(self, done: int, trainable: Any) -> None:
         loss_sum, count = 0.0, 0.0
-        for host in data.eval_batches(self.eval_data, self.settings.batch_size):
+        for host in data.eval_batches(self.eval_data, self.settings.batch_size, self.settings.length_bucket):
             batch_loss, batch_count = self.eval_step(trainable, self.frozen, self._device(host))
             loss_sum, count = loss_sum + float(batch_loss), count + float(batch_count)
         eval_loss = loss_sum / max(count, 1.0)
@@ -234,9 +239,11 @@ def check_mesh(settings: TrainSettings, mesh: Mesh | None) -> None:
 
 def _tokenizer_dir(settings: TrainSettings) -> Path:
     """The tokenizer directory: --tokenizer, else the --init checkpoint's (a hub id
-    resolved to its snapshot in the HF cache, see `references`)."""
+    resolved to its snapshot in the HF cache, see `references`; a .gguf file or package
+    to the cached view of its tokenizer files)."""
     flag = "--tokenizer" if settings.tokenizer else "--init"
-    return references.resolve(settings.tokenizer_dir, flag)
+    path = references.resolve(settings.tokenizer_dir, flag)
+    return loading.model_directory(path, flag) if importer.is_gguf(path) else path
 
 
 def check_inputs(settings: TrainSettings) -> None:
