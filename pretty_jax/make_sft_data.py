@@ -4,4 +4,4 @@ from pretty_jax.cli import common
 from pretty_jax.cli import make_sft_data as command
 
 if __name__ == "__main__":
-    common.run(command.main)
+    common.run(command.main, command.HELP)

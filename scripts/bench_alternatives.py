@@ -20,7 +20,7 @@ from absl import app, flags
 from pretty_jax.checkpoints.loading import load_model, load_tokenizer_of
 from pretty_jax.engine.generator import DecodeConfig, Generator, System
 from pretty_jax.engine.logits import Contrastive, ProxyTuning
-from pretty_jax.experiments.config import DEFAULT_TEMPLATES
+from pretty_jax.tasks.registry import get_task
 from pretty_jax.organism.build import Organism, register_varic
 from pretty_jax.organism.proxy_pair import planned_proxy_pair
 
@@ -34,7 +34,7 @@ _MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 40, "Tokens per answer 
 
 def _prompts(organism: Organism, tokenizer, target: str) -> list[list[int]]:
     english = (organism.flores / "eng.test").read_text(encoding="utf-8").splitlines()
-    template = DEFAULT_TEMPLATES["translation"]
+    template = get_task("translation").default_template
     prompts = [tokenizer(template.format(src_lang="English", tgt_lang=target, source=s)).input_ids for s in english]
     return prompts * _COPIES.value
 

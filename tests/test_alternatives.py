@@ -21,6 +21,7 @@ from pretty_jax.core.errors import UserError
 from pretty_jax.engine.generator import DecodeConfig
 from pretty_jax.experiments.alternatives import AlternativeSettings, source_contrasts
 from pretty_jax.experiments.priors import PriorSpec
+from pretty_jax.tasks.registry import get_task
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (real sample data) is absent")
@@ -29,7 +30,7 @@ needs_data = pytest.mark.skipif(not DATA.exists(), reason="../shared/data (real 
 def _settings(out: Path, foundation: Path, alternatives: AlternativeSettings, **changes) -> experiments.Settings:
     settings = experiments.Settings(
         task="translation", data=str(DATA / "flores101_devtest"), split="devtest", source_lang="eng",
-        target_langs=("fra",), limit=6, template=experiments.DEFAULT_TEMPLATES["translation"], num_shots=0,
+        target_langs=("fra",), limit=6, template=get_task("translation").default_template, num_shots=0,
         priors=(PriorSpec("none"),), sweep=(), decode=DecodeConfig(max_new_tokens=10, stop_strings=("\n",)),
         batch_size=4, output_dir=out, foundation=str(foundation), dtype="float32", alternatives=alternatives,
     )

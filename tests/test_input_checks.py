@@ -36,7 +36,8 @@ def _flags(pair, out: Path, *extra: str) -> list[str]:
 
 
 def _run(*flags: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pretty_jax.run", *flags], capture_output=True, text=True,
+    encoding = (env or {}).get("PYTHONIOENCODING", "utf-8")  # what the command's streams are read as
+    return subprocess.run([sys.executable, "-m", "pretty_jax.run", *flags], capture_output=True, encoding=encoding,
                           timeout=900, cwd=ROOT, env=None if env is None else os.environ | env)
 
 
@@ -197,4 +198,5 @@ def test_a_latin1_stdout_prints_escapes_and_exits_0(pair, tmp_path):
     result = _run(*_flags(pair, out, "--target_lang=zho_simpl", "--priors=none"), env={"PYTHONIOENCODING": "latin-1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "\\u2192" in result.stdout  # the report's arrow, escaped
+    assert "±" in result.stdout  # what latin-1 holds is printed as it is
     assert result.stdout.rstrip().endswith(f"wrote {out / 'report.md'} and results.json")

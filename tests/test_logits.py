@@ -142,9 +142,9 @@ def test_first_k_steers_only_the_first_tokens(models):
     steered = full.generate([(p,) * 3 for p in prompts], None, config)
     mixed = first_2.generate([(p,) * 3 for p in prompts], None, config)
     continued = plain.generate(prompts, [r.tokens[:2] for r in steered],
-                               dataclasses.replace(config, max_new_tokens=6, include_prior=True))
+                               dataclasses.replace(config, max_new_tokens=6))
     assert [r.tokens[:2] for r in mixed] == [r.tokens[:2] for r in steered]
-    assert [r.tokens for r in mixed] == [r.tokens for r in continued]
+    assert [list(r.tokens) for r in mixed] == [list(r.prior) + list(r.tokens) for r in continued]
     assert [r.tokens for r in mixed] != [r.tokens for r in steered]  # the foundation took over
 
 

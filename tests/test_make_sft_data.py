@@ -39,7 +39,7 @@ def _make(corpus: Path, *extra: str) -> subprocess.CompletedProcess:
     flags = [
         "--target_lang=deu,fra", f"--source_files={corpus}/news.{{source_iso}}",
         f"--target_files={corpus}/news.{{target_iso}}", f"--prompt_template={TEMPLATE}",
-        f"--output={corpus}/out/train.jsonl", *extra,
+        f"--output_dir={corpus}/out", *extra,
     ]
     return subprocess.run([sys.executable, "-m", "pretty_jax.make_sft_data", *flags],
                           capture_output=True, text=True, cwd=ROOT)
@@ -73,7 +73,7 @@ def test_records_prompt_as_the_experiment_does_and_answer_with_the_translation(c
 
 
 def test_held_out_lines_are_the_same_sentences_in_every_language_and_never_trained(corpus):
-    result = _make(corpus, f"--eval_output={corpus}/out/eval.jsonl", "--eval_lines=2", "--seed=5")
+    result = _make(corpus, "--eval_lines=2", "--seed=5")
     assert result.returncode == 0, result.stderr
     train, held_out = _records(corpus / "out" / "train.jsonl"), _records(corpus / "out" / "eval.jsonl")
     assert (len(train), len(held_out)) == (2 * 3, 2 * 2)
@@ -83,8 +83,11 @@ def test_held_out_lines_are_the_same_sentences_in_every_language_and_never_train
     assert {source_of(r) for r in held_out if r["target_lang"] == "deu"} == held
     assert {source_of(r) for r in held_out if r["target_lang"] == "fra"} == held
     assert not held & {source_of(r) for r in train}
-    again = _make(corpus, f"--eval_output={corpus}/out/eval.jsonl", "--eval_lines=2", "--seed=5", "--overwrite")
+    again = _make(corpus, "--eval_lines=2", "--seed=5")  # the same command replaces its own files
     assert again.returncode == 0 and _records(corpus / "out" / "eval.jsonl") == held_out
+    without = _make(corpus)  # no held-out lines: the earlier eval.jsonl (now trained on) goes
+    assert without.returncode == 0 and not (corpus / "out" / "eval.jsonl").exists()
+    assert len(_records(corpus / "out" / "train.jsonl")) == 2 * 5
 
 
 def test_misaligned_files_are_refused_naming_both_before_anything_is_written(corpus):
@@ -96,14 +99,16 @@ def test_misaligned_files_are_refused_naming_both_before_anything_is_written(cor
     assert not (corpus / "out").exists()
 
 
-def test_an_existing_output_is_kept_unless_overwrite(corpus):
+def test_a_folder_holding_the_users_files_is_refused_and_left_as_it_was(corpus):
     (corpus / "out").mkdir()
     mine = _write(corpus / "out" / "train.jsonl", ["my own file"])
     result = _make(corpus)
-    assert result.returncode == 2 and "train.jsonl exists; pass --overwrite" in result.stderr
+    assert result.returncode == 2 and "--output_dir=" in result.stderr and "holds no pretty_jax output" in result.stderr
+    assert mine.read_text() == "my own file\n" and sorted(p.name for p in (corpus / "out").iterdir()) == ["train.jsonl"]
+    (corpus / "sub").mkdir()
+    (corpus / "sub" / "train.jsonl").symlink_to(mine)  # a planted link is never written through
+    assert _make(corpus, f"--output_dir={corpus}/sub").returncode == 2
     assert mine.read_text() == "my own file\n"
-    assert _make(corpus, "--overwrite").returncode == 0
-    assert len(_records(mine)) == 10
 
 
 def test_flags_that_cannot_work_are_refused_by_name(corpus):
@@ -111,11 +116,9 @@ def test_flags_that_cannot_work_are_refused_by_name(corpus):
     assert no_placeholder.returncode == 2 and "is the same file for every --target_lang" in no_placeholder.stderr
     unknown = _make(corpus, "--prompt_template={source} into {language}")
     assert unknown.returncode == 2 and "--prompt_template=" in unknown.stderr and "{language}" in unknown.stderr
-    lonely = _make(corpus, "--eval_lines=3")
-    assert lonely.returncode == 2 and "--eval_output and --eval_lines go together" in lonely.stderr
-    too_many = _make(corpus, f"--eval_output={corpus}/e.jsonl", "--eval_lines=5")
+    too_many = _make(corpus, "--eval_lines=5")
     assert too_many.returncode == 2 and "--eval_lines=5 must be >= 0 and below the 5 source lines" in too_many.stderr
-    for result in (no_placeholder, unknown, lonely, too_many):
+    for result in (no_placeholder, unknown, too_many):
         assert "Traceback" not in result.stderr
 
 

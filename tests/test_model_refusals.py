@@ -27,6 +27,7 @@ from pretty_jax.checkpoints import loading
 from pretty_jax.checkpoints.sample_text import SENTENCES
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.core.errors import CheckpointError, ConfigError, UserError
+from pretty_jax.core.run_dir import RunDirectory
 from pretty_jax.engine.generator import DecodeConfig
 from pretty_jax.models import Model, memory, new_cache
 from pretty_jax.training.metrics_log import MetricsLog
@@ -160,10 +161,12 @@ def test_the_explorer_page_data_always_parses(nan_alignment):
 
 
 def test_a_diverged_loss_is_logged_as_null_with_its_reason(tmp_path):
-    log = MetricsLog(tmp_path)
+    output = RunDirectory.open(tmp_path / "run", "train", "--output_dir")
+    log = MetricsLog(output)
     log.append([{"step": 1, "loss": 2.5}, {"step": 2, "loss": float("nan"), "grad_norm": float("inf")}])
     log.keep_until(2)
-    lines = [_strict(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    output.close()
+    lines = [_strict(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert lines[0] == {"step": 1, "loss": 2.5}
     assert lines[1]["loss"] is None and lines[1]["grad_norm"] is None
     assert lines[1]["reasons"] == {"loss": "not finite (nan)", "grad_norm": "not finite (inf)"}

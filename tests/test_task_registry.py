@@ -73,7 +73,7 @@ def test_a_task_registered_in_user_code_reads_its_pairs_and_reports_its_columns(
     settings.validate()
     inputs = read_pair_inputs(settings, "fra")
     assert [e.reference for e in inputs.examples] == ["le chat", "le chien"]
-    assert inputs.name == "eng-fra" and lines_task.pair_name("eng", "fra") == "eng-fra"
+    assert inputs.name == "eng-fra"
     pair = {"systems": {"none": {"label": "foundation", "metrics": {"chrf": 50.0, "target_language_rate": None},
                                  "prior_found_rate": 1.0}}}
     assert "chrF++" in report._pair_table("test-lines", pair)[0]

@@ -4,29 +4,35 @@
         --source_files=wmt/newstest2012.{source_iso},wmt/newstest2013.{source_iso} \\
         --target_files=wmt/newstest2012.{target_iso},wmt/newstest2013.{target_iso} \\
         --prompt_template='Translate the following English text into {tgt_lang}.\\nEnglish: {source}\\n{tgt_lang}:' \\
-        --output=sft/train.jsonl --eval_output=sft/eval.jsonl --eval_lines=100
+        --output_dir=sft --eval_lines=100
 
-One record per line pair and target language (see `training/parallel_text.py`); the
-prompt is the experiments' template, so the trained model is asked in the prompt style
-it learnt. Every input is checked before anything is written; an existing output file
-is refused unless --overwrite.
+writes sft/train.jsonl and, with --eval_lines, sft/eval.jsonl (train's --train_file and
+--eval_file): one record per line pair and target language (see
+`training/parallel_text.py`); the prompt is the experiments' template, so the trained
+model is asked in the prompt style it learnt. Every input is checked before anything
+is written. --output_dir is owned file by file like any run's (see `core.run_dir`): a
+folder holding other files is refused, and running again replaces only the files it
+wrote.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from absl import flags
 
+from pretty_jax.cli import help as cli_help
 from pretty_jax.cli.escapes import unescape
 from pretty_jax.core.errors import UserError
-from pretty_jax.experiments.config import DEFAULT_TEMPLATES
+from pretty_jax.core.run_dir import RunDirectory, check_output_dir
 from pretty_jax.experiments.inputs import fill_path
 from pretty_jax.tasks import check_template
 from pretty_jax.tasks.languages import get_language
+from pretty_jax.tasks.registry import get_task
 from pretty_jax.training import parallel_text
+
+TRAIN_FILE, EVAL_FILE = "train.jsonl", "eval.jsonl"
 
 _SOURCE_LANG = flags.DEFINE_string("source_lang", "eng", "Language of the source files (any code: eng, en, eng_Latn).")
 _TARGET_LANGS = flags.DEFINE_list(
@@ -45,41 +51,39 @@ _TARGET_FILES = flags.DEFINE_list(
     required=True,
 )
 _PROMPT_TEMPLATE = flags.DEFINE_string(
-    "prompt_template", DEFAULT_TEMPLATES["translation"],
+    "prompt_template", get_task("translation").default_template,
     r"The instruction, as run's --prompt_template: {source}, {src_lang}, {tgt_lang} (English names), with the "
     r"escapes \n, \t, \r and \\. Use the template of the experiment the model is for.",
 )
-_OUTPUT = flags.DEFINE_string("output", None, "The training jsonl to write.", required=True)
-_EVAL_OUTPUT = flags.DEFINE_string(
-    "eval_output", None, "The held-out jsonl to write (for train's --eval_file); needs --eval_lines."
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, f"Where {TRAIN_FILE} (train's --train_file) and, with --eval_lines, {EVAL_FILE} (its "
+    "--eval_file) go.", required=True,
 )
 _EVAL_LINES = flags.DEFINE_integer(
-    "eval_lines", 0, "Source lines held out of --output into --eval_output, in every target language.", lower_bound=0
+    "eval_lines", 0, f"Source lines held out of {TRAIN_FILE} into {EVAL_FILE}, in every target language.",
+    lower_bound=0,
 )
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the choice of held-out lines.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --output / --eval_output when they exist.")
+
+HELP = cli_help.Help(
+    "python -m pretty_jax.make_sft_data",
+    "Turns line-aligned parallel text files into the SFT jsonl of python -m pretty_jax.train --data_mode=sft, "
+    "prompted with an experiment's --prompt_template; --eval_lines source lines are held out in every target "
+    "language.",
+    examples=(
+        "python -m pretty_jax.make_sft_data --target_lang=deu,fra --source_files=wmt/newstest2013.{source_iso} "
+        "--target_files=wmt/newstest2013.{target_iso} --output_dir=out/wmt_sft --eval_lines=20",
+    ),
+    required={"target_lang": "", "source_files": "", "target_files": "", "output_dir": ""},
+)
 
 
 def _paths(templates: list[str], flag: str, source_lang: str, target_lang: str) -> list[Path]:
     return [fill_path(template, flag, source_lang, target_lang) for template in templates]
 
 
-def _check_outputs(outputs: list[Path]) -> None:
-    for output in outputs:
-        if output.is_dir():
-            raise UserError(f"{output} is a directory; give the path of the jsonl file to write")
-        if output.exists() and not _OVERWRITE.value:
-            raise UserError(f"{output} exists; pass --overwrite to replace it, or choose another path")
-    if len(outputs) == 2 and outputs[0].absolute() == outputs[1].absolute():
-        raise UserError(f"--output and --eval_output are both {outputs[0]}; give two files")
-
-
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    """Writes `path` whole or not at all (a temporary file renamed over it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    os.replace(staging, path)
+def _jsonl(records: list[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
 
 def main(argv: list[str]) -> None:
@@ -91,10 +95,8 @@ def main(argv: list[str]) -> None:
     for code in (source_lang, *target_langs):
         get_language(code)
     check_template(template, parallel_text.prompt_fields(source_lang, target_langs[0]), "--prompt_template")
-    if bool(_EVAL_OUTPUT.value) != bool(_EVAL_LINES.value):
-        raise UserError("--eval_output and --eval_lines go together: give both (or neither)")
-    outputs = [Path(_OUTPUT.value).expanduser()] + ([Path(_EVAL_OUTPUT.value).expanduser()] if _EVAL_OUTPUT.value else [])
-    _check_outputs(outputs)
+    output_dir = Path(_OUTPUT_DIR.value).expanduser()
+    check_output_dir(output_dir, "--output_dir")
     if len(target_langs) > 1:
         for target_file in _TARGET_FILES.value:
             if "{target_lang}" not in target_file and "{target_iso}" not in target_file:
@@ -118,8 +120,13 @@ def main(argv: list[str]) -> None:
                                            source_lang, target_lang)
         evaluation += parallel_text.sft_records([p for p in lang_pairs if p[0] in held_out], template,
                                                 source_lang, target_lang)
-    _write_jsonl(outputs[0], train)
-    print(f"{outputs[0]}: {len(train)} examples ({', '.join(target_langs)})")
-    if len(outputs) == 2:
-        _write_jsonl(outputs[1], evaluation)
-        print(f"{outputs[1]}: {len(evaluation)} held-out examples ({len(held_out)} source lines)")
+    output = RunDirectory.open(output_dir, "sft_data", "--output_dir")
+    try:
+        print(f"{output.write_text(TRAIN_FILE, _jsonl(train))}: {len(train)} examples ({', '.join(target_langs)})")
+        if _EVAL_LINES.value:
+            path = output.write_text(EVAL_FILE, _jsonl(evaluation))
+            print(f"{path}: {len(evaluation)} held-out examples ({len(held_out)} source lines)")
+        elif output.owns(EVAL_FILE):  # an earlier run's, of lines now trained on
+            output.remove([EVAL_FILE])
+    finally:
+        output.close()

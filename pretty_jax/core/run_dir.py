@@ -248,7 +248,7 @@ class RunDirectory:
     """An output directory held by this process: its lock and its manifest.
 
     kind: what writes it ("experiment", "align", "train", "convert", "organism",
-    "data"); a directory of another kind is refused.
+    "data", "tiny", "sft_data"); a directory of another kind is refused.
     """
 
     def __init__(self, path: Path, kind: str, flag: str, active: bool = True):

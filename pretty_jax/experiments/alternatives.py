@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 from pretty_jax.core.errors import UserError
 from pretty_jax.engine.logits import Contrastive, ProxyTuning
 from pretty_jax.experiments.priors import PriorSpec
+from pretty_jax.tasks.registry import TaskKind
 
 CONTRASTS = ("source", "language")
 
@@ -115,15 +116,16 @@ class AlternativeSettings:
             specs += [AlternativeSpec("proxy")] + [AlternativeSpec("proxy", first_k=k) for k in self.proxy_first_k]
         return specs
 
-    def validate(self, task: str, priors: Sequence[PriorSpec]) -> None:
-        """Raises UserError naming the flag of the first setting that cannot work."""
+    def validate(self, task: TaskKind, priors: Sequence[PriorSpec]) -> None:
+        """Raises UserError naming the flag of the first setting that cannot work for
+        `task` (the registered task) and the run's `priors`."""
         for entry in self.contrastive:
             contrasts = entry.split("+")
             unknown = [c for c in contrasts if c not in CONTRASTS]
             if unknown or len(set(contrasts)) != len(contrasts):
                 raise UserError(f"contrastive={entry}: use source, language or source+language")
-            if "language" in contrasts and task == "pos":
-                raise UserError("contrastive=language asks for the source language: the pos task has none")
+            if "language" in contrasts and not task.reads_source_language:
+                raise UserError(f"contrastive=language asks for the source language: the {task.name} task has none")
         for name in ("contrastive_lambda_source", "contrastive_lambda_language"):
             if not getattr(self, name) >= 0:
                 raise UserError(f"{name}={getattr(self, name)} must be >= 0")

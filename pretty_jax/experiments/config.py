@@ -104,7 +104,7 @@ class Settings:
             if spec.kind != "none" and spec.count < 1:
                 raise UserError(f"priors: the {spec.kind} prior needs a size >= 1, not {spec.count}")
         self._validate_scored_priors()
-        self.alternatives.validate(self.task, self.systems())
+        self.alternatives.validate(kind, self.systems())
         check_stop_strings(self.decode.stop_strings)
         if kind.reads_source_language:
             get_language(self.source_lang)

@@ -289,7 +289,7 @@ class PairRun:
         predictions |= {key: [r["prediction"] for r in records] for key, (_, records) in alternatives.items()}
         if sft_records is not None:
             predictions["sft"] = [r["prediction"] for r in sft_records]
-        tested = significance.pair_significance(self.task.name, self.task.source_lang, self.task.target_lang,
+        tested = significance.pair_significance(self.settings.task, self.task.source_lang, self.task.target_lang,
                                                 predictions, self.examples)
         if tested is not None:
             result["significance"] = tested
