@@ -374,10 +374,11 @@ def print_plan(plan: Plan) -> None:
 
 
 def _print_systems_and_stages(settings: experiments.Settings) -> None:
-    labels = [spec.label for spec in settings.systems()]
-    labels += [spec.label for spec in settings.alternatives.systems(settings.systems())]
+    alternatives = settings.alternatives.systems(settings.systems())
+    labels = [spec.label for spec in settings.systems()] + [spec.label for spec in alternatives]
     print("systems: " + ", ".join(labels) + (", SFT model" if settings.sft else ""))
-    print(f"stages: {'sft, ' if settings.sft else ''}foundation x {len(settings.systems())}, score"
+    steered = f", steered systems x {len(alternatives)}" if alternatives else ""
+    print(f"stages: {'sft, ' if settings.sft else ''}foundation x {len(settings.systems())}{steered}, score"
           + (", align" if settings.align else "") + f" -> {settings.output_dir}")
 
 
