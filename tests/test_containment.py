@@ -107,6 +107,22 @@ def test_the_run_command_refuses_a_hostile_manifest_in_one_line(pair, tmp_path, 
     assert _snapshot(out) == before and _snapshot(victim) == victim_before
 
 
+def test_a_folder_an_older_pretty_jax_recorded_as_trees_is_refused_with_what_to_do(tmp_path):
+    out = tmp_path / "organism"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "mine.txt").write_text("the user's\n")
+    manifest = {"schema": "pretty_jax/manifest/1", "kind": "organism", "files": [MANIFEST, LOCK], "dirs": [],
+                "trees": ["data"]}
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    before = _snapshot(out)
+    with pytest.raises(UserError) as refused:
+        RunDirectory.open(out, "organism", "--organism_dir")
+    message = str(refused.value)
+    assert message.startswith(f"{out / MANIFEST}: an older pretty_jax recorded whole folders here (data)")
+    assert "Choose another --organism_dir, or move this folder away" in message and "\n" not in message
+    assert _snapshot(out) == before
+
+
 # 2. Links where the run's own files go ---------------------------------------------------
 
 

@@ -211,9 +211,10 @@ def read_manifest(root: Path, flag: str) -> tuple[str, set[str], set[str]]:
         kind, files, dirs = manifest["kind"], manifest["files"], manifest["dirs"]
         trees = [t for t in manifest.get("trees", []) if t != RETIRED]
         if trees:
-            raise ValueError(
-                f"an older pretty_jax recorded whole folders ({', '.join(map(str, trees))}), which cannot tell "
-                "its files from yours"
+            raise UserError(
+                f"{path}: an older pretty_jax recorded whole folders here ({', '.join(map(str, trees))}), which "
+                f"cannot tell its files from yours, so nothing was touched. Choose another {flag}, or move this "
+                "folder away once you have kept what is yours in it"
             )
         if not isinstance(files, list) or not isinstance(dirs, list) or not isinstance(kind, str):
             raise ValueError("its kind is not a string or its files and dirs are not lists")
