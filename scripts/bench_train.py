@@ -108,8 +108,10 @@ class Theirs:
         path = Path(gguf)
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
         if _LORA_RANK.value:
-            from peft import LoraConfig, get_peft_model
-
+            try:
+                from peft import LoraConfig, get_peft_model
+            except ImportError:
+                raise SystemExit("the transformers side of a LoRA step needs peft: pip install -e '.[bench]'") from None
             config = LoraConfig(r=_LORA_RANK.value, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])
             model = get_peft_model(model, config)
         self.model = model.train()

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -123,14 +123,16 @@ def test_killed_contrastive_run_resumes_to_the_uninterrupted_outputs(jax_checkpo
     command = [sys.executable, "-m", "pretty_jax.run", "--dtype=float32", f"--data={DATA / 'flores101_devtest'}",
                "--source_lang=eng", "--target_lang=fra", "--limit=40", f"--foundation={foundation}", "--priors=none",
                "--contrastive=source", "--max_new_tokens=24", "--batch_size=4", f"--output_dir={killed}"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stage = killed / "eng-fra" / "contrastive-source0.1.jsonl"
-    deadline = time.time() + 600
-    while not (stage.exists() and stage.read_text().count("\n") >= 4) and time.time() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
+    # Killed at the progress line of its 4th contrastive output (the stage file may hold
+    # fewer lines: outputs are appended in example order).
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if re.search(r"contrastive \(source λ=0\.1\), 1 pairs: ([4-9]|[1-3]\d)/40 examples", line):
+            process.send_signal(signal.SIGKILL)
+            break
     process.wait()
-    assert stage.read_text().count("\n") < 40, "the run finished before it could be killed"
+    assert process.returncode == -signal.SIGKILL, "never saw the contrastive stage's 4th output"
+    assert not (killed / "results.json").exists()
     subprocess.run(command, check=True, capture_output=True, timeout=900)
     for name in ("none.jsonl", "contrastive-source0.1.jsonl"):
         assert (killed / "eng-fra" / name).read_bytes() == (tmp_path / "whole" / "eng-fra" / name).read_bytes(), name
