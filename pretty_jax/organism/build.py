@@ -170,9 +170,9 @@ def _wanted(settings: OrganismSettings) -> dict:
     return {"format": FORMAT, "settings": dataclasses.asdict(settings)}
 
 
-def _built_as(root: Path) -> dict | None:
-    """What `organism.json` records (None when there is none or it does not read)."""
-    marker = root / MARKER
+def built_as(marker: Path) -> dict | None:
+    """What a build's marker file (organism.json, proxy.json) records; None when there is
+    none, it is a link or it does not read."""
     if not marker.is_file() or marker.is_symlink():
         return None
     try:
@@ -181,21 +181,21 @@ def _built_as(root: Path) -> dict | None:
         return None
 
 
-def _models(organism: Organism) -> dict:
-    """The fingerprints a run records for the organism's two models."""
-    return {"foundation": model_fingerprint(organism.foundation), "sft": model_fingerprint(organism.sft)}
+def model_fingerprints(pair) -> dict:
+    """The fingerprints a run records for a built pair's two models (`pair.foundation`,
+    `pair.sft`: an Organism or its proxy pair)."""
+    return {"foundation": model_fingerprint(pair.foundation), "sft": model_fingerprint(pair.sft)}
 
 
-def _is_built(organism: Organism, settings: OrganismSettings) -> bool:
-    """Whether `organism` holds a finished build of `settings` whose models are still
-    the ones it built (by content fingerprint)."""
-    recorded = _built_as(organism.root)
-    if recorded is None or not (organism.root / MANIFEST).is_file() or recorded.get("models") is None:
+def is_built(recorded: dict | None, wanted: dict, pair) -> bool:
+    """Whether a marker's `recorded` content is a finished build of `wanted` whose two
+    models (`pair`, see `model_fingerprints`) are still the ones it built."""
+    if recorded is None or recorded.get("models") is None:
         return False
-    if {key: recorded.get(key) for key in ("format", "settings")} != _wanted(settings):
+    if {key: recorded.get(key) for key in wanted} != wanted:
         return False
     try:
-        return recorded["models"] == _models(organism)
+        return recorded["models"] == model_fingerprints(pair)
     except OSError:  # a model folder is gone
         return False
 
@@ -227,16 +227,16 @@ def ensure_organism(
     report = report or (lambda phase, seconds: logging.info("%s: %s", phase, "..." if seconds is None else f"{seconds:.1f}s"))
     register_varic()
     organism = Organism(Path(root))
-    if _is_built(organism, settings):
+    recorded = built_as(organism.root / MARKER)
+    if (organism.root / MANIFEST).is_file() and is_built(recorded, _wanted(settings), organism):
         return organism
     directory = RunDirectory.open(organism.root, "organism", FLAG)
     try:
-        recorded = _built_as(organism.root)
         if recorded is not None and (recorded.get("models") is not None or recorded != _wanted(settings)):
             _start_over(directory)  # other settings, or models changed since they were built
         directory.write_text(MARKER, json.dumps(_wanted(settings), indent=1))
         _build(directory, organism, settings, report)
-        directory.write_text(MARKER, json.dumps(_wanted(settings) | {"models": _models(organism)}, indent=1))
+        directory.write_text(MARKER, json.dumps(_wanted(settings) | {"models": model_fingerprints(organism)}, indent=1))
     finally:
         directory.close()
     return organism

@@ -21,9 +21,17 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from pretty_jax.core.fingerprint import model_fingerprint
-from pretty_jax.core.run_dir import RunDirectory, read_own
-from pretty_jax.organism.build import FLAG, Organism, OrganismSettings, discard_training_runs, model_config
+from pretty_jax.core.run_dir import RunDirectory
+from pretty_jax.organism.build import (
+    FLAG,
+    Organism,
+    OrganismSettings,
+    built_as,
+    discard_training_runs,
+    is_built,
+    model_config,
+    model_fingerprints,
+)
 from pretty_jax.training.settings import TrainSettings
 from pretty_jax.training.trainer import train
 
@@ -62,34 +70,6 @@ def planned_proxy_pair(organism: Organism) -> ProxyPair:
     return ProxyPair(organism.root / TREE)
 
 
-def _built_as(root: Path) -> dict | None:
-    """What `proxy.json` records (None when there is none or it does not read)."""
-    marker = root / MARKER
-    if not marker.is_file() or marker.is_symlink():
-        return None
-    try:
-        return json.loads(read_own(marker))
-    except ValueError:
-        return None
-
-
-def _models(pair: ProxyPair) -> dict:
-    return {"foundation": model_fingerprint(pair.foundation), "sft": model_fingerprint(pair.sft)}
-
-
-def _is_built(pair: ProxyPair, recorded: dict | None, wanted: dict) -> bool:
-    """Whether the pair is a finished build of `wanted` whose models are still the
-    ones it built (by content fingerprint)."""
-    if recorded is None or recorded.get("models") is None:
-        return False
-    if {key: recorded.get(key) for key in wanted} != wanted:
-        return False
-    try:
-        return recorded["models"] == _models(pair)
-    except OSError:  # a model folder is gone
-        return False
-
-
 def ensure_proxy_pair(organism: Organism, settings: ProxyPairSettings = ProxyPairSettings(),
                       organism_settings: OrganismSettings = OrganismSettings(),
                       report: Callable[[str, float | None], None] | None = None) -> ProxyPair:
@@ -101,8 +81,8 @@ def ensure_proxy_pair(organism: Organism, settings: ProxyPairSettings = ProxyPai
     pair = planned_proxy_pair(organism)
     wanted = {"format": FORMAT, "settings": dataclasses.asdict(settings),
               "organism": dataclasses.asdict(organism_settings)}
-    recorded = _built_as(organism.root)
-    if _is_built(pair, recorded, wanted):
+    recorded = built_as(organism.root / MARKER)
+    if is_built(recorded, wanted, pair):
         return pair
     directory = RunDirectory.open(organism.root, "organism", FLAG)
     try:
@@ -110,7 +90,7 @@ def ensure_proxy_pair(organism: Organism, settings: ProxyPairSettings = ProxyPai
             _start_over(directory)
         directory.write_text(MARKER, json.dumps(wanted, indent=1))
         _train_pair(directory, pair, settings, organism_settings, report)
-        directory.write_text(MARKER, json.dumps(wanted | {"models": _models(pair)}, indent=1))
+        directory.write_text(MARKER, json.dumps(wanted | {"models": model_fingerprints(pair)}, indent=1))
     finally:
         directory.close()
     return pair
