@@ -43,8 +43,6 @@ from pretty_jax.training.trainer import train
 FORMAT = "pretty_jax/organism/1"  # bump when the world or the build changes: caches rebuild
 MARKER = "organism.json"
 MODEL_CONFIG = "model_config.json"
-# The build's training runs: run directories of their own, inside the cache.
-RUNS = ("runs/pretrain", "runs/sft")
 SPLIT = "test"
 FLAG = "--organism_dir"
 
@@ -142,35 +140,41 @@ def model_config(settings: OrganismSettings, tokenizer_dir: Path) -> dict:
     )
 
 
-def _pretrain(settings: OrganismSettings, directory: RunDirectory) -> Path:
-    root = directory.path
-    config_path = directory.write_text(MODEL_CONFIG, json.dumps(model_config(settings, root / "tokenizer")))
-    run = TrainSettings(
-        output_dir=str(directory.record_dir(RUNS[0])), train_file=str(root / "data" / "pretrain.jsonl"),
-        init="scratch", model_config=str(config_path), tokenizer=str(root / "tokenizer"), data_mode="pretrain",
+def train_pair(directory: RunDirectory, settings: OrganismSettings, tree: str,
+               phases: tuple[str, str], report: Callable[[str, float | None], None]) -> None:
+    """Pretrains a foundation of `settings`' shape on the organism's documents, then
+    fine-tunes it on its instructions, each a training run of its own in
+    `<tree>/runs/{pretrain,sft}` (`tree` "" for the organism itself), and places the
+    two HF checkpoints in `<tree>/foundation` and `<tree>/sft`. `phases` names the two
+    runs for `report(phase, None)` at each start and `report(phase, seconds)` at its end."""
+    root, prefix = directory.path, f"{tree}/" if tree else ""
+    data, tokenizer = root / "data", root / "tokenizer"
+    config_path = directory.write_text(f"{prefix}{MODEL_CONFIG}", json.dumps(model_config(settings, tokenizer)))
+    pretrain = TrainSettings(
+        output_dir=str(directory.record_dir(f"{prefix}runs/pretrain")), train_file=str(data / "pretrain.jsonl"),
+        init="scratch", model_config=str(config_path), tokenizer=str(tokenizer), data_mode="pretrain",
         max_seq_len=settings.max_seq_len, batch_size=settings.pretrain_batch, train_steps=settings.pretrain_steps,
         learning_rate=settings.pretrain_learning_rate, warmup_steps=settings.pretrain_steps // 10,
         weight_decay=0.01, seed=settings.seed, save_every=100, log_every=50, eval_every=10**9,
     )
-    return train(run, description="pretrain foundation")
-
-
-def _sft(settings: OrganismSettings, directory: RunDirectory) -> Path:
-    root = directory.path
-    run = TrainSettings(
-        output_dir=str(directory.record_dir(RUNS[1])), train_file=str(root / "data" / "sft.jsonl"),
-        init=str(root / "foundation"), data_mode="sft", max_seq_len=settings.sft_seq_len,
+    sft = TrainSettings(
+        output_dir=str(directory.record_dir(f"{prefix}runs/sft")), train_file=str(data / "sft.jsonl"),
+        init=str(root / f"{prefix}foundation"), data_mode="sft", max_seq_len=settings.sft_seq_len,
         batch_size=settings.sft_batch, train_steps=settings.sft_steps, learning_rate=settings.sft_learning_rate,
         warmup_steps=settings.sft_steps // 10, seed=settings.seed, save_every=50, log_every=25, eval_every=10**9,
     )
-    return train(run, description="SFT")
+    for phase, run, target in zip(phases, (pretrain, sft), ("foundation", "sft")):
+        report(phase, None)
+        start = time.perf_counter()
+        directory.place_files(train(run, description=phase), f"{prefix}{target}")
+        report(phase, time.perf_counter() - start)
 
 
 def _wanted(settings: OrganismSettings) -> dict:
     return {"format": FORMAT, "settings": dataclasses.asdict(settings)}
 
 
-def built_as(marker: Path) -> dict | None:
+def _built_as(marker: Path) -> dict | None:
     """What a build's marker file (organism.json, proxy.json) records; None when there is
     none, it is a link or it does not read."""
     if not marker.is_file() or marker.is_symlink():
@@ -181,21 +185,21 @@ def built_as(marker: Path) -> dict | None:
         return None
 
 
-def model_fingerprints(pair) -> dict:
+def _model_fingerprints(pair) -> dict:
     """The fingerprints a run records for a built pair's two models (`pair.foundation`,
     `pair.sft`: an Organism or its proxy pair)."""
     return {"foundation": model_fingerprint(pair.foundation), "sft": model_fingerprint(pair.sft)}
 
 
-def is_built(recorded: dict | None, wanted: dict, pair) -> bool:
+def _is_built(recorded: dict | None, wanted: dict, pair) -> bool:
     """Whether a marker's `recorded` content is a finished build of `wanted` whose two
-    models (`pair`, see `model_fingerprints`) are still the ones it built."""
+    models (`pair`, see `_model_fingerprints`) are still the ones it built."""
     if recorded is None or recorded.get("models") is None:
         return False
     if {key: recorded.get(key) for key in wanted} != wanted:
         return False
     try:
-        return recorded["models"] == model_fingerprints(pair)
+        return recorded["models"] == _model_fingerprints(pair)
     except OSError:  # a model folder is gone
         return False
 
@@ -216,6 +220,28 @@ def _start_over(directory: RunDirectory) -> None:
     directory.discard_retired()
 
 
+def ensure_built(root: Path, marker: str, wanted: dict, pair,
+                 start_over: Callable[[RunDirectory], None], build: Callable[[RunDirectory], None]) -> None:
+    """Builds a pair of models in the organism directory `root` unless the `marker`
+    file there records a finished build of `wanted` whose models (`pair.foundation`,
+    `pair.sft`) are unchanged. A build of other settings, or whose models changed
+    since, is first undone by `start_over(directory)`; an unfinished one is finished
+    (`build(directory)` resumes its training runs). The marker records `wanted` before
+    the build and the models' fingerprints after it."""
+    recorded = _built_as(root / marker)
+    if (root / MANIFEST).is_file() and _is_built(recorded, wanted, pair):
+        return
+    directory = RunDirectory.open(root, "organism", FLAG)
+    try:
+        if recorded is not None and (recorded.get("models") is not None or recorded != wanted):
+            start_over(directory)
+        directory.write_text(marker, json.dumps(wanted, indent=1))
+        build(directory)
+        directory.write_text(marker, json.dumps(wanted | {"models": _model_fingerprints(pair)}, indent=1))
+    finally:
+        directory.close()
+
+
 def ensure_organism(
     root: Path,
     settings: OrganismSettings = OrganismSettings(),
@@ -224,39 +250,26 @@ def ensure_organism(
     """The organism in `root`, built (or finished: training resumes) unless it is
     already there for these settings. `report(phase, None)` hears each phase start,
     `report(phase, seconds)` its end."""
-    report = report or (lambda phase, seconds: logging.info("%s: %s", phase, "..." if seconds is None else f"{seconds:.1f}s"))
+    report = report or log_phase
     register_varic()
     organism = Organism(Path(root))
-    recorded = built_as(organism.root / MARKER)
-    if (organism.root / MANIFEST).is_file() and is_built(recorded, _wanted(settings), organism):
-        return organism
-    directory = RunDirectory.open(organism.root, "organism", FLAG)
-    try:
-        if recorded is not None and (recorded.get("models") is not None or recorded != _wanted(settings)):
-            _start_over(directory)  # other settings, or models changed since they were built
-        directory.write_text(MARKER, json.dumps(_wanted(settings), indent=1))
-        _build(directory, organism, settings, report)
-        directory.write_text(MARKER, json.dumps(_wanted(settings) | {"models": model_fingerprints(organism)}, indent=1))
-    finally:
-        directory.close()
+    ensure_built(organism.root, MARKER, _wanted(settings), organism, _start_over,
+                 lambda directory: _build(directory, settings, report))
     return organism
 
 
-def _build(directory: RunDirectory, organism: Organism, settings: OrganismSettings,
-           report: Callable[[str, float | None], None]) -> None:
-    def make_world():
-        world = build_world(settings.seed, settings.num_documents, settings.num_instructions, settings.num_test)
-        for name, text in world_files(world).items():
-            directory.write_text(f"data/{name}", text)
-        write_tokenizer(world, settings, directory)
+def log_phase(phase: str, seconds: float | None) -> None:
+    """The default `report` of a build: a log line at each phase's start and end."""
+    logging.info("%s: %s", phase, "..." if seconds is None else f"{seconds:.1f}s")
 
-    phases = [
-        ("world + tokenizer", make_world),
-        ("pretrain foundation", lambda: directory.place_files(_pretrain(settings, directory), "foundation")),
-        ("SFT", lambda: directory.place_files(_sft(settings, directory), "sft")),
-    ]
-    for phase, action in phases:
-        report(phase, None)
-        start = time.perf_counter()
-        action()
-        report(phase, time.perf_counter() - start)
+
+def _build(directory: RunDirectory, settings: OrganismSettings,
+           report: Callable[[str, float | None], None]) -> None:
+    report("world + tokenizer", None)
+    start = time.perf_counter()
+    world = build_world(settings.seed, settings.num_documents, settings.num_instructions, settings.num_test)
+    for name, text in world_files(world).items():
+        directory.write_text(f"data/{name}", text)
+    write_tokenizer(world, settings, directory)
+    report("world + tokenizer", time.perf_counter() - start)
+    train_pair(directory, settings, "", ("pretrain foundation", "SFT"), report)

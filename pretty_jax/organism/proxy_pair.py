@@ -15,25 +15,18 @@ and recorded in the organism directory's manifest like the rest of it.
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
-import time
 from pathlib import Path
 from typing import Callable
 
 from pretty_jax.core.run_dir import RunDirectory
 from pretty_jax.organism.build import (
-    FLAG,
     Organism,
     OrganismSettings,
-    built_as,
     discard_training_runs,
-    is_built,
-    model_config,
-    model_fingerprints,
+    ensure_built,
+    log_phase,
+    train_pair,
 )
-from pretty_jax.training.settings import TrainSettings
-from pretty_jax.training.trainer import train
 
 FORMAT = "pretty_jax/organism-proxy/1"
 MARKER = "proxy.json"
@@ -77,22 +70,13 @@ def ensure_proxy_pair(organism: Organism, settings: ProxyPairSettings = ProxyPai
     unless already there for these settings. A pair built from other settings, or whose
     models changed since, is deleted file by file (the organism directory's manifest
     says which) and rebuilt; a user's file in its folders stays."""
-    report = report or (lambda phase, seconds: logging.info("%s: %s", phase, "..." if seconds is None else f"{seconds:.1f}s"))
     pair = planned_proxy_pair(organism)
     wanted = {"format": FORMAT, "settings": dataclasses.asdict(settings),
               "organism": dataclasses.asdict(organism_settings)}
-    recorded = built_as(organism.root / MARKER)
-    if is_built(recorded, wanted, pair):
-        return pair
-    directory = RunDirectory.open(organism.root, "organism", FLAG)
-    try:
-        if recorded is not None and (recorded.get("models") is not None or recorded != wanted):
-            _start_over(directory)
-        directory.write_text(MARKER, json.dumps(wanted, indent=1))
-        _train_pair(directory, pair, settings, organism_settings, report)
-        directory.write_text(MARKER, json.dumps(wanted | {"models": model_fingerprints(pair)}, indent=1))
-    finally:
-        directory.close()
+    small = dataclasses.replace(organism_settings, **dataclasses.asdict(settings))
+    phases = ("pretrain small foundation", "SFT of the small foundation")
+    ensure_built(organism.root, MARKER, wanted, pair, _start_over,
+                 lambda directory: train_pair(directory, small, TREE, phases, report or log_phase))
     return pair
 
 
@@ -101,32 +85,3 @@ def _start_over(directory: RunDirectory) -> None:
     discard_training_runs(directory, TREE)
     directory.remove(directory.owned_under(TREE) + [MARKER])
     directory.remove_empty_dirs(TREE)
-
-
-def _train_pair(directory: RunDirectory, pair: ProxyPair, settings: ProxyPairSettings,
-                organism_settings: OrganismSettings, report: Callable[[str, float | None], None]) -> None:
-    small = dataclasses.replace(organism_settings, hidden_size=settings.hidden_size,
-                                intermediate_size=settings.intermediate_size, num_layers=settings.num_layers,
-                                num_heads=settings.num_heads)
-    root, o = directory.path, organism_settings
-    data, tokenizer = root / "data", root / "tokenizer"
-    config_path = directory.write_text(f"{TREE}/model_config.json", json.dumps(model_config(small, tokenizer)))
-    pretrain = TrainSettings(
-        output_dir=str(directory.record_dir(f"{TREE}/runs/pretrain")), train_file=str(data / "pretrain.jsonl"),
-        init="scratch", model_config=str(config_path), tokenizer=str(tokenizer), data_mode="pretrain",
-        max_seq_len=o.max_seq_len, batch_size=o.pretrain_batch, train_steps=settings.pretrain_steps,
-        learning_rate=o.pretrain_learning_rate, warmup_steps=settings.pretrain_steps // 10, weight_decay=0.01,
-        seed=o.seed, save_every=100, log_every=50, eval_every=10**9,
-    )
-    sft = TrainSettings(
-        output_dir=str(directory.record_dir(f"{TREE}/runs/sft")), train_file=str(data / "sft.jsonl"),
-        init=str(pair.foundation), data_mode="sft", max_seq_len=o.sft_seq_len, batch_size=o.sft_batch,
-        train_steps=settings.sft_steps, learning_rate=o.sft_learning_rate, warmup_steps=settings.sft_steps // 10,
-        seed=o.seed, save_every=50, log_every=25, eval_every=10**9,
-    )
-    for phase, run, target in (("pretrain small foundation", pretrain, "foundation"),
-                               ("SFT of the small foundation", sft, "sft")):
-        report(phase, None)
-        start = time.perf_counter()
-        directory.place_files(train(run, description=phase), f"{TREE}/{target}")
-        report(phase, time.perf_counter() - start)
