@@ -4,7 +4,7 @@ tokens after the prompt and after the prior, and the same for an SFT model.
 
 The prior is text, tokenised as the answer's start continuing the prompt (after a
 separator), as the experiments tokenise word priors (`continuation_ids`). Next-token
-probabilities are a float32 softmax of the last position's logits (`forward_last`);
+probabilities are a float32 softmax of the last position's logits (`forward(..., last_only=True)`);
 continuations are greedy (`Generator`). The SFT model reads the same prompt text,
 tokenised by its own tokenizer.
 """
@@ -24,7 +24,7 @@ from pretty_jax.alignment.statistics import top_tokens
 from pretty_jax.checkpoints.tokenizer import continuation_ids
 from pretty_jax.engine.generator import DecodeConfig, Generator
 from pretty_jax.engine.strategies import Greedy
-from pretty_jax.models import Model, forward_last
+from pretty_jax.models import Model, forward
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +66,7 @@ class OnePrompt:
 def _last_logits(graphdef, params, tokens_1T: jax.Array) -> jax.Array:
     """Logits [V] float32 of the next token after one unpadded row [1, T]."""
     positions = jnp.arange(tokens_1T.shape[1])[None]
-    logits_1V, _ = forward_last(graphdef, params, tokens_1T, positions, jnp.ones_like(tokens_1T))
+    logits_1V, _ = forward(graphdef, params, tokens_1T, positions, jnp.ones_like(tokens_1T), last_only=True)
     return logits_1V[0].astype(jnp.float32)
 
 

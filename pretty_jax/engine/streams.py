@@ -19,7 +19,7 @@ from jax.sharding import Mesh
 
 from pretty_jax.engine import parallel
 from pretty_jax.engine.batching import positions_from_mask
-from pretty_jax.models import Graph, KVCache, forward_last, new_cache
+from pretty_jax.models import Graph, KVCache, forward, new_cache
 
 
 @jax.tree_util.register_dataclass
@@ -86,9 +86,9 @@ def feed(graphs: tuple[Graph, ...], params: tuple[nnx.State, ...], streams: tupl
     float32 and the advanced streams."""
     logits, advanced = [], []
     for graph, stream_params, stream in zip(graphs, params, streams):
-        next_logits, cache = forward_last(
+        next_logits, cache = forward(
             graph.graphdef, stream_params, token_R[:, None], stream.positions[:, None],
-            running_R.astype(jnp.int32)[:, None], stream.cache,
+            running_R.astype(jnp.int32)[:, None], stream.cache, last_only=True,
         )
         logits.append(next_logits)
         advanced.append(Stream(positions=stream.positions + running_R.astype(jnp.int32), cache=cache))

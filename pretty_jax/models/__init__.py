@@ -77,22 +77,15 @@ def forward(
     positions_BT: jax.Array,
     attention_mask_BT: jax.Array,
     cache: KVCache | None = None,
+    *,
+    last_only: bool = False,
 ) -> tuple[jax.Array, KVCache | None]:
-    """Logits [B, T, V] float32 and the updated cache; a pure function of its inputs."""
-    return nnx.merge(graphdef, params)(tokens_BT, positions_BT, attention_mask_BT, cache)
-
-
-def forward_last(
-    graphdef: nnx.GraphDef,
-    params: nnx.State,
-    tokens_BT: jax.Array,
-    positions_BT: jax.Array,
-    attention_mask_BT: jax.Array,
-    cache: KVCache | None = None,
-) -> tuple[jax.Array, KVCache | None]:
-    """Logits [B, V] float32 of the last position only (rows are left-padded, so it is
-    every row's last token), and the updated cache. Never forms [B, T, V]."""
+    """Logits [B, T, V] float32 and the updated cache; a pure function of its inputs.
+    With `last_only`, logits [B, V] of the last position only (rows are left-padded, so
+    it is every row's last token): [B, T, V] is never formed."""
     model = nnx.merge(graphdef, params)
+    if not last_only:
+        return model(tokens_BT, positions_BT, attention_mask_BT, cache)
     h_BTD, cache = model.hidden_states(tokens_BT, positions_BT, attention_mask_BT, cache)
     return model.logits(h_BTD[:, -1:])[:, 0], cache
 

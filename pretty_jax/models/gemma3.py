@@ -31,7 +31,14 @@ from pretty_jax.core.errors import ConfigError
 from pretty_jax.models import hf_layouts, layers
 from pretty_jax.models.attention import RotaryAttention
 from pretty_jax.models.conversion import CheckpointLayout, HFTensor
-from pretty_jax.models.hf_config import SpecialTokens, number, size, special_tokens_from_hf
+from pretty_jax.models.hf_config import (
+    GroupedQueryConfig,
+    attention_heads,
+    number,
+    size,
+    special_tokens_from_hf,
+    windows_of_layer_types,
+)
 from pretty_jax.models.rope import RopeConfig, rope_config_from_hf
 
 MODEL_TYPES = ("gemma3_text", "gemma3")
@@ -72,30 +79,17 @@ _VISION_TENSORS = (r"^(model\.)?vision_tower\.", r"^(model\.)?multi_modal_projec
 
 
 @dataclasses.dataclass(frozen=True)
-class Gemma3Config:
-    """Architecture of a Gemma 3 language model.
+class Gemma3Config(GroupedQueryConfig):
+    """Architecture of a Gemma 3 language model (the fields it shares with the LLaMA
+    family: `GroupedQueryConfig`).
 
-    layer_windows: per layer, the sliding-window size or None for full attention.
     layer_ropes: per layer, its RoPE: the local one on sliding-window layers, the
       global one (with its scaling) on full-attention layers.
     query_pre_attn_scalar: attention scores are scaled by its inverse square root.
     """
 
-    model_type: str
-    vocab_size: int
-    hidden_size: int
-    intermediate_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    rms_norm_eps: float
     query_pre_attn_scalar: float
-    max_position_embeddings: int
-    tie_word_embeddings: bool
-    layer_windows: tuple[int | None, ...]
     layer_ropes: tuple[RopeConfig, ...]
-    special_tokens: SpecialTokens
 
 
 def text_config(hf: Mapping[str, Any]) -> dict[str, Any]:
@@ -135,15 +129,10 @@ def _layer_windows(hf: Mapping[str, Any], num_layers: int, where: str) -> tuple[
         layer_types = [
             "full_attention" if (i + 1) % pattern == 0 else "sliding_attention" for i in range(num_layers)
         ]
-    if len(layer_types) != num_layers:
-        raise ConfigError(f"{where}: {len(layer_types)} layer_types for {num_layers} layers")
-    unknown = sorted(set(layer_types) - {"sliding_attention", "full_attention"})
-    if unknown:
-        raise ConfigError(f"{where}: layer_types {unknown} are not supported")
     if hf.get("sliding_window") is None and "sliding_attention" in layer_types:
         raise ConfigError(f"{where}: layer_types has sliding_attention layers but sliding_window is null")
     window = size(hf, ["sliding_window"], where) if "sliding_attention" in layer_types else None
-    return tuple(window if t == "sliding_attention" else None for t in layer_types)
+    return windows_of_layer_types(layer_types, num_layers, window, where)
 
 
 def _ropes(hf: Mapping[str, Any], where: str) -> tuple[RopeConfig, RopeConfig]:
@@ -176,14 +165,8 @@ def config_from_hf(
         where = f"{where} text_config"
     text = text_config(hf)
     _refuse_unsupported(text, where)
-    num_heads = size(text, ["num_attention_heads"], where)
-    num_kv_heads = size(text, ["num_key_value_heads"], where)
+    num_heads, num_kv_heads = attention_heads(text, where)
     num_layers = size(text, ["num_hidden_layers"], where)
-    if num_heads % num_kv_heads:
-        raise ConfigError(
-            f"{where}: num_attention_heads={num_heads} is not a multiple of "
-            f"num_key_value_heads={num_kv_heads}"
-        )
     local_rope, global_rope = _ropes(text, where)
     layer_windows = _layer_windows(text, num_layers, where)
     return Gemma3Config(

@@ -23,6 +23,28 @@ class SpecialTokens:
     pad_token_id: int | None
 
 
+@dataclasses.dataclass(frozen=True)
+class GroupedQueryConfig:
+    """What the LLaMA-family and Gemma 3 architectures share: a decoder of `num_layers`
+    blocks of grouped-query attention (`num_heads` query heads of `head_dim` sharing
+    `num_kv_heads` key/value heads) and a gated MLP, RMSNorm, and per layer the
+    sliding-window size or None for full attention (`layer_windows`)."""
+
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float
+    max_position_embeddings: int
+    tie_word_embeddings: bool
+    layer_windows: tuple[int | None, ...]
+    special_tokens: SpecialTokens
+
+
 # `default` of `size` and `number` when the key must be present.
 REQUIRED = object()
 
@@ -92,3 +114,28 @@ def special_tokens_from_hf(
         eos_token_ids=tuple(eos),
         pad_token_id=pad[0] if pad else None,
     )
+
+
+def attention_heads(hf: Mapping[str, Any], where: str, kv_default: Any = REQUIRED) -> tuple[int, int]:
+    """(query heads, key/value heads): `num_attention_heads`, a multiple of
+    `num_key_value_heads` (`kv_default` when that is absent)."""
+    num_heads = size(hf, ["num_attention_heads"], where)
+    num_kv_heads = size(hf, ["num_key_value_heads"], where, default=num_heads if kv_default is None else kv_default)
+    if num_heads % num_kv_heads:
+        raise ConfigError(
+            f"{where}: num_attention_heads={num_heads} is not a multiple of "
+            f"num_key_value_heads={num_kv_heads}"
+        )
+    return num_heads, num_kv_heads
+
+
+def windows_of_layer_types(layer_types: Sequence[str], num_layers: int, window: int | None,
+                           where: str) -> tuple[int | None, ...]:
+    """Per layer, `window` for a "sliding_attention" layer and None for a
+    "full_attention" one; any other type, or a count other than `num_layers`, is refused."""
+    if len(layer_types) != num_layers:
+        raise ConfigError(f"{where}: {len(layer_types)} layer_types for {num_layers} layers")
+    unknown = sorted(set(layer_types) - {"sliding_attention", "full_attention"})
+    if unknown:
+        raise ConfigError(f"{where}: layer_types {unknown} are not supported")
+    return tuple(window if t == "sliding_attention" else None for t in layer_types)

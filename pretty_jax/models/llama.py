@@ -17,38 +17,32 @@ from pretty_jax.core.errors import ConfigError
 from pretty_jax.models import hf_layouts, layers
 from pretty_jax.models.attention import RotaryAttention
 from pretty_jax.models.conversion import CheckpointLayout, Flat, HFTensor
-from pretty_jax.models.hf_config import SpecialTokens, number, size, special_tokens_from_hf
+from pretty_jax.models.hf_config import (
+    GroupedQueryConfig,
+    attention_heads,
+    number,
+    size,
+    special_tokens_from_hf,
+    windows_of_layer_types,
+)
 from pretty_jax.models.rope import RopeConfig, rope_config_from_hf
 
 MODEL_TYPES = ("llama", "mistral", "qwen2")
 
 
 @dataclasses.dataclass(frozen=True)
-class LlamaConfig:
-    """Architecture of a LLaMA-family model.
+class LlamaConfig(GroupedQueryConfig):
+    """Architecture of a LLaMA-family model (its shared fields: `GroupedQueryConfig`).
 
-    layer_windows: per layer, the sliding-window size or None for full attention.
+    rope: the rotary embedding of every layer.
     qkv_bias / out_bias / mlp_bias: which projections carry biases (LLaMA's
       `attention_bias` sets the first two, Qwen2 has the first only).
     """
 
-    model_type: str
-    vocab_size: int
-    hidden_size: int
-    intermediate_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    rms_norm_eps: float
     rope: RopeConfig
-    max_position_embeddings: int
-    tie_word_embeddings: bool
     qkv_bias: bool
     out_bias: bool
     mlp_bias: bool
-    layer_windows: tuple[int | None, ...]
-    special_tokens: SpecialTokens
 
 
 def _layer_windows(hf: Mapping[str, Any], num_layers: int, where: str) -> tuple[int | None, ...]:
@@ -65,9 +59,7 @@ def _layer_windows(hf: Mapping[str, Any], num_layers: int, where: str) -> tuple[
         layer_types = ["sliding_attention" if i >= first else "full_attention" for i in range(num_layers)]
     if layer_types is None:
         return (window,) * num_layers
-    if len(layer_types) != num_layers:
-        raise ConfigError(f"{where}: {len(layer_types)} layer_types for {num_layers} layers")
-    return tuple(window if t == "sliding_attention" else None for t in layer_types)
+    return windows_of_layer_types(layer_types, num_layers, window, where)
 
 
 def config_from_hf(
@@ -81,14 +73,8 @@ def config_from_hf(
     if activation != "silu":
         raise ConfigError(f"{where}: hidden_act {activation!r} is not supported (only 'silu')")
     hidden = size(hf, ["hidden_size"], where)
-    num_heads = size(hf, ["num_attention_heads"], where)
+    num_heads, num_kv_heads = attention_heads(hf, where, kv_default=None)
     num_layers = size(hf, ["num_hidden_layers"], where)
-    num_kv_heads = size(hf, ["num_key_value_heads"], where, default=num_heads)
-    if num_heads % num_kv_heads:
-        raise ConfigError(
-            f"{where}: num_attention_heads={num_heads} is not a multiple of "
-            f"num_key_value_heads={num_kv_heads}"
-        )
     attention_bias = bool(hf.get("attention_bias", False))
     return LlamaConfig(
         model_type=model_type,
