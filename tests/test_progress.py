@@ -69,7 +69,9 @@ def test_a_terminal_shows_a_bar_with_rate_eta_and_loss():
 
 
 def test_off_a_terminal_each_update_is_one_log_line():
-    result = subprocess.run([sys.executable, "-c", "from absl import logging; logging.set_verbosity(logging.INFO)\n"
+    # the library logs through the standard `logging` module: a program shows its INFO lines
+    # (absl's app.run, which every pretty_jax command runs under, or basicConfig as here)
+    result = subprocess.run([sys.executable, "-c", "import logging; logging.basicConfig(level=logging.INFO)\n"
                              + STAGE], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if "pretrain: " in line]

@@ -3,10 +3,11 @@ update elsewhere (CI logs, TPU VM job logs), so a person can watch either."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
-from absl import logging
+log = logging.getLogger(__name__)
 
 
 class Progress:
@@ -50,7 +51,7 @@ class Progress:
         rate = (self.done - self._first) / max(now - self._start, 1e-9)
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         shown = "".join(f", {k} {v:.4g}" for k, v in values.items())
-        logging.info("%s: %d/%d %s, %.2f %s/s, ETA %.0fs%s", self.description, self.done, self.total,
+        log.info("%s: %d/%d %s, %.2f %s/s, ETA %.0fs%s", self.description, self.done, self.total,
                      self.unit, rate, self.unit, eta, shown)
 
     def close(self) -> None:
