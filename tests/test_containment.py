@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import write_scratch_inputs
 
-from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
-from pretty_jax.core.run_dir import LOCK, MANIFEST, LinkRefused, RunDirectory
+from pretty_jax.core.manifest import LOCK, MANIFEST, SCHEMA, check_output_dir
+from pretty_jax.core.own_files import LinkRefused
+from pretty_jax.core.run_dir import RunDirectory
 from pretty_jax.training import TrainSettings, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +49,7 @@ def victim(tmp_path) -> Path:
 
 def _manifest(root: Path, files: list, kind: str = "experiment") -> None:
     root.mkdir(parents=True, exist_ok=True)
-    manifest = {"schema": run_dir.SCHEMA, "kind": kind, "files": [MANIFEST, LOCK, *files], "dirs": []}
+    manifest = {"schema": SCHEMA, "kind": kind, "files": [MANIFEST, LOCK, *files], "dirs": []}
     (root / MANIFEST).write_text(json.dumps(manifest))
 
 
@@ -88,7 +89,7 @@ def test_a_manifest_naming_anything_outside_is_refused_naming_it_before_anything
     _manifest(out, [hostile, "results.json"])
     (out / "results.json").write_text("{}")
     before, victim_before = _snapshot(out), _snapshot(victim)
-    for refuse in (lambda: run_dir.check_output_dir(out, "--output_dir"),  # before any model loads
+    for refuse in (lambda: check_output_dir(out, "--output_dir"),  # before any model loads
                    lambda: RunDirectory.open(out, "experiment", "--output_dir")):
         with pytest.raises(UserError) as refused:
             refuse()

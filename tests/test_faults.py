@@ -19,7 +19,7 @@ import pytest
 
 from pretty_jax import experiments
 from pretty_jax.core.errors import UserError
-from pretty_jax.core.run_dir import LOCK, MANIFEST, RETIRED
+from pretty_jax.core.manifest import LOCK, MANIFEST, RETIRED
 from pretty_jax.engine.generator import DecodeConfig
 from pretty_jax.experiments import stages
 from pretty_jax.experiments.priors import PriorSpec

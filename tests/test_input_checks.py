@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pretty_jax.core.run_dir import LOCK
+from pretty_jax.core.manifest import LOCK
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import pytest
 
 from pretty_jax.checkpoints.loading import load_model
 from pretty_jax.core.errors import UserError
-from pretty_jax.core.run_dir import MANIFEST, read_manifest
+from pretty_jax.core.manifest import MANIFEST, read_manifest
 from pretty_jax.organism.build import (
     OrganismSettings,
     ensure_organism,

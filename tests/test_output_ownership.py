@@ -22,7 +22,7 @@ from conftest import write_scratch_inputs
 from safetensors.numpy import load_file
 
 from pretty_jax.checkpoints import loading
-from pretty_jax.core import run_dir
+from pretty_jax.core.manifest import LOCK, MANIFEST, RETIRED
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.run_dir import OutputLocked, RunDirectory
 from pretty_jax.training import TrainSettings, train, train_state
@@ -54,7 +54,7 @@ def _write_files(root: Path, files: dict[str, bytes]) -> None:
 
 
 def _manifest(root: Path) -> dict:
-    return json.loads((root / run_dir.MANIFEST).read_text())
+    return json.loads((root / MANIFEST).read_text())
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +121,8 @@ def _assert_complete_train_output(out: Path, steps: int) -> None:
     assert manifest["kind"] == "train" and "trees" not in manifest  # files are recorded one by one
     written = {p.relative_to(out).as_posix() for sub in ("hf", "train_state") for p in (out / sub).rglob("*")
                if p.is_file()}
-    assert set(manifest["files"]) == {"metrics.jsonl", run_dir.MANIFEST, run_dir.LOCK} | written
-    assert not (out / run_dir.RETIRED).exists()  # nothing retired left
+    assert set(manifest["files"]) == {"metrics.jsonl", MANIFEST, LOCK} | written
+    assert not (out / RETIRED).exists()  # nothing retired left
 
 
 # --- train --------------------------------------------------------------------------
@@ -177,7 +177,7 @@ def test_train_mistyped_input_with_overwrite_leaves_the_old_output_intact(
     }[mistake]
     # A model that fails to load is found after the directory was opened (and locked):
     # the lock file then names the refused run, and nothing else changes.
-    skip = (run_dir.LOCK,) if mistake == "broken_weights" else ()
+    skip = (LOCK,) if mistake == "broken_weights" else ()
     before = _snapshot(out, skip)
     with pytest.raises((UserError, OSError)) as refused:
         train(_settings(inputs, out, overwrite=True, learning_rate=5e-3, **settings))
@@ -194,7 +194,7 @@ def test_a_second_train_into_the_same_directory_is_refused_naming_the_holder(inp
     first = _cli("pretty_jax.train", _train_flags(settings), tmp_path, background=True)
     holder = f"pid {first.pid} on {socket.gethostname()} since "
     deadline = time.monotonic() + 120
-    while not ((out / run_dir.LOCK).exists() and holder in (out / run_dir.LOCK).read_text()):
+    while not ((out / LOCK).exists() and holder in (out / LOCK).read_text()):
         assert first.poll() is None, first.communicate()
         assert time.monotonic() < deadline, "the first run never took the lock"
         time.sleep(0.02)
@@ -208,8 +208,8 @@ def test_a_second_train_into_the_same_directory_is_refused_naming_the_holder(inp
 
 def test_train_into_an_older_layout_without_a_manifest_is_refused(inputs, finished_train, tmp_path):
     out = _copy_of(finished_train, tmp_path)
-    (out / run_dir.MANIFEST).unlink()
-    (out / run_dir.LOCK).unlink()
+    (out / MANIFEST).unlink()
+    (out / LOCK).unlink()
     before = _snapshot(out)
     for overwrite in (False, True):
         with pytest.raises(UserError, match=r"holds no pretty_jax output \(it has hf, metrics.jsonl, train_state\)"):
@@ -222,13 +222,13 @@ def test_train_refuses_a_users_file_where_an_output_goes(inputs, finished_train,
     # A run that stopped before it exported, and a user's model put into hf/ since.
     manifest = _manifest(out)
     manifest["files"] = [name for name in manifest["files"] if not name.startswith("hf/")]
-    (out / run_dir.MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     shutil.rmtree(out / "hf")
     _write_files(out, {"hf/model.safetensors": b"my own model"})
-    before = _snapshot(out, (run_dir.LOCK,))
+    before = _snapshot(out, (LOCK,))
     with pytest.raises(UserError, match=r"has hf/model.safetensors, which pretty_jax train did not write"):
         train(_settings(inputs, out, overwrite=True))
-    assert _snapshot(out, (run_dir.LOCK,)) == before
+    assert _snapshot(out, (LOCK,)) == before
 
 
 # --- convert ------------------------------------------------------------------------
@@ -259,7 +259,7 @@ def test_convert_overwrite_keeps_a_users_file_and_writes_a_complete_checkpoint(f
     side_files = sorted(p.name for p in source.iterdir() if p.name != "model.safetensors")
     manifest = _manifest(out)
     assert manifest["kind"] == "convert" and "trees" not in manifest
-    assert sorted(manifest["files"]) == sorted(side_files + [loading.PARAMS_FILE, run_dir.MANIFEST, run_dir.LOCK])
+    assert sorted(manifest["files"]) == sorted(side_files + [loading.PARAMS_FILE, MANIFEST, LOCK])
     assert sorted(p.name for p in out.iterdir()) == sorted(manifest["files"] + ["notes.txt"])
     with pytest.raises(UserError, match="already holds a converted checkpoint; pass --overwrite"):
         loading.convert_checkpoint(source, out, "float32")
@@ -274,7 +274,7 @@ def test_converting_a_converted_directory_copies_no_bookkeeping_files(finished_t
     manifest = _manifest(second)
     assert manifest["kind"] == "convert"
     assert set(manifest["files"]) == {p.name for p in second.iterdir()}
-    assert run_dir.MANIFEST in manifest["files"] and "config.json.tmp" not in manifest["files"]
+    assert MANIFEST in manifest["files"] and "config.json.tmp" not in manifest["files"]
     first_params = load_file(first / loading.PARAMS_FILE)
     second_params = load_file(second / loading.PARAMS_FILE)
     assert all(np.array_equal(first_params[k], second_params[k]) for k in first_params)
@@ -289,7 +289,7 @@ def test_convert_mistyped_input_with_overwrite_leaves_the_old_output_intact(fini
     shutil.copytree(finished_train / "hf", broken)
     (broken / "model.safetensors").write_bytes(b"\0" * 16)
     source = {"hf_dir_nowhere": tmp_path / "no-such-model", "broken_weights": broken}[mistake]
-    skip = (run_dir.LOCK,) if mistake == "broken_weights" else ()
+    skip = (LOCK,) if mistake == "broken_weights" else ()
     before = _snapshot(out, skip)
     with pytest.raises((UserError, OSError)):
         loading.convert_checkpoint(source, out, "bfloat16", overwrite=True)
@@ -299,8 +299,8 @@ def test_convert_mistyped_input_with_overwrite_leaves_the_old_output_intact(fini
 def test_convert_into_an_older_converted_checkpoint_without_a_manifest_is_refused(finished_train, tmp_path):
     out = tmp_path / "converted"
     loading.convert_checkpoint(finished_train / "hf", out, "float32")
-    (out / run_dir.MANIFEST).unlink()
-    (out / run_dir.LOCK).unlink()
+    (out / MANIFEST).unlink()
+    (out / LOCK).unlink()
     before = _snapshot(out)
     with pytest.raises(UserError, match=r"holds no pretty_jax output .*older pretty_jax.*--overwrite no longer"):
         loading.convert_checkpoint(finished_train / "hf", out, "float32", overwrite=True)

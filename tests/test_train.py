@@ -25,7 +25,7 @@ from pretty_jax.checkpoints import export, loading
 from pretty_jax.checkpoints.reference import HFReference
 from pretty_jax.checkpoints.sample_text import SENTENCES
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
-from pretty_jax.core import run_dir
+from pretty_jax.core.manifest import MANIFEST
 from pretty_jax.core.errors import UserError
 from pretty_jax.training import (
     TrainSettings,
@@ -317,10 +317,10 @@ def test_a_run_killed_after_a_save_resumes_to_the_same_losses_and_weights(scratc
     # What a kill in the middle of a save (its files recorded, state.json unfinished) and
     # of a log line leaves behind.
     unfinished = "train_state/step_00000006"
-    manifest = json.loads((resumed / run_dir.MANIFEST).read_text())
+    manifest = json.loads((resumed / MANIFEST).read_text())
     manifest["files"] += [f"{unfinished}/arrays.safetensors", f"{unfinished}/state.json"]
     manifest["dirs"] += [unfinished]
-    (resumed / run_dir.MANIFEST).write_text(json.dumps(manifest))
+    (resumed / MANIFEST).write_text(json.dumps(manifest))
     (resumed / unfinished).mkdir()
     (resumed / unfinished / "arrays.safetensors").write_bytes(b"\0" * 10)
     (resumed / unfinished / "state.json.tmp").write_bytes(b'{"for')

@@ -31,7 +31,7 @@ from safetensors.numpy import save_file
 from pretty_jax.checkpoints import hf_files
 from pretty_jax.checkpoints.loading import model_directory
 from pretty_jax.core.errors import UserError
-from pretty_jax.core.run_dir import refuse_link
+from pretty_jax.core.own_files import refuse_link
 from pretty_jax.core.progress import Progress
 from pretty_jax.models import Model, ModelConfig, family_of
 from pretty_jax.models.conversion import PROGRESS_LOG_SECONDS

@@ -17,8 +17,8 @@ import numpy as np
 from safetensors import safe_open
 
 from pretty_jax.checkpoints.gguf import importer
-from pretty_jax.core import run_dir
 from pretty_jax.core.errors import CheckpointError, MissingDependencyError, UserError
+from pretty_jax.core.manifest import LOCK, MANIFEST
 from pretty_jax.models.conversion import SAFETENSORS_DTYPES, TensorSource
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -188,7 +188,7 @@ def is_weight_file(path: Path) -> bool:
 def is_bookkeeping_file(path: Path) -> bool:
     """pretty_jax's own records in an output directory (its manifest and lock) and
     temporary files of an unfinished write: never part of a model, never copied."""
-    return path.name in (run_dir.MANIFEST, run_dir.LOCK) or path.name.endswith(".tmp")
+    return path.name in (MANIFEST, LOCK) or path.name.endswith(".tmp")
 
 
 def is_side_file(path: Path) -> bool:

@@ -27,6 +27,7 @@ from pretty_jax.checkpoints.gguf import importer
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import CheckpointError, UserError
+from pretty_jax.core.manifest import check_output_dir
 from pretty_jax.models import Model, ModelConfig, abstract_model, family_for, family_of, finite, memory
 from pretty_jax.models.conversion import convert_tensors, refuse_non_floating, stored_layers
 
@@ -309,11 +310,11 @@ def convert_checkpoint(source: Path, out_dir: Path, dtype: str, overwrite: bool 
 
 
 def _check_out_dir(out_dir: Path) -> None:
-    """`run_dir.check_output_dir`, saying so when the refused directory is a converted
+    """`check_output_dir`, saying so when the refused directory is a converted
     checkpoint written before pretty_jax kept a manifest (such a directory used to be
     replaced with --overwrite)."""
     try:
-        run_dir.check_output_dir(out_dir, "--out_dir")
+        check_output_dir(out_dir, "--out_dir")
     except UserError as e:
         if (out_dir / PARAMS_FILE).exists():
             raise UserError(

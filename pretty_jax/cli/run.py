@@ -34,6 +34,7 @@ from pretty_jax.cli import alternative_flags, decode_flags, mesh_flags, prompt_f
 from pretty_jax.core import progress, run_dir
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.flag_names import flag_name
+from pretty_jax.core.manifest import check_output_dir
 from pretty_jax.datasets.references import resolve_data_reference
 from pretty_jax.engine import parallel
 from pretty_jax.experiments import chat, config, preview, report, runner
@@ -71,7 +72,7 @@ def run_align_mode() -> None:
     """Every input is checked (the prompts file, the flags, the SFT prompt format
     rendered for every prompt, the tokenizers) before the output directory is opened."""
     output_dir = Path(_require(run_flags.OUTPUT_DIR))
-    run_dir.check_output_dir(output_dir, "--output_dir")
+    check_output_dir(output_dir, "--output_dir")
     prompts_file = Path(_require(run_flags.PROMPTS_FILE))
     examples = read_prompts_file(prompts_file)
     if run_flags.TRAJECTORY.value == "reference":
@@ -229,7 +230,7 @@ def run_experiment_mode(settings: experiments.Settings, start_fresh_on_change: b
     """Runs the experiment (`experiments.run_experiment`); returns results.json's content.
     A dry run makes the same checks (`preview.check_experiment`), prints the plan and
     returns None."""
-    run_dir.check_output_dir(settings.output_dir, "--output_dir")
+    check_output_dir(settings.output_dir, "--output_dir")
     mesh = mesh_flags.mesh_from_flags()
     _check_batch(mesh)
     if run_flags.DRY_RUN.value:
@@ -268,7 +269,7 @@ def run_demo_mode() -> None:
     if run_flags.DRY_RUN.value:
         _dry_run_demo(output_dir, root, fixed)
         return
-    run_dir.check_output_dir(output_dir, "--output_dir")
+    check_output_dir(output_dir, "--output_dir")
     if not (root / "organism.json").exists():
         print(f"Building the model organism in {root} (first run only, about 3 minutes on 2 CPU cores)")
     settings = settings_from_flags(output_dir, **fixed)
@@ -292,8 +293,8 @@ def _dry_run_demo(output_dir: Path, root: Path, fixed: dict) -> None:
     if all(path.exists() for path in built):
         run_experiment_mode(settings, start_fresh_on_change=True)
         return
-    run_dir.check_output_dir(output_dir, "--output_dir")
-    run_dir.check_output_dir(root, "--organism_dir")
+    check_output_dir(output_dir, "--output_dir")
+    check_output_dir(root, "--organism_dir")
     _print_systems_and_stages(settings)
     what = "the model organism and its proxy pair are" if len(built) > 1 else "the model organism is"
     print(f"{what} not built in {root} yet: the run builds them first (a few minutes on a laptop CPU), "

@@ -7,18 +7,7 @@ A command that writes into a directory (`run`, `train`, `convert`, the organism 
 its path relative to the directory. Never a whole folder: a file a user adds inside a
 folder of the run is not listed, so it is never moved or removed. The rules:
 
-- containment: every recorded path is relative, holds no `..`, and reaches its file
-  through no symbolic link, so it lies inside the directory; a manifest with any
-  other entry (absolute, `..`, not a string, through a link) is refused in one line
-  naming it, before anything is touched;
-- no writing through links: the run's own files (the lock, the manifest, each
-  `*.tmp`, stage files, results, figures, checkpoints) are opened with `O_NOFOLLOW`
-  after a check of every folder on the way; a link where one of them belongs is an
-  error naming it, and its target is left untouched. A file changed in place (the
-  lock, an appended stage) must have no other hard link;
-- a non-empty directory without a manifest holds no pretty_jax run: it is refused,
-  with or without `--overwrite`, naming a few of the files found there (no folder is
-  adopted because its entries have the right names);
+- containment and adoption: see core/manifest.py;
 - a path is recorded before the file is created, so a kill at any moment leaves
   nothing unrecorded behind; a file already there that the manifest does not list is
   a user's, and is refused rather than replaced;
@@ -46,203 +35,21 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
 from pretty_jax.core.errors import UserError
-
-MANIFEST = "pretty_jax_manifest.json"
-LOCK = ".pretty_jax.lock"
-RETIRED = ".pretty_jax-retired"
-SCHEMA = "pretty_jax/manifest/2"
-# The schema before files were recorded one by one (it also listed whole "trees").
-_SCHEMA_1 = "pretty_jax/manifest/1"
-TEMPORARY = ".tmp"  # a file is written as <name>.tmp, then renamed over <name>
-# Names only pretty_jax writes: never counted as a user's files.
-_OWN_NAMES = (MANIFEST, MANIFEST + TEMPORARY, LOCK)
-_SHOWN_FOREIGN = 5
-
-
-class LinkRefused(UserError):
-    """A symbolic link, or a file with another hard link, where a run's own file goes."""
+from pretty_jax.core.manifest import LOCK, MANIFEST, RETIRED, SCHEMA, check_output_dir, read_manifest
+from pretty_jax.core.own_files import (
+    TEMPORARY,
+    LinkRefused,
+    open_own,
+    refuse_link,
+    relative_name,
+    replace_with,
+    through_no_link,
+    write_bytes_to,
+)
 
 
 class OutputLocked(UserError):
     """Another process holds the directory's lock."""
-
-
-def check_output_dir(path: Path, flag: str) -> None:
-    """Refuses, before anything loads, an output path that cannot be used: a file, a
-    place that cannot be written, a non-empty directory that holds no pretty_jax
-    output (naming a few of its entries), a link where its manifest or lock goes, or
-    a manifest with an entry that is not inside it (see `read_manifest`). Creates
-    nothing."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{flag}={path} is a file, not a directory; give a directory (it is created if missing)")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UserError(f"{flag}={path}: {existing} is a file, so the directory cannot be created there")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{flag}={path}: {existing} is not writable; choose a directory you can write to")
-    if not path.is_dir():
-        return
-    for name in (MANIFEST, LOCK):
-        refuse_link(path / name)
-    if (path / MANIFEST).exists():
-        read_manifest(path, flag)
-    else:
-        foreign = _foreign_entries(path)
-        if foreign:
-            raise UserError(
-                f"{flag}={path} is not empty and holds no pretty_jax output (it has {_list(foreign)}); "
-                f"pretty_jax never deletes files it did not write, with or without --overwrite: "
-                f"choose a new or empty directory"
-            )
-
-
-def _foreign_entries(path: Path) -> list[str]:
-    return sorted(entry.name for entry in path.iterdir() if entry.name not in _OWN_NAMES)
-
-
-def _list(names: list[str]) -> str:
-    shown = ", ".join(names[:_SHOWN_FOREIGN])
-    more = len(names) - _SHOWN_FOREIGN
-    return shown + (f" and {more} more" if more > 0 else "")
-
-
-# -- paths and files that refuse links ---------------------------------------------
-
-
-def relative_name(entry: object) -> str:
-    """`entry` as a normalised relative path ("eng-fra/sft.jsonl"); ValueError saying
-    why when it is not a string, empty, absolute or holds `..`."""
-    if not isinstance(entry, str):
-        raise ValueError(f"entry {entry!r} is not a string")
-    path = PurePosixPath(entry)
-    if not entry or path.is_absolute() or ".." in path.parts or "\\" in entry:
-        raise ValueError(f"entry {entry!r} is not a plain path inside the directory (absolute, empty or with '..')")
-    return str(path)
-
-
-def refuse_link(path: Path) -> None:
-    """Raises LinkRefused naming `path` when it is a symbolic link."""
-    if os.path.islink(path):
-        raise LinkRefused(
-            f"{path} is a symbolic link (to {os.readlink(path)}) where pretty_jax keeps a file of its own; "
-            "it never writes through a link: remove the link (its target is not touched) and run again"
-        )
-
-
-def open_own(path: Path, flags: int, mode: int = 0o644) -> int:
-    """`os.open` of one of a run's own files, never through a link at `path`; a file
-    opened to be changed in place must have no other hard link. Returns the fd."""
-    try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            refuse_link(path)
-        raise
-    if flags & (os.O_WRONLY | os.O_RDWR) and os.fstat(fd).st_nlink > 1:
-        os.close(fd)
-        raise LinkRefused(
-            f"{path} has another hard link, so changing it would change another file too; "
-            "pretty_jax never does: copy the directory without links (not cp -l) or remove the other link"
-        )
-    return fd
-
-
-def _fresh_temporary(path: Path) -> Path:
-    """The empty temporary file `<path>.tmp`, created anew (an earlier one, left by a
-    killed write, is removed first; a link there is refused)."""
-    temporary = path.with_name(path.name + TEMPORARY)
-    refuse_link(temporary)
-    if temporary.exists() and not temporary.is_dir():
-        temporary.unlink()
-    os.close(open_own(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
-    return temporary
-
-
-def _fsync(path: Path) -> None:
-    fd = open_own(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def replace_with(path: Path, write: Callable[[Path], None]) -> None:
-    """Writes `path` atomically: write(temporary) fills `<path>.tmp`, which is then
-    flushed to disk and renamed over `path` (a reader sees the old or the new content,
-    never a part). A link at `path` or at the temporary file is refused."""
-    refuse_link(path)
-    temporary = _fresh_temporary(path)
-    try:
-        write(temporary)
-        refuse_link(temporary)  # the writer replaced it by a link: do not move that into place
-        _fsync(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if temporary.is_file() and not temporary.is_symlink():
-            temporary.unlink()
-        raise
-
-
-def write_bytes_to(temporary: Path, data: bytes) -> None:
-    """Fills a fresh temporary file (see `replace_with`) without following links."""
-    with os.fdopen(open_own(temporary, os.O_WRONLY | os.O_TRUNC), "wb") as f:
-        f.write(data)
-
-
-def read_own(path: Path) -> bytes:
-    """The content of one of a run's own files, never read through a link."""
-    fd = open_own(path, os.O_RDONLY)
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
-
-
-def read_manifest(root: Path, flag: str) -> tuple[str, set[str], set[str]]:
-    """The kind, files and directories recorded in `root`'s manifest, every entry
-    checked: a relative path without `..`, reached through no link. Raises UserError,
-    in one line naming the manifest, for anything else."""
-    path = Path(root) / MANIFEST
-    try:
-        manifest = json.loads(read_own(path).decode("utf-8"))
-        if not isinstance(manifest, dict) or manifest.get("schema") not in (SCHEMA, _SCHEMA_1):
-            raise ValueError(f"schema {manifest.get('schema') if isinstance(manifest, dict) else None!r}")
-        kind, files, dirs = manifest["kind"], manifest["files"], manifest["dirs"]
-        trees = [t for t in manifest.get("trees", []) if t != RETIRED]
-        if trees:
-            raise UserError(
-                f"{path}: an older pretty_jax recorded whole folders here ({', '.join(map(str, trees))}), which "
-                f"cannot tell its files from yours, so nothing was touched. Choose another {flag}, or move this "
-                "folder away once you have kept what is yours in it"
-            )
-        if not isinstance(files, list) or not isinstance(dirs, list) or not isinstance(kind, str):
-            raise ValueError("its kind is not a string or its files and dirs are not lists")
-        files = {relative_name(entry) for entry in files}
-        dirs = {relative_name(entry) for entry in dirs}
-    except (ValueError, AttributeError, KeyError, TypeError) as e:
-        raise UserError(
-            f"{path}: not a pretty_jax manifest ({e}); it was edited, corrupted or written elsewhere, and nothing "
-            f"was touched. Choose another {flag}"
-        ) from None
-    for entry in sorted(files | dirs):
-        _through_no_link(Path(root), entry, path)
-    return kind, files, dirs
-
-
-def _through_no_link(root: Path, relative: str, manifest: Path | None = None) -> Path:
-    """The absolute path of `relative` under `root` after checking that no folder on
-    the way and not the file itself is a link (so it lies inside `root`)."""
-    path = root
-    for part in PurePosixPath(relative).parts:
-        path = path / part
-        if os.path.islink(path):
-            where = f", where {manifest} records a file of this run" if manifest else ""
-            raise LinkRefused(
-                f"{path} is a symbolic link (to {os.readlink(path)}){where}; pretty_jax never writes, moves "
-                "or deletes through a link: remove the link (its target is not touched) and run again"
-            )
-    return path
 
 
 class RunDirectory:
@@ -368,7 +175,7 @@ class RunDirectory:
     # -- paths ---------------------------------------------------------------------
 
     def _checked(self, relative: str) -> Path:
-        return _through_no_link(self.path, relative)
+        return through_no_link(self.path, relative)
 
     def path_of(self, relative: str | Path) -> Path:
         """The checked absolute path of a path relative to the directory."""

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Mapping
 
 from pretty_jax.core.errors import UserError
+from pretty_jax.core.own_files import open_own
 from pretty_jax.core.progress import Progress
-from pretty_jax.core.run_dir import open_own
 
 CHUNK_BYTES = 1 << 16
 TIMEOUT_S = 30

@@ -25,7 +25,8 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
 from pretty_jax.core.errors import UserError
-from pretty_jax.core.run_dir import RunDirectory, open_own, relative_name
+from pretty_jax.core.own_files import open_own, relative_name
+from pretty_jax.core.run_dir import RunDirectory
 from pretty_jax.datasets import catalog, download
 from pretty_jax.datasets.catalog import Dataset, RemoteFile
 

@@ -25,7 +25,8 @@ from typing import Any, Iterable, Mapping
 
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.fingerprint import describe_change
-from pretty_jax.core.run_dir import RunDirectory, open_own, read_own
+from pretty_jax.core.own_files import open_own, read_own
+from pretty_jax.core.run_dir import RunDirectory
 
 RUN_CONFIG = "run_config.json"
 RUN_CONFIG_SCHEMA = "pretty_jax/run_config/2"

@@ -33,7 +33,9 @@ from typing import Callable
 
 from pretty_jax.checkpoints.tokenizer import train_tokenizer
 from pretty_jax.core.fingerprint import model_fingerprint
-from pretty_jax.core.run_dir import MANIFEST, RunDirectory, read_own
+from pretty_jax.core.manifest import MANIFEST
+from pretty_jax.core.own_files import read_own
+from pretty_jax.core.run_dir import RunDirectory
 from pretty_jax.organism.world import VARIC, VARIC_FUNCTION_WORDS, World, build_world
 from pretty_jax.tasks.languages import register_language
 from pretty_jax.tasks.registry import get_task

@@ -21,7 +21,8 @@ import os
 from typing import Any, Iterable
 
 from pretty_jax.core import strict_json
-from pretty_jax.core.run_dir import RunDirectory, read_own
+from pretty_jax.core.own_files import read_own
+from pretty_jax.core.run_dir import RunDirectory
 
 METRICS_FILE = "metrics.jsonl"
 

@@ -27,7 +27,8 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from pretty_jax.core.errors import CheckpointError
-from pretty_jax.core.run_dir import RunDirectory, read_own
+from pretty_jax.core.own_files import read_own
+from pretty_jax.core.run_dir import RunDirectory
 from pretty_jax.engine import parallel
 from pretty_jax.training.step import TrainState
 

@@ -41,6 +41,7 @@ from pretty_jax.checkpoints.gguf import importer
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.core import run_dir
 from pretty_jax.core.errors import UserError
+from pretty_jax.core.manifest import check_output_dir
 from pretty_jax.core.progress import Progress
 from pretty_jax.engine import parallel
 from pretty_jax.models import ModelConfig
@@ -329,7 +330,7 @@ def train(
     settings.validate()
     check_mesh(settings, mesh)
     check_inputs(settings)
-    run_dir.check_output_dir(Path(settings.output_dir), OUTPUT_FLAG)
+    check_output_dir(Path(settings.output_dir), OUTPUT_FLAG)
     run = _Run(settings, mesh, on_step, description)
     output = open_output(settings)
     try:
