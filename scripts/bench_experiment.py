@@ -11,7 +11,8 @@ the first newline, 10 slots, no prior and the oracle 1-word prior.
 Ours: `run_experiment` in this process (continuous batching). Theirs: transformers
 reading the same .gguf (`gguf_file=`), examples sorted by prompt length, left-padded
 batches of 10, `generate` with every newline-bearing token (and the model's EOS ids) as
-EOS, the prior's token ids (as our runner tokenised its text) appended to the prompt.
+EOS, the prior's token ids (as our runner tokenised its text) appended to the prompt, and
+the prior counted in the budget of new tokens as ours counts it.
 Both times exclude loading the model (reported separately); ours includes everything
 else the runner does (prompts, priors, stage files, scoring, first compilation unless
 the persistent cache holds it).
@@ -135,11 +136,15 @@ def run_transformers(gguf: str, ours: dict, eos_ids: tuple[int, ...]) -> tuple[f
             width = max(len(inputs[i]) for i in rows)
             ids = torch.tensor([[pad] * (width - len(inputs[i])) + inputs[i] for i in rows])
             mask = torch.tensor([[0] * (width - len(inputs[i])) + [1] * len(inputs[i]) for i in rows])
+            # Our budget counts the prior (DecodeConfig.count_prior): an example with a prior of
+            # p tokens gets max_new_tokens - p new ones. generate runs to the batch's largest
+            # budget; each row is cut to its own (greedy: a prefix of the longer run).
+            budgets = {i: _MAX_NEW_TOKENS.value - len(records[i].get("prior_tokens", [])) for i in rows}
             with torch.no_grad():
-                out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=_MAX_NEW_TOKENS.value,
+                out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(budgets.values()),
                                      do_sample=False, eos_token_id=stops, pad_token_id=pad)
             for row, i in enumerate(rows):
-                continuation = out[row, width:].tolist()
+                continuation = out[row, width:].tolist()[: budgets[i]]
                 ends = [k for k, t in enumerate(continuation) if t in stops]
                 results[i] = continuation[: ends[0] + 1] if ends else continuation
         outputs[target, key] = [results[i] for i in range(len(inputs))]
