@@ -17,7 +17,7 @@ from flax import nnx
 from pretty_jax.core.errors import ConfigError
 from pretty_jax.models import hf_layouts, layers
 from pretty_jax.models.conversion import CheckpointLayout, Flat, HFTensor, Matrix
-from pretty_jax.models.hf_config import SpecialTokens, number, size, special_tokens_from_hf
+from pretty_jax.models.hf_config import SpecialTokens, check_model_type, number, size, special_tokens_from_hf
 
 MODEL_TYPES = ("bloom",)
 # Where a BLOOM checkpoint keeps its layers: `transformer.h.{i}.*`.
@@ -56,8 +56,7 @@ def config_from_hf(
     hf: Mapping[str, Any], where: str, generation: Mapping[str, Any] | None = None
 ) -> BloomConfig:
     """Builds the architecture from an HF config dict (`where` names it in errors)."""
-    if hf.get("model_type") not in MODEL_TYPES:
-        raise ConfigError(f"{where}: model_type {hf.get('model_type')!r} is not 'bloom'")
+    check_model_type(hf, MODEL_TYPES, "BLOOM", where)
     hidden = size(hf, ["hidden_size", "n_embed"], where)
     num_heads = size(hf, ["n_head", "num_attention_heads"], where)
     if hidden % num_heads:

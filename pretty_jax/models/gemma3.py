@@ -33,10 +33,10 @@ from pretty_jax.models.attention import RotaryAttention
 from pretty_jax.models.conversion import CheckpointLayout, HFTensor
 from pretty_jax.models.hf_config import (
     GroupedQueryConfig,
-    attention_heads,
+    check_model_type,
+    grouped_query_fields,
     number,
     size,
-    special_tokens_from_hf,
     windows_of_layer_types,
 )
 from pretty_jax.models.rope import RopeConfig, rope_config_from_hf
@@ -158,33 +158,20 @@ def config_from_hf(
     hf: Mapping[str, Any], where: str, generation: Mapping[str, Any] | None = None
 ) -> Gemma3Config:
     """Builds the architecture from an HF config dict (`where` names it in errors)."""
-    model_type = hf.get("model_type")
-    if model_type not in MODEL_TYPES:
-        raise ConfigError(f"{where}: model_type {model_type!r} is not a Gemma 3 type")
+    model_type = check_model_type(hf, MODEL_TYPES, "Gemma 3", where)
     if model_type == "gemma3":
         where = f"{where} text_config"
     text = text_config(hf)
     _refuse_unsupported(text, where)
-    num_heads, num_kv_heads = attention_heads(text, where)
-    num_layers = size(text, ["num_hidden_layers"], where)
+    shared = grouped_query_fields(text, where, generation, defaults={})
     local_rope, global_rope = _ropes(text, where)
-    layer_windows = _layer_windows(text, num_layers, where)
+    layer_windows = _layer_windows(text, shared["num_layers"], where)
     return Gemma3Config(
         model_type=model_type,
-        vocab_size=size(text, ["vocab_size"], where),
-        hidden_size=size(text, ["hidden_size"], where),
-        intermediate_size=size(text, ["intermediate_size"], where),
-        num_layers=num_layers,
-        num_heads=num_heads,
-        num_kv_heads=num_kv_heads,
-        head_dim=size(text, ["head_dim"], where),
-        rms_norm_eps=number(text, ["rms_norm_eps"], where),
+        **shared,
         query_pre_attn_scalar=number(text, ["query_pre_attn_scalar"], where, positive=True),
-        max_position_embeddings=size(text, ["max_position_embeddings"], where),
-        tie_word_embeddings=bool(text["tie_word_embeddings"]),
         layer_windows=layer_windows,
         layer_ropes=tuple(global_rope if w is None else local_rope for w in layer_windows),
-        special_tokens=special_tokens_from_hf(text, generation, where),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from pretty_jax.core.errors import ConfigError
 
@@ -127,6 +127,40 @@ def attention_heads(hf: Mapping[str, Any], where: str, kv_default: Any = REQUIRE
             f"num_key_value_heads={num_kv_heads}"
         )
     return num_heads, num_kv_heads
+
+
+def check_model_type(hf: Mapping[str, Any], model_types: Sequence[str], family: str, where: str) -> str:
+    """`hf`'s model_type, one of `model_types`, or a ConfigError saying it is no `family` type."""
+    model_type = hf.get("model_type")
+    if model_type not in model_types:
+        raise ConfigError(f"{where}: model_type {model_type!r} is not a {family} type")
+    return model_type
+
+
+def grouped_query_fields(hf: Mapping[str, Any], where: str, generation: Mapping[str, Any] | None,
+                         defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The `GroupedQueryConfig` fields but `model_type` and `layer_windows`, read from the
+    (text) config `hf` under their HF keys. `defaults` holds the value of each HF key the
+    family lets a config leave out (`num_key_value_heads`: None for as many as the query
+    heads); every other key must be there."""
+
+    def read(reader: Callable[..., Any], key: str, **checks: Any) -> Any:
+        return reader(hf, [key], where, default=defaults.get(key, REQUIRED), **checks)
+
+    num_heads, num_kv_heads = attention_heads(hf, where, kv_default=defaults.get("num_key_value_heads", REQUIRED))
+    return dict(
+        vocab_size=read(size, "vocab_size"),
+        hidden_size=read(size, "hidden_size"),
+        intermediate_size=read(size, "intermediate_size"),
+        num_layers=read(size, "num_hidden_layers"),
+        num_heads=num_heads,
+        num_kv_heads=num_kv_heads,
+        head_dim=read(size, "head_dim"),
+        rms_norm_eps=read(number, "rms_norm_eps"),
+        max_position_embeddings=read(size, "max_position_embeddings"),
+        tie_word_embeddings=bool(_lookup(hf, ["tie_word_embeddings"], where, defaults.get("tie_word_embeddings", REQUIRED))[1]),
+        special_tokens=special_tokens_from_hf(hf, generation, where),
+    )
 
 
 def windows_of_layer_types(layer_types: Sequence[str], num_layers: int, window: int | None,

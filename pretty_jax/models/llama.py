@@ -19,10 +19,9 @@ from pretty_jax.models.attention import RotaryAttention
 from pretty_jax.models.conversion import CheckpointLayout, Flat, HFTensor
 from pretty_jax.models.hf_config import (
     GroupedQueryConfig,
-    attention_heads,
-    number,
+    check_model_type,
+    grouped_query_fields,
     size,
-    special_tokens_from_hf,
     windows_of_layer_types,
 )
 from pretty_jax.models.rope import RopeConfig, rope_config_from_hf
@@ -66,34 +65,24 @@ def config_from_hf(
     hf: Mapping[str, Any], where: str, generation: Mapping[str, Any] | None = None
 ) -> LlamaConfig:
     """Builds the architecture from an HF config dict (`where` names it in errors)."""
-    model_type = hf.get("model_type")
-    if model_type not in MODEL_TYPES:
-        raise ConfigError(f"{where}: model_type {model_type!r} is not a LLaMA-family type")
+    model_type = check_model_type(hf, MODEL_TYPES, "LLaMA-family", where)
     activation = hf.get("hidden_act", "silu")
     if activation != "silu":
         raise ConfigError(f"{where}: hidden_act {activation!r} is not supported (only 'silu')")
-    hidden = size(hf, ["hidden_size"], where)
-    num_heads, num_kv_heads = attention_heads(hf, where, kv_default=None)
-    num_layers = size(hf, ["num_hidden_layers"], where)
+    per_head = size(hf, ["hidden_size"], where) // size(hf, ["num_attention_heads"], where)
+    shared = grouped_query_fields(hf, where, generation, defaults={
+        "num_key_value_heads": None, "head_dim": per_head, "rms_norm_eps": 1e-6,
+        "max_position_embeddings": 2048, "tie_word_embeddings": False,
+    })
     attention_bias = bool(hf.get("attention_bias", False))
     return LlamaConfig(
         model_type=model_type,
-        vocab_size=size(hf, ["vocab_size"], where),
-        hidden_size=hidden,
-        intermediate_size=size(hf, ["intermediate_size"], where),
-        num_layers=num_layers,
-        num_heads=num_heads,
-        num_kv_heads=num_kv_heads,
-        head_dim=size(hf, ["head_dim"], where, default=hidden // num_heads),
-        rms_norm_eps=number(hf, ["rms_norm_eps"], where, default=1e-6),
+        **shared,
         rope=rope_config_from_hf(hf, where),
-        max_position_embeddings=size(hf, ["max_position_embeddings"], where, default=2048),
-        tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
         qkv_bias=model_type == "qwen2" or attention_bias,
         out_bias=model_type != "qwen2" and attention_bias,
         mlp_bias=bool(hf.get("mlp_bias", False)),
-        layer_windows=_layer_windows(hf, num_layers, where),
-        special_tokens=special_tokens_from_hf(hf, generation, where),
+        layer_windows=_layer_windows(hf, shared["num_layers"], where),
     )
 
 
