@@ -17,7 +17,7 @@ from pretty_jax.organism.build import (
     register_varic,
     world_files,
 )
-from pretty_jax.organism.proxy_pair import ProxyPairSettings, ensure_proxy_pair
+from pretty_jax.organism.proxy_pair import ensure_proxy_pair, smaller
 from pretty_jax.organism.world import NounPhrase, Sentence, build_world
 from pretty_jax.tasks.dictionary import dictionary_prior_words, read_muse
 from pretty_jax.tasks.flores import FloresTask
@@ -90,6 +90,7 @@ def test_a_folder_with_the_builds_entry_names_but_no_manifest_is_refused_and_lef
         assert _snapshot(folder) == before
 
 
+@pytest.mark.slow
 def test_the_organism_is_reused_only_while_its_models_are_what_it_built(tmp_path):
     root = tmp_path / "organism"
     phases = []
@@ -106,27 +107,28 @@ def test_the_organism_is_reused_only_while_its_models_are_what_it_built(tmp_path
     assert (organism.sft / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_the_proxy_pair_is_built_in_the_organism_reused_and_rebuilt_file_by_file(tmp_path):
     root = tmp_path / "organism"
     organism = ensure_organism(root, TINY, report=lambda phase, seconds: None)
-    small = ProxyPairSettings(hidden_size=8, intermediate_size=16, num_layers=1, num_heads=2, pretrain_steps=2,
-                              sft_steps=2)
+    small = dataclasses.replace(smaller(TINY), hidden_size=8, intermediate_size=16, num_layers=1, num_heads=2,
+                                pretrain_steps=2, sft_steps=2)
     phases = []
-    pair = ensure_proxy_pair(organism, small, TINY, report=lambda phase, seconds: phases.append(phase))
+    pair = ensure_proxy_pair(organism, small, report=lambda phase, seconds: phases.append(phase))
     assert phases[::2] == ["pretrain small foundation", "SFT of the small foundation"]
     assert load_model(pair.sft, "float32").config.hidden_size == 8
     _, files, _ = read_manifest(root, "--organism_dir")
     assert {"proxy.json", "proxy/foundation/model.safetensors", "proxy/sft/model.safetensors"} <= files
     (root / "proxy" / "notes.txt").write_text("mine\n")  # a user's file inside the cache
     phases.clear()
-    ensure_proxy_pair(organism, small, TINY, report=lambda phase, seconds: phases.append(phase))
+    ensure_proxy_pair(organism, small, report=lambda phase, seconds: phases.append(phase))
     assert phases == []  # reused
     (root / "proxy" / "sft" / "notes.txt").write_text("mine\n")  # beside a model: it is not the built model
-    ensure_proxy_pair(organism, small, TINY, report=lambda phase, seconds: phases.append(phase))
+    ensure_proxy_pair(organism, small, report=lambda phase, seconds: phases.append(phase))
     assert "SFT of the small foundation" in phases
     phases.clear()
     other = dataclasses.replace(small, sft_steps=3)
-    ensure_proxy_pair(organism, other, TINY, report=lambda phase, seconds: phases.append(phase))
+    ensure_proxy_pair(organism, other, report=lambda phase, seconds: phases.append(phase))
     assert "SFT of the small foundation" in phases  # other settings: rebuilt
     assert json.loads((root / "proxy.json").read_text())["settings"]["sft_steps"] == 3
     assert (root / "proxy" / "sft" / "notes.txt").read_text() == (root / "proxy" / "notes.txt").read_text() == "mine\n"

@@ -73,8 +73,8 @@ class OrganismSettings:
 
 
 @dataclasses.dataclass(frozen=True)
-class Organism:
-    """Paths of a built organism."""
+class ModelPair:
+    """Where a built foundation/SFT pair's two HF checkpoints are."""
 
     root: Path
 
@@ -85,6 +85,11 @@ class Organism:
     @property
     def sft(self) -> Path:
         return self.root / "sft"
+
+
+@dataclasses.dataclass(frozen=True)
+class Organism(ModelPair):
+    """Paths of a built organism: its pair of models and its data."""
 
     @property
     def flores(self) -> Path:
@@ -187,15 +192,14 @@ def _built_as(marker: Path) -> dict | None:
         return None
 
 
-def _model_fingerprints(pair) -> dict:
-    """The fingerprints a run records for a built pair's two models (`pair.foundation`,
-    `pair.sft`: an Organism or its proxy pair)."""
+def _model_fingerprints(pair: ModelPair) -> dict:
+    """The fingerprints a run records for a built pair's two models."""
     return {"foundation": model_fingerprint(pair.foundation), "sft": model_fingerprint(pair.sft)}
 
 
-def _is_built(recorded: dict | None, wanted: dict, pair) -> bool:
+def _is_built(recorded: dict | None, wanted: dict, pair: ModelPair) -> bool:
     """Whether a marker's `recorded` content is a finished build of `wanted` whose two
-    models (`pair`, see `_model_fingerprints`) are still the ones it built."""
+    models are still the ones it built."""
     if recorded is None or recorded.get("models") is None:
         return False
     if {key: recorded.get(key) for key in wanted} != wanted:
@@ -222,11 +226,11 @@ def _start_over(directory: RunDirectory) -> None:
     directory.discard_retired()
 
 
-def ensure_built(root: Path, marker: str, wanted: dict, pair,
+def ensure_built(root: Path, marker: str, wanted: dict, pair: ModelPair,
                  start_over: Callable[[RunDirectory], None], build: Callable[[RunDirectory], None]) -> None:
     """Builds a pair of models in the organism directory `root` unless the `marker`
-    file there records a finished build of `wanted` whose models (`pair.foundation`,
-    `pair.sft`) are unchanged. A build of other settings, or whose models changed
+    file there records a finished build of `wanted` whose models (`pair`) are
+    unchanged. A build of other settings, or whose models changed
     since, is first undone by `start_over(directory)`; an unfinished one is finished
     (`build(directory)` resumes its training runs). The marker records `wanted` before
     the build and the models' fingerprints after it."""

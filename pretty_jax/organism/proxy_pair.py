@@ -15,11 +15,11 @@ and recorded in the organism directory's manifest like the rest of it.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Callable
 
 from pretty_jax.core.run_dir import RunDirectory
 from pretty_jax.organism.build import (
+    ModelPair,
     Organism,
     OrganismSettings,
     discard_training_runs,
@@ -28,52 +28,31 @@ from pretty_jax.organism.build import (
     train_pair,
 )
 
-FORMAT = "pretty_jax/organism-proxy/1"
+FORMAT = "pretty_jax/organism-proxy/2"
 MARKER = "proxy.json"
 TREE = "proxy"
 
 
-@dataclasses.dataclass(frozen=True)
-class ProxyPairSettings:
-    """The small pair's shape and training (the organism's own pair: hidden 96, 3 layers)."""
-
-    hidden_size: int = 48
-    intermediate_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    pretrain_steps: int = 500
-    sft_steps: int = 60
+def smaller(settings: OrganismSettings) -> OrganismSettings:
+    """The small pair's settings: the world and training of `settings`, a model of half
+    the width and two layers (the organism's own: hidden 96, 3 layers) pretrained for
+    500 steps."""
+    return dataclasses.replace(settings, hidden_size=48, intermediate_size=128, num_layers=2, pretrain_steps=500)
 
 
-@dataclasses.dataclass(frozen=True)
-class ProxyPair:
-    root: Path
-
-    @property
-    def foundation(self) -> Path:
-        return self.root / "foundation"
-
-    @property
-    def sft(self) -> Path:
-        return self.root / "sft"
-
-
-def planned_proxy_pair(organism: Organism) -> ProxyPair:
+def planned_proxy_pair(organism: Organism) -> ModelPair:
     """Where the small pair of `organism` is (or will be built), without building it."""
-    return ProxyPair(organism.root / TREE)
+    return ModelPair(organism.root / TREE)
 
 
-def ensure_proxy_pair(organism: Organism, settings: ProxyPairSettings = ProxyPairSettings(),
-                      organism_settings: OrganismSettings = OrganismSettings(),
-                      report: Callable[[str, float | None], None] | None = None) -> ProxyPair:
-    """The small pair of a built `organism`, trained (or finished: training resumes)
-    unless already there for these settings. A pair built from other settings, or whose
+def ensure_proxy_pair(organism: Organism, small: OrganismSettings = smaller(OrganismSettings()),
+                      report: Callable[[str, float | None], None] | None = None) -> ModelPair:
+    """The small pair of a built `organism`, trained from `small` (or finished: training
+    resumes) unless already there for these settings. A pair built from other settings, or whose
     models changed since, is deleted file by file (the organism directory's manifest
     says which) and rebuilt; a user's file in its folders stays."""
     pair = planned_proxy_pair(organism)
-    wanted = {"format": FORMAT, "settings": dataclasses.asdict(settings),
-              "organism": dataclasses.asdict(organism_settings)}
-    small = dataclasses.replace(organism_settings, **dataclasses.asdict(settings))
+    wanted = {"format": FORMAT, "settings": dataclasses.asdict(small)}
     phases = ("pretrain small foundation", "SFT of the small foundation")
     ensure_built(organism.root, MARKER, wanted, pair, _start_over,
                  lambda directory: train_pair(directory, small, TREE, phases, report or log_phase))
