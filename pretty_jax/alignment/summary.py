@@ -45,7 +45,7 @@ import numpy as np
 from pretty_jax.alignment.shift import shift_shares
 from pretty_jax.alignment.statistics import STATISTICS
 from pretty_jax.core import strict_json
-from pretty_jax.core.errors import UserError
+from pretty_jax.core.errors import UserError, check_choice
 from pretty_jax.core.strict_json import finite_or_none
 
 SCHEMA = "pretty_jax/alignment/1"
@@ -87,7 +87,7 @@ def alignment_pairs(
         priors = [list(r[:k]) for r in references]
         trajectories = [list(r[k:]) for r in references]
     else:
-        raise UserError(f"--trajectory={kind!r}: use one of {', '.join(TRAJECTORIES)}")
+        check_choice("--trajectory", kind, TRAJECTORIES)
     prefixes = [list(p) + prior for p, prior in zip(prompts, priors)]
     return priors, prefixes, trajectories
 

@@ -30,7 +30,7 @@ from safetensors.numpy import save_file
 
 from pretty_jax.checkpoints import hf_files
 from pretty_jax.checkpoints.loading import model_directory
-from pretty_jax.core.errors import UserError
+from pretty_jax.core.errors import UserError, check_choice
 from pretty_jax.core.own_files import refuse_link
 from pretty_jax.core.progress import Progress
 from pretty_jax.models import Model, ModelConfig, family_of
@@ -172,8 +172,7 @@ def copy_tokenizer_files(source: Path, destination: Path) -> list[str]:
 
 
 def _numpy_dtype(dtype: str) -> np.dtype:
-    if dtype not in NUMPY_DTYPES:
-        raise UserError(f"export dtype {dtype!r} is not supported; use one of {', '.join(NUMPY_DTYPES)}")
+    check_choice("export dtype", dtype, NUMPY_DTYPES)
     return NUMPY_DTYPES[dtype]
 
 

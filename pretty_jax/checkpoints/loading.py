@@ -26,7 +26,7 @@ from pretty_jax.checkpoints import hf_files, references
 from pretty_jax.checkpoints.gguf import importer
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
 from pretty_jax.core import run_dir
-from pretty_jax.core.errors import CheckpointError, UserError
+from pretty_jax.core.errors import CheckpointError, UserError, check_choice
 from pretty_jax.core.manifest import check_output_dir
 from pretty_jax.models import Model, ModelConfig, abstract_model, family_for, family_of, finite, memory
 from pretty_jax.models.conversion import convert_tensors, refuse_non_floating, stored_layers
@@ -40,8 +40,7 @@ Placer = Callable[[str, tuple, np.ndarray], jax.Array]
 
 
 def parse_dtype(name: str, flag: str = "--dtype") -> jnp.dtype:
-    if name not in DTYPES:
-        raise UserError(f"{flag}={name!r} is not supported; use one of {', '.join(DTYPES)}")
+    check_choice(flag, name, DTYPES)
     return DTYPES[name]
 
 

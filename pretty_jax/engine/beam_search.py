@@ -24,12 +24,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
-from jax.sharding import Mesh
 
 from pretty_jax.engine import parallel
 from pretty_jax.engine.engine import FINISH_EOS, FINISH_LENGTH, FINISH_STOP, DecodeOutput, Engine, Params
 from pretty_jax.engine.stopping import StopTables
+from pretty_jax.engine.strategies import BeamSearch
 from pretty_jax.engine.streams import Prefilled, Stream, feed, logits_after
 from pretty_jax.models import KVCache
 

@@ -30,7 +30,7 @@ from pretty_jax.checkpoints.chat_format import (
     conversation,
     has_chat_template,
 )
-from pretty_jax.core.errors import UserError
+from pretty_jax.core.errors import UserError, check_choice
 from pretty_jax.models import Model
 from pretty_jax.tasks import Example, format_prompt
 
@@ -51,8 +51,7 @@ class RolePrompt:
     system: str | None = None
 
     def __post_init__(self):
-        if self.format not in FORMATS:
-            raise UserError(f"prompt format {self.format!r}: use one of {', '.join(FORMATS)}")
+        check_choice("prompt format", self.format, FORMATS)
 
 
 @dataclasses.dataclass(frozen=True)

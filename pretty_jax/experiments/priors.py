@@ -24,7 +24,7 @@ import re
 from typing import Mapping, Sequence
 
 from pretty_jax.checkpoints.tokenizer import continuation_ids
-from pretty_jax.core.errors import UserError
+from pretty_jax.core.errors import UserError, check_choice
 from pretty_jax.tasks import Example
 from pretty_jax.tasks.dictionary import dictionary_prior_words, lexicon_prior_tags
 from pretty_jax.tasks.languages import get_language
@@ -61,12 +61,10 @@ class PriorSpec:
     adaptive_kl: float | None = None
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise UserError(f"--priors: unknown prior {self.kind!r}; use {', '.join(KINDS)}")
+        check_choice("--priors", self.kind, KINDS)
         if self.kind in TEXT_ONLY_KINDS and self.unit != "words":
             raise UserError(f"the {self.kind} prior is text: give its size in words (unit=\"words\")")
-        if self.choice not in CHOICES:
-            raise UserError(f"--prior_choice: unknown rule {self.choice!r}; use {', '.join(CHOICES)}")
+        check_choice("--prior_choice", self.choice, CHOICES)
         if self.choice == "foundation" and self.kind != "dictionary":
             raise UserError("--prior_choice=foundation chooses among a dictionary's translations: "
                             f"it does not apply to the {self.kind} prior")
