@@ -20,12 +20,24 @@ from safetensors.numpy import load_file, save_file
 
 from pretty_jax.checkpoints import tiny
 from pretty_jax.checkpoints.sample_text import SENTENCES
+from pretty_jax.core import compilation_cache
 
 
-# The modules that take minutes on 2 cores (measured with --durations): the developer
-# loop `pytest -m "not slow"` leaves them to the full suite.
+# The developer loop `pytest -m "not slow"` leaves to the full suite the tests marked
+# `slow` where they stand (each took 6 s or more on 2 cores, measured with --durations
+# and a cold compilation cache) and these modules, whose tests take minutes together.
 SLOW_MODULES = frozenset({"test_demo.py", "test_continuous.py", "test_faults.py", "test_parity.py",
                           "test_parallel.py", "test_gguf.py", "test_gguf_real.py"})
+
+
+def pytest_configure(config):
+    """Each test process keeps its compiled programs where the entry points keep theirs
+    (`compilation_cache.default_dir()`): the suite compiles the same tiny models' programs
+    in many modules (and `_compiled_programs_per_module` empties the in-memory caches
+    between them), both xdist workers and the CLI runs tests start share the folder, and
+    a second run of the suite compiles almost nothing. Entries are keyed by the program
+    and the JAX version, so a stale one is never used."""
+    compilation_cache.enable()
 
 
 def pytest_collection_modifyitems(config, items):
