@@ -83,6 +83,7 @@ def model_pair(jax_checkpoint, jax_sft_stand_in):
     return foundation_dir, sft_dir, loading.load_model(foundation_dir, "float32"), loading.load_model(sft_dir, "float32")
 
 
+@pytest.mark.slow
 def test_scorer_equals_numpy_on_two_models_with_padding_and_chunk_boundaries(model_pair):
     foundation_dir, _, foundation, sft = model_pair
     tokenizer = load_tokenizer(foundation_dir)
@@ -131,6 +132,7 @@ def test_length_groups_cut_padding_and_keep_every_example_once():
     assert _padded_cells(groups, prefixes, trajectories) < 0.85 * _padded_cells(in_order, prefixes, trajectories)
 
 
+@pytest.mark.slow
 def test_length_grouping_leaves_each_examples_numbers_unchanged(model_pair):
     _, _, foundation, sft = model_pair
     prefixes = [[1, 5, 6, 7] * 5, [1, 9], [1, 4] * 12, [1, 3, 8], [1] + list(range(40, 70))]
@@ -191,6 +193,7 @@ def test_token_shift_shares_equal_numpy_overall_and_by_step():
     assert shift_shares(np.zeros(0, np.int32)) == {name: None for name in SHIFT_CLASSES}
 
 
+@pytest.mark.slow
 def test_four_devices_give_the_same_numbers(model_pair):
     foundation_dir, sft_dir, foundation, sft = model_pair
     expected = alignment_case(foundation, sft, load_tokenizer(foundation_dir))
@@ -229,6 +232,7 @@ def test_different_tokenizers_are_refused_naming_the_difference(jax_checkpoint):
         check_same_tokenizer(_Vocab(["x", "y", "z"]), _Vocab(["x", "y"]), "a", "b")
 
 
+@pytest.mark.slow
 def test_align_run_writes_json_and_figures_that_replot_identically(model_pair, tmp_path):
     foundation_dir, sft_dir, _, _ = model_pair
     prompts = tmp_path / "prompts.jsonl"

@@ -49,6 +49,7 @@ def test_source_contrasts_are_other_examples_and_seeded():
         source_contrasts(1, seed=0)
 
 
+@pytest.mark.slow
 @needs_data
 def test_alternative_systems_are_stages_scored_like_the_others(jax_checkpoint, jax_sft_stand_in, tmp_path):
     foundation, tuned = jax_checkpoint("llama"), jax_sft_stand_in("llama")
@@ -75,6 +76,7 @@ def test_alternative_systems_are_stages_scored_like_the_others(jax_checkpoint, j
     assert systems["proxy-first2"]["system"] == {"kind": "proxy", "first_k": 2}
 
 
+@pytest.mark.slow
 @needs_data
 def test_a_contrastive_system_combines_with_a_prior(jax_checkpoint, tmp_path):
     foundation = jax_checkpoint("llama")
@@ -113,6 +115,7 @@ def test_proxy_models_with_another_vocabulary_are_refused_before_loading(jax_che
     assert not (tmp_path / "o" / "run_config.json").exists()
 
 
+@pytest.mark.slow
 @needs_data
 def test_killed_contrastive_run_resumes_to_the_uninterrupted_outputs(jax_checkpoint, tmp_path):
     foundation = jax_checkpoint("llama")
@@ -139,6 +142,7 @@ def test_killed_contrastive_run_resumes_to_the_uninterrupted_outputs(jax_checkpo
     assert json.loads((killed / "results.json").read_text()) == json.loads((tmp_path / "whole" / "results.json").read_text())
 
 
+@pytest.mark.slow
 @needs_data
 def test_alignment_of_a_neutral_system_is_the_plain_foundation_s(jax_checkpoint, jax_sft_stand_in, tmp_path):
     """lambda=0 decodes and scores as the plain foundation: its KL to the SFT model and

@@ -62,6 +62,7 @@ def _assert_same(ours, expected, example: int) -> None:
         assert ours.score == pytest.approx(expected.score, rel=1e-5), f"example {example}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loop", LOOPS)
 def test_a_k_token_prior_leaves_n_minus_k_new_tokens_in_every_loop(llama, loop):
     model, tokenizer, prompts = llama
@@ -135,6 +136,7 @@ def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 @needs_data
 def test_the_sft_model_as_its_own_foundation_equals_itself_with_sft_priors(jax_checkpoint, tmp_path):
     model = jax_checkpoint("llama")

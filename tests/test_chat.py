@@ -133,6 +133,7 @@ def _emits_end_of_turn(directory: Path, end_id: int, prompts, pad_id: int) -> No
     save_file(tensors, directory / "model.safetensors", metadata={"format": "pt"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", STYLES)
 def test_greedy_chat_outputs_equal_transformers_generate(tiny_checkpoint, tmp_path, style):
     from pretty_jax.checkpoints.reference import HFReference
@@ -167,6 +168,7 @@ def test_greedy_chat_outputs_equal_transformers_generate(tiny_checkpoint, tmp_pa
     assert all("<|im_end|>" not in r.text and "</s>" not in r.text for r in ours)
 
 
+@pytest.mark.slow
 def test_alignment_compares_steps_by_index_after_each_models_own_prefix(jax_checkpoint, jax_sft_stand_in):
     foundation = loading.load_model(jax_checkpoint("llama"), "float32")
     sft = loading.load_model(jax_sft_stand_in("llama"), "float32")
@@ -204,6 +206,7 @@ def _settings(out: Path, foundation: Path, sft: Path, refined: Path, **changes) 
     return dataclasses.replace(settings, **changes)
 
 
+@pytest.mark.slow
 @needs_data
 def test_experiment_records_formats_and_reruns_only_the_changed_role(jax_checkpoint, jax_sft_stand_in, tmp_path):
     # The foundation's tokenizer is the SFT model's (with its template, unused: the foundation stays plain).
@@ -307,6 +310,7 @@ def test_chat_without_template_and_failing_template_are_refused_before_loading(j
     assert not (tmp_path / "out" / "eng-fra").exists()
 
 
+@pytest.mark.slow
 def test_the_role_flags_reach_the_plan_with_escapes_read(jax_checkpoint, jax_sft_stand_in, tmp_path):
     flores = tmp_path / "flores"
     flores.mkdir()
@@ -328,6 +332,7 @@ def test_the_role_flags_reach_the_plan_with_escapes_read(jax_checkpoint, jax_sft
     assert "Translate to French:\nThe cat sleeps." in result.stdout  # the refined model's
 
 
+@pytest.mark.slow
 def test_align_mode_prompts_a_chat_sft_model_in_its_format(jax_checkpoint, jax_sft_stand_in, tmp_path):
     foundation_dir = with_chat_template(jax_checkpoint("llama"), tmp_path / "foundation", "chatml")
     sft_dir = with_chat_template(jax_sft_stand_in("llama"), tmp_path / "sft", "chatml")

@@ -74,6 +74,7 @@ def test_a_paper_config_without_its_data_fails_its_dry_run_saying_how_to_get_it(
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", PAPER_CONFIGS, ids=lambda p: p.name)
 def test_a_paper_config_with_its_models_and_data_passes_its_dry_run(config, cache_with_data, models):
     result = _dry_run(config, cache_with_data, *models)
@@ -84,6 +85,7 @@ def test_a_paper_config_with_its_models_and_data_passes_its_dry_run(config, cach
     assert not (cache_with_data / "out" / config.stem).exists()
 
 
+@pytest.mark.slow
 def test_the_chat_config_shows_the_sft_models_prompt_in_its_template(cache_with_data, models):
     config = next(c for c in CONFIGS if c.name == "flores_llama2_chat.cfg")
     result = _dry_run(config, cache_with_data, *models)
@@ -114,6 +116,7 @@ def test_train_config_gives_valid_settings(config):
     assert result.stdout.startswith("sft ")
 
 
+@pytest.mark.slow
 def test_the_spellings_before_the_renames_still_work_with_a_warning(cache_with_data, models):
     config = next(c for c in CONFIGS if c.name == "flores_bloom.cfg")
     result = _dry_run(config, cache_with_data, *models, "--num_prior_tokens=2", "--priors=none,sft")
@@ -122,6 +125,7 @@ def test_the_spellings_before_the_renames_still_work_with_a_warning(cache_with_d
     assert "--num_prior_tokens is deprecated: it is now --prior_token_count" in result.stderr
 
 
+@pytest.mark.slow
 def test_any_flores_language_is_accepted_and_an_unknown_one_refused_before_loading(cache_with_data, models):
     config = next(c for c in CONFIGS if c.name == "flores_bloom.cfg")
     result = _dry_run(config, cache_with_data, *models, "--target_lang=swh,ace_Arab", "--priors=none,sft")

@@ -166,6 +166,7 @@ def test_a_write_never_goes_through_a_link(tmp_path, victim, where):
     assert _snapshot(victim) == {"victim.txt": VICTIM}
 
 
+@pytest.mark.slow
 @needs_data
 @pytest.mark.parametrize("planted", ["eng-fra/sft.jsonl", "results.json.tmp"])
 def test_a_link_planted_in_a_finished_run_is_refused_on_resume_naming_it(pair, tmp_path, victim, planted):
@@ -198,6 +199,7 @@ def _train_settings(inputs: Path, out: Path, **changes) -> TrainSettings:
     return TrainSettings(**(values | changes))
 
 
+@pytest.mark.slow
 def test_a_users_files_inside_hf_and_train_state_survive_a_rerun_and_overwrite(scratch_inputs, tmp_path):
     out = tmp_path / "run"
     train(_train_settings(scratch_inputs, out))

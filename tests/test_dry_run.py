@@ -37,6 +37,7 @@ def _dry_run(inputs: dict[str, Path], *extra: str) -> subprocess.CompletedProces
     )
 
 
+@pytest.mark.slow
 def test_a_dry_run_with_every_input_passes_shows_each_models_prompt_and_writes_nothing(inputs):
     result = _dry_run(inputs, "--sft_system_message=Be brief.")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -66,6 +67,7 @@ def test_a_dry_run_refuses_data_in_the_wrong_folder(inputs, tmp_path):
     assert _error(_dry_run(inputs)).startswith(f"error: no Flores devtest file for English under {tmp_path}")
 
 
+@pytest.mark.slow
 def test_a_dry_run_refuses_a_chat_template_that_fails_to_render(inputs, tmp_path):
     inputs["sft"] = with_chat_template(inputs["foundation"], tmp_path / "broken", "chatml",
                                        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system role') }}"
@@ -95,6 +97,7 @@ def test_a_user_with_only_a_foundation_model_is_told_which_priors_work(inputs):
     assert line.startswith("error: --sft is required by the sft prior") and "--priors=none,oracle" in line
 
 
+@pytest.mark.slow
 def test_parity_of_a_bfloat16_conversion_uses_its_dtype_and_bfloat16_tolerances(tiny_checkpoint, tmp_path):
     hf_dir = tiny_checkpoint("llama")
     loading.convert_checkpoint(hf_dir, tmp_path / "converted", "bfloat16")  # convert's default dtype

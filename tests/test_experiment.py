@@ -64,6 +64,7 @@ def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 @needs_data
 def test_translation_with_every_prior_scores_like_sacrebleu(pair, tmp_path):
     foundation, sft = pair
@@ -100,6 +101,7 @@ def test_translation_with_every_prior_scores_like_sacrebleu(pair, tmp_path):
     assert [p["prior_tokens"] for p in results["sweep"]["eng-deu"]] == [0, 1, 2]
 
 
+@pytest.mark.slow
 @needs_data
 def test_killed_run_resumes_to_the_uninterrupted_outputs(pair, tmp_path):
     foundation, sft = pair
@@ -123,6 +125,7 @@ def test_killed_run_resumes_to_the_uninterrupted_outputs(pair, tmp_path):
     assert json.loads((killed / "results.json").read_text()) == json.loads((tmp_path / "whole" / "results.json").read_text())
 
 
+@pytest.mark.slow
 @needs_data
 def test_pos_with_lexicon_prior_and_summarization(pair, tmp_path):
     foundation, sft = pair

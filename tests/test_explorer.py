@@ -196,6 +196,7 @@ def test_the_list_shows_each_source_sentence(browser, page):
     assert page[4]["examples"][0]["source"] == SENTENCES[0] and page[4]["examples"][0]["prompt"] == _prompt(SENTENCES[0])
 
 
+@pytest.mark.slow
 def test_kl_colouring_and_a_screenshot(browser, page, tmp_path):
     browser.find_element("css selector", "input[name=colour][value=kl]").click()
     token = browser.find_element("css selector", ".tok")

@@ -140,6 +140,7 @@ def test_multimodal_export_is_refused_clearly(multimodal, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_lora_training_runs_and_hf_loads_the_merged_export(tiny_checkpoint, tmp_path):
     """Training works through the checkpoint layout: LoRA on q/v, loss falls, and the
     exported merged model is what HF transformers computes."""

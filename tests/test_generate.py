@@ -62,7 +62,8 @@ def _assert_identical_to_hf(directory, prompts, config: DecodeConfig):
     return ours
 
 
-@pytest.mark.parametrize("preset", PRESETS)
+# The developer loop (`-m "not slow"`) keeps the first family; the suite runs them all.
+@pytest.mark.parametrize("preset", [pytest.param(p, marks=[pytest.mark.slow] if i else []) for i, p in enumerate(PRESETS)])
 def test_greedy_is_token_identical_to_hf(tiny_checkpoint, tmp_path, preset):
     prompts = _prompts(tiny_checkpoint(preset))
     directory = _with_extra_eos(tiny_checkpoint(preset), tmp_path / preset, prompts)
@@ -81,6 +82,7 @@ def test_greedy_is_token_identical_to_hf(tiny_checkpoint, tmp_path, preset):
         ("gemma3", BeamSearch(num_beams=3)),
     ],
 )
+@pytest.mark.slow
 def test_beam_search_is_token_identical_to_hf(tiny_checkpoint, tmp_path, preset, search):
     prompts = _prompts(tiny_checkpoint(preset))
     directory = _with_extra_eos(tiny_checkpoint(preset), tmp_path / preset, prompts)
@@ -88,6 +90,7 @@ def test_beam_search_is_token_identical_to_hf(tiny_checkpoint, tmp_path, preset,
     assert all(g.score is not None for g in ours)
 
 
+@pytest.mark.slow
 def test_prior_and_logprobs_match_a_teacher_forced_pass(jax_checkpoint):
     directory = jax_checkpoint("qwen2")
     prompts = _prompts(directory)
@@ -108,6 +111,7 @@ def test_prior_and_logprobs_match_a_teacher_forced_pass(jax_checkpoint):
         assert all(logp[start - 1 + i].argmax() == t for i, t in enumerate(result.tokens))
 
 
+@pytest.mark.slow
 def test_sampling_depends_on_seed_and_example_not_on_batching(jax_checkpoint):
     directory = jax_checkpoint("llama")
     prompts = _prompts(directory)

@@ -79,6 +79,7 @@ def _refined(path: Path, text: str) -> None:
                             for i in range(3)), encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_a_refined_file_for_two_targets_needs_a_target_placeholder(pair, tmp_path):
     _refined(tmp_path / "refined.deu.jsonl", "Die Katze")
     _refined(tmp_path / "refined.fra.jsonl", "Le chat")
@@ -104,6 +105,7 @@ def test_duplicate_refined_ids_are_refused_naming_both_lines(pair, tmp_path):
     assert _digests(tmp_path / "out") is None
 
 
+@pytest.mark.slow
 def test_refined_ids_that_match_no_evaluated_example_are_logged(pair, tmp_path):
     refined = tmp_path / "refined.jsonl"
     refined.write_text("".join(json.dumps({"id": f"devtest-{i:05d}", "text": "Le chat"}) + "\n" for i in range(7)))
@@ -134,6 +136,7 @@ MISTAKES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mistake", list(MISTAKES))
 def test_a_bad_template_or_stop_string_is_refused_before_the_output_directory_exists(pair, tmp_path, mistake):
     out = tmp_path / "out"
@@ -141,6 +144,7 @@ def test_a_bad_template_or_stop_string_is_refused_before_the_output_directory_ex
     assert _digests(out) is None
 
 
+@pytest.mark.slow
 def test_the_corrected_command_runs_without_overwrite(pair, tmp_path):
     out = tmp_path / "out"
     _refused(*_flags(pair, out, "--prompt_template={sourc} -> {tgt_lang}:"))
@@ -150,6 +154,7 @@ def test_the_corrected_command_runs_without_overwrite(pair, tmp_path):
     assert json.loads((out / "run_config.json").read_text())["settings"]["prompt_template"] == "{source} -> {tgt_lang}:"
 
 
+@pytest.mark.slow
 def test_a_finished_run_stays_byte_identical_through_every_refusal(pair, tmp_path):
     out = tmp_path / "out"
     _ok(*_flags(pair, out))
@@ -180,6 +185,7 @@ def test_a_dry_run_refuses_a_template_without_source(pair, tmp_path):
     ('{"id": "a", "prompt": "Hi"}\n', ("--sft_prompt_template=Say:",), "--sft_prompt_template / --sft_prompt_format: "
                                                                        "prompt template 'Say:' would give every"),
 ])
+@pytest.mark.slow
 def test_align_mode_refuses_bad_prompts_before_the_output_directory_exists(pair, tmp_path, prompts, extra, message):
     foundation, sft = pair
     path = tmp_path / "prompts.jsonl"
@@ -193,6 +199,7 @@ def test_align_mode_refuses_bad_prompts_before_the_output_directory_exists(pair,
 # A terminal that cannot show the outputs ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_latin1_stdout_prints_escapes_and_exits_0(pair, tmp_path):
     out = tmp_path / "out"
     result = _run(*_flags(pair, out, "--target_lang=zho_simpl", "--priors=none"), env={"PYTHONIOENCODING": "latin-1"})

@@ -12,11 +12,10 @@ import pytest
 
 from pretty_jax.checkpoints import loading
 from pretty_jax.checkpoints.tokenizer import load_tokenizer
-from pretty_jax.engine.batching import left_pad
 from pretty_jax.engine.generator import DecodeConfig, Generator, System
 from pretty_jax.engine.logits import Contrastive, ProxyTuning
 from pretty_jax.engine.strategies import BeamSearch, Greedy
-from pretty_jax.models import forward
+from teacher_forcing import teacher_forced_greedy
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -83,24 +82,10 @@ def models(jax_checkpoint, jax_sft_stand_in):
     return foundation, tuned, base, tokenizer, prompts
 
 
-def _numpy_greedy(models, stream_prompts, prior, steps, score, eos):
-    """Greedy decoding by `score(logits per stream, step)`, each model teacher-forced over
-    its own prompt + prior + the tokens chosen so far (full forwards, NumPy)."""
-    chosen = []
-    for step in range(steps):
-        logits = []
-        for model, prompt in zip(models, stream_prompts):
-            tokens, mask, positions = left_pad([list(prompt) + list(prior) + chosen], 0)
-            logits.append(np.asarray(forward(model.graphdef, model.params, tokens, positions, mask)[0])[0, -1:])
-        chosen.append(int(np.argmax(score(tuple(logits), np.array([step]))[0])))
-        if chosen[-1] in eos:
-            break
-    return chosen
-
-
 PRIORS = [[], [5], [7, 9]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("continuous", [True, False], ids=["continuous", "static"])
 def test_contrastive_decoding_follows_its_rule_teacher_forced(models, continuous):
     foundation, _, _, tokenizer, prompts = models
@@ -111,7 +96,7 @@ def test_contrastive_decoding_follows_its_rule_teacher_forced(models, continuous
     results = generator.generate(stream_prompts, PRIORS, DecodeConfig(max_new_tokens=8, count_prior=False))
     eos = set(foundation.config.special_tokens.eos_token_ids)
     for streams, prior, result in zip(stream_prompts, PRIORS, results):
-        expected = _numpy_greedy((foundation,) * 3, streams, prior, 8,
+        expected = teacher_forced_greedy((foundation,) * 3, streams, prior, 8,
                                  lambda logits, steps: _numpy_contrastive(logits, lambdas), eos)
         assert list(result.tokens) == expected
 
@@ -126,7 +111,7 @@ def test_proxy_tuning_follows_its_rule_teacher_forced(models, first_k, continuou
     eos = set(foundation.config.special_tokens.eos_token_ids)
     for prompt, prior, result in zip(prompts, PRIORS, results):
         # k counts generated tokens after the prior: the step index of the reference.
-        expected = _numpy_greedy((foundation, tuned, base), (prompt,) * 3, prior, 8,
+        expected = teacher_forced_greedy((foundation, tuned, base), (prompt,) * 3, prior, 8,
                                  lambda logits, steps: _numpy_proxy(logits, steps, first_k), eos)
         assert list(result.tokens) == expected
 
@@ -151,6 +136,7 @@ def test_first_k_steers_only_the_first_tokens(models):
 SETTINGS = [Greedy(), BeamSearch(num_beams=3)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", SETTINGS, ids=["greedy", "beam"])
 def test_neutral_settings_reproduce_the_plain_model_token_for_token(models, strategy):
     foundation, tuned, base, tokenizer, prompts = models

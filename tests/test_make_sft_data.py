@@ -72,6 +72,7 @@ def test_records_prompt_as_the_experiment_does_and_answer_with_the_translation(c
     assert data.read_sft_examples(corpus / "out" / "train.jsonl")[0] == (first["prompt"], first["response"])
 
 
+@pytest.mark.slow
 def test_held_out_lines_are_the_same_sentences_in_every_language_and_never_trained(corpus):
     result = _make(corpus, "--eval_lines=2", "--seed=5")
     assert result.returncode == 0, result.stderr
@@ -111,6 +112,7 @@ def test_a_folder_holding_the_users_files_is_refused_and_left_as_it_was(corpus):
     assert mine.read_text() == "my own file\n"
 
 
+@pytest.mark.slow
 def test_flags_that_cannot_work_are_refused_by_name(corpus):
     no_placeholder = _make(corpus, f"--target_files={corpus}/news.de")
     assert no_placeholder.returncode == 2 and "is the same file for every --target_lang" in no_placeholder.stderr

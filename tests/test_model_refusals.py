@@ -113,6 +113,7 @@ def test_finite_weights_whose_first_logits_are_not_are_refused_naming_config_jso
         loading.load_model(directory, "float32")
 
 
+@pytest.mark.slow
 def test_the_run_command_refuses_a_nan_sft_model_in_one_line_instead_of_scoring_it(
         jax_checkpoint, jax_sft_stand_in, tmp_path):
     sft = _copy(jax_sft_stand_in("llama"), tmp_path / "sft")

@@ -60,6 +60,7 @@ def _numpy_top_k(model, ids: list[int]) -> tuple[list[int], np.ndarray, np.ndarr
     return [int(i) for i in order], probabilities[order], last
 
 
+@pytest.mark.slow
 def test_continuations_and_top_k_are_the_generators_and_numpys(printed, pair):
     lines = printed.splitlines()
     assert lines[0] == f"prompt ({len(load_tokenizer_of(pair[0])(PROMPT).input_ids)} tokens): {json.dumps(PROMPT)}"
@@ -94,6 +95,7 @@ def test_continuations_and_top_k_are_the_generators_and_numpys(printed, pair):
                          f"rank {ranks[1]} after the prior")
 
 
+@pytest.mark.slow
 def test_a_prompt_file_reads_as_the_escaped_prompt(printed, pair, tmp_path):
     prompt_file = tmp_path / "prompt.txt"
     prompt_file.write_text(PROMPT + "\n", encoding="utf-8")

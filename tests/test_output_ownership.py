@@ -188,6 +188,7 @@ def test_train_mistyped_input_with_overwrite_leaves_the_old_output_intact(
     assert expected[mistake] in message
 
 
+@pytest.mark.slow
 def test_a_second_train_into_the_same_directory_is_refused_naming_the_holder(inputs, tmp_path):
     out = tmp_path / "busy"
     settings = _settings(inputs, out, train_steps=200, save_every=200, log_every=50)

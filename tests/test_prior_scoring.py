@@ -64,12 +64,16 @@ def _records(path: Path) -> list[dict]:
 
 
 def _mean_logprob(model, prompt_ids, prior_ids) -> float:
-    """NumPy: the mean log-prob of prior_ids after prompt_ids from one unpadded forward."""
-    tokens, mask, positions = left_pad([list(prompt_ids) + list(prior_ids)], pad_id=0)
+    """NumPy: the mean log-prob of prior_ids after prompt_ids from one forward, left-padded
+    to a multiple of 64 tokens (a few compiled programs for every length)."""
+    sequence = list(prompt_ids) + list(prior_ids)
+    width = -(-len(sequence) // 64) * 64
+    tokens, mask, positions = left_pad([sequence], 0, width)
     logits = np.asarray(forward(model.graphdef, model.params, tokens, positions, mask)[0], np.float64)[0]
     logp = logits - logits.max(-1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
-    return float(np.mean([logp[len(prompt_ids) - 1 + j, t] for j, t in enumerate(prior_ids)]))
+    first = width - len(sequence) + len(prompt_ids) - 1  # the column predicting prior_ids[0]
+    return float(np.mean([logp[first + j, t] for j, t in enumerate(prior_ids)]))
 
 
 def _prompts():
@@ -78,6 +82,7 @@ def _prompts():
     return examples, [format_prompt(get_task("translation").default_template, e, task.prompt_fields()) for e in examples]
 
 
+@pytest.mark.slow
 @needs_data
 def test_choice_is_the_candidate_the_foundation_finds_most_probable(pair, foundation_model, tmp_path):
     model, tokenizer = foundation_model
@@ -107,6 +112,7 @@ def test_choice_is_the_candidate_the_foundation_finds_most_probable(pair, founda
     assert "| foundation + dictionary prior (1 word, foundation's choice) |" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 @needs_data
 def test_gate_drops_exactly_the_priors_below_the_threshold(pair, foundation_model, tmp_path):
     model, tokenizer = foundation_model
@@ -138,6 +144,7 @@ def test_gate_drops_exactly_the_priors_below_the_threshold(pair, foundation_mode
     assert f"the gate dropped {sum(dropped)} of {LIMIT} priors" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 @needs_data
 def test_adaptive_sft_prior_stops_at_the_first_step_below_the_threshold(pair, tmp_path):
     out = tmp_path / "out"
@@ -165,6 +172,7 @@ def test_adaptive_sft_prior_stops_at_the_first_step_below_the_threshold(pair, tm
     assert f"mean k = {np.mean(counts):.2f}" in report and f"| mean {np.mean(counts):.2f} (adaptive" in report
 
 
+@pytest.mark.slow
 @needs_data
 def test_scored_stages_resume_after_a_kill_to_the_uninterrupted_files(pair, tmp_path):
     changes = dict(prior_choice=("foundation",), prior_min_logprob=-5.0)

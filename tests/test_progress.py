@@ -111,6 +111,7 @@ def test_convert_logs_its_progress(jax_checkpoint, tmp_path):
     assert re.search(pattern, result.stderr), result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_training_logs_steps_loss_and_eta_every_log_every(tmp_path, caplog):
     write_scratch_inputs(tmp_path)
     settings = TrainSettings(

@@ -67,6 +67,7 @@ def test_the_table_was_made_with_the_installed_identifiers():
     assert TABLE["identifiers"] == installed
 
 
+@pytest.mark.slow
 def test_reliable_languages_recognise_their_held_out_flores_references_and_reject_english():
     english = _lines("eng")
     failures = []
@@ -81,6 +82,7 @@ def test_reliable_languages_recognise_their_held_out_flores_references_and_rejec
     assert not failures, failures
 
 
+@pytest.mark.slow
 def test_the_measure_generalises_to_news_and_treebank_sentences():
     _need(DATA / "wmt_newstest")
     _need(DATA / "ud")

@@ -148,6 +148,7 @@ def test_batch_order_is_a_function_of_seed_and_step_and_covers_each_epoch():
     assert not np.array_equal(data.BatchOrder(10, 3, seed=8).indices(0), order.indices(0))
 
 
+@pytest.mark.slow
 def test_accumulating_two_micro_batches_equals_one_batch_of_twice_the_size(jax_checkpoint, tmp_path):
     directory = jax_checkpoint("llama")
     sequences = _sft_batch(directory, tmp_path)  # rows with different numbers of targets
@@ -170,6 +171,7 @@ def test_accumulating_two_micro_batches_equals_one_batch_of_twice_the_size(jax_c
 # --- LoRA ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_lora_trains_only_its_factors_and_exports_base_plus_delta(jax_checkpoint, tmp_path):
     directory = jax_checkpoint("llama")
     settings = _settings(directory, lora_rank=4, lora_alpha=8.0, learning_rate=1e-2)
@@ -249,6 +251,7 @@ def test_bad_data_is_refused_with_file_and_line(tmp_path):
         data.read_documents(tmp_path / "missing.txt", "--eval_file")
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_data_as_one_line_naming_file_and_line(scratch_run, tmp_path):
     root, flag_values = scratch_run
     bad = _write_jsonl(tmp_path / "sft.jsonl", SFT_EXAMPLES[:1] + [{"prompt": "no response"}])
@@ -309,6 +312,7 @@ def resumed_and_uninterrupted(scratch_run):
     return root / "whole", root / "resumed"
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_a_save_resumes_to_the_same_losses_and_weights(scratch_run, resumed_and_uninterrupted):
     root, flag_values = scratch_run
     whole, resumed = resumed_and_uninterrupted
@@ -341,6 +345,7 @@ def test_a_run_killed_after_a_save_resumes_to_the_same_losses_and_weights(scratc
     assert [p.name for p in (resumed / "train_state").iterdir()] == ["step_00000008"]
 
 
+@pytest.mark.slow
 def test_a_run_from_scratch_learns_and_hf_loads_its_export(scratch_run, resumed_and_uninterrupted):
     pytest.importorskip("torch", reason="HF transformers' model runs on torch")
     whole, _ = resumed_and_uninterrupted
@@ -357,6 +362,7 @@ def test_a_run_from_scratch_learns_and_hf_loads_its_export(scratch_run, resumed_
     np.testing.assert_allclose(HFReference(whole / "hf").logits(tokens, mask), logits, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_resuming_with_a_changed_flag_is_refused_by_name_unless_overwrite(
     scratch_run, resumed_and_uninterrupted, tmp_path
 ):

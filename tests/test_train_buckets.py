@@ -49,6 +49,7 @@ def test_grouped_batches_hold_similar_lengths_and_each_sequence_once_an_epoch():
     assert not np.array_equal(grouped.indices(50), grouped.indices(0))  # a new epoch, a new order
 
 
+@pytest.mark.slow
 def test_cutting_a_batch_to_its_bucket_changes_no_loss(jax_checkpoint, tmp_path):
     directory = jax_checkpoint("llama")
     tokenizer = load_tokenizer(directory)
@@ -73,6 +74,7 @@ class _Stop(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_a_bucketed_sft_run_stopped_after_a_save_continues_on_the_same_curve(jax_checkpoint, tmp_path):
     directory = jax_checkpoint("llama")
     train_file = _write_jsonl(tmp_path / "sft.jsonl", EXAMPLES)
