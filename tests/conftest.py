@@ -21,6 +21,7 @@ from safetensors.numpy import load_file, save_file
 from pretty_jax.checkpoints import tiny
 from pretty_jax.checkpoints.sample_text import SENTENCES
 from pretty_jax.core import compilation_cache
+from pretty_jax.core.errors import UserError
 
 
 # The developer loop `pytest -m "not slow"` leaves to the full suite the tests marked
@@ -36,8 +37,12 @@ def pytest_configure(config):
     in many modules (and `_compiled_programs_per_module` empties the in-memory caches
     between them), both xdist workers and the CLI runs tests start share the folder, and
     a second run of the suite compiles almost nothing. Entries are keyed by the program
-    and the JAX version, so a stale one is never used."""
-    compilation_cache.enable()
+    and the JAX version, so a stale one is never used. Where the folder cannot be written
+    (Bazel's sandbox keeps the home folder read-only) the tests compile without it."""
+    try:
+        compilation_cache.enable()
+    except UserError:
+        pass
 
 
 def pytest_collection_modifyitems(config, items):
