@@ -32,6 +32,7 @@ from pretty_jax.alignment.statistics import check_same_tokenizer
 from pretty_jax.checkpoints import loading
 from pretty_jax.cli import alternative_flags, decode_flags, mesh_flags, prompt_flags, run_flags
 from pretty_jax.core import progress, run_dir
+from pretty_jax.core.cache_home import cache_dir
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.flag_names import flag_name
 from pretty_jax.core.manifest import check_output_dir
@@ -262,7 +263,7 @@ def run_demo_mode() -> None:
             print(f"{name} {seconds:.0f}s", flush=True)
 
     output_dir = Path(_require(run_flags.OUTPUT_DIR))
-    root = Path(run_flags.ORGANISM_DIR.value)
+    root = Path(run_flags.ORGANISM_DIR.value) if run_flags.ORGANISM_DIR.value else cache_dir("organism")
     proxy = proxy_pair.planned_proxy_pair(demo.planned_organism(root))
     fixed = demo.experiment_settings(demo.planned_organism(root)) \
         | alternative_flags.organism_proxy(str(proxy.foundation), str(proxy.sft))

@@ -5,9 +5,6 @@ mesh_flags.py, alternative_flags.py)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from absl import flags
 
 from pretty_jax.alignment.summary import TRAJECTORIES
@@ -25,8 +22,9 @@ MODE = flags.DEFINE_enum(
     "(English -> an invented language), built into --organism_dir on first use.",
 )
 ORGANISM_DIR = flags.DEFINE_string(
-    "organism_dir", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pretty_jax" / "organism"),
-    "--mode=demo: where the model organism (data, tokenizer, foundation and SFT models) is built and reused.",
+    "organism_dir", None,
+    "--mode=demo: where the model organism (data, tokenizer, foundation and SFT models) is built and reused "
+    "(default: $XDG_CACHE_HOME/pretty_jax/organism, ~/.cache/pretty_jax/organism without XDG_CACHE_HOME).",
 )
 FOUNDATION = flags.DEFINE_string(
     "foundation", None,

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import jax
 
+from pretty_jax.core.cache_home import cache_dir
 from pretty_jax.core.errors import UserError
 
 
 def default_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pretty_jax" / "jax_compilation_cache"
+    return cache_dir("jax_compilation_cache")
 
 
 def enable(directory: Path | None = None) -> Path:

@@ -11,9 +11,9 @@ Placeholders such as {target_iso} are kept for the run to fill.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from pretty_jax.core.cache_home import cache_dir
 from pretty_jax.core.errors import UserError
 from pretty_jax.datasets.catalog import CATALOG
 from pretty_jax.datasets.fetch import RECORD
@@ -23,8 +23,7 @@ PREFIX = "data:"
 
 def default_cache_dir() -> Path:
     """Where the data command keeps datasets unless told otherwise."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "pretty_jax" / "data"
+    return cache_dir("data")
 
 
 def resolve_data_reference(value: str, flag: str, cache: Path | None = None) -> str:

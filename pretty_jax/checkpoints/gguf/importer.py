@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -42,6 +41,7 @@ from pretty_jax.checkpoints.gguf.architectures import architecture_of
 from pretty_jax.checkpoints.gguf.metadata import hf_config
 from pretty_jax.checkpoints.gguf.reader import GGUFFile, TensorDirectory, is_gguf
 from pretty_jax.checkpoints.gguf.tokenizer import save_tokenizer
+from pretty_jax.core.cache_home import cache_dir
 from pretty_jax.core.errors import CheckpointError
 from pretty_jax.core.fingerprint import gguf_fingerprint
 from pretty_jax.core.progress import Progress
@@ -92,10 +92,6 @@ def open_tensors(file: TensorDirectory, config: Mapping[str, Any]) -> TensorSour
     )
 
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pretty_jax" / "gguf"
-
-
 def _source_record(path: Path) -> dict[str, Any]:
     """What a view was made from: the view format, the file's path and fingerprint."""
     return {"format": FORMAT, "gguf": str(path), "fingerprint": gguf_fingerprint(path)}
@@ -134,7 +130,7 @@ def cached_view(path: str | Path) -> Path:
         raise FileNotFoundError(f"{path} does not exist")
     record = _source_record(path)
     key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]  # path and content
-    directory = _cache_root() / f"{path.stem}-{key}"
+    directory = cache_dir("gguf") / f"{path.stem}-{key}"
     if (directory / SOURCE_FILE).exists():
         return directory
     directory.parent.mkdir(parents=True, exist_ok=True)
