@@ -5,8 +5,10 @@ compiled program depends on: each stream's model graph (hashed once), the logits
 that combines the streams (logits.py), the strategy, the pool's shape and the mesh.
 Its verbs, the shape of JetStream's engine API:
 
-- `prefill(stream, params, tokens_RP, mask_RP)` runs R waiting examples (prompt +
-  prior, left-padded to P) through one stream's model, outside the pool;
+- `prefill(stream, params, tokens_RP, mask_RP, width)` runs R waiting examples (prompt +
+  prior, left-padded to P) through one stream's model, outside the pool; the pool asks
+  for blocks `width` = S - N wide, so that `admit` compiles once per row count, not
+  once per prompt length;
 - `admit(params, state, admission)` moves examples from prefilled blocks into free
   slots: their rows of every stream's KV cache, positions, first logits, keys;
 - `run_chunk(params, state, stops, refill_at)` runs `step`, one token for every running
@@ -196,9 +198,11 @@ class Engine:
             streams=streams,
         ))
 
-    def prefill(self, stream: int, params: nnx.State, tokens_RP: jax.Array, mask_RP: jax.Array) -> Prefilled:
-        """R left-padded rows [R, P] of stream `stream`, run through its model."""
-        return prefill_rows(self.graphs[stream], params, tokens_RP, mask_RP, mesh=self.mesh)
+    def prefill(self, stream: int, params: nnx.State, tokens_RP: jax.Array, mask_RP: jax.Array,
+                width: int | None = None) -> Prefilled:
+        """R left-padded rows [R, P] of stream `stream`, run through its model (the block
+        left-padded to `width` columns when given: `prefill_rows`)."""
+        return prefill_rows(self.graphs[stream], params, tokens_RP, mask_RP, mesh=self.mesh, width=width)
 
     @functools.partial(jax.jit, static_argnums=0, donate_argnames=("state",))
     def admit(self, params: Params, state: SlotState, admission: Admission) -> SlotState:

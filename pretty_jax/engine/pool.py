@@ -124,6 +124,8 @@ class _PoolRun:
         self.waiting: collections.deque[_Placement] = collections.deque()  # prefilled, no slot yet
         self.held = [-1] * self.slots  # request index each slot holds, -1 when free
         self.data = 1 if engine.mesh is None else engine.mesh.shape[parallel.DATA]
+        # Every prefilled block as wide as the longest (S - N columns): one admit program per row count.
+        self.block_width = engine.shape.ring_len - engine.shape.max_new_tokens
 
     def run(self, on_done: Callable[[int, DecodeOutput], None]) -> None:
         state = self.engine.empty(self.params)
@@ -169,7 +171,7 @@ class _PoolRun:
             tokens, mask, _ = left_pad(sequences + [sequences[0]] * (rows - len(hosts)), engine.shape.pad_id, length)
             self.stats.note(("prefill", rows, length))
             put = lambda a: parallel.device_batch(engine.mesh, a)  # noqa: E731
-            blocks.append(engine.prefill(s, self.params[s], put(tokens), put(mask)))
+            blocks.append(engine.prefill(s, self.params[s], put(tokens), put(mask), width=self.block_width))
         self.stats.prefilled += len(hosts)
         blocks = tuple(blocks)
         return [_Placement(i, blocks, r, tuple(len(x) for x in requests[i].tokens))
@@ -180,7 +182,7 @@ class _PoolRun:
         F = next(r for r in row_buckets(self.slots, 1) if r >= len(group))
         entries = group + [(self.slots, group[0][1])] * (F - len(group))
         blocks = group[0][1].blocks
-        self.stats.note(("admit", blocks[0].positions.shape[0], tuple(b.length for b in blocks), F))
+        self.stats.note(("admit", blocks[0].positions.shape[0], F))
         requests = self.job.requests
         admission = Admission(
             blocks=blocks,

@@ -58,15 +58,29 @@ class Prefilled:
         return self.positions.shape[1]
 
 
-@functools.partial(jax.jit, static_argnames=("graph", "mesh"))
+@functools.partial(jax.jit, static_argnames=("graph", "mesh", "width"))
 def prefill_rows(graph: Graph, params: nnx.State, tokens_RP: jax.Array, mask_RP: jax.Array, *,
-                 mesh: Mesh | None) -> Prefilled:
-    """Runs R left-padded rows [R, P] through the model."""
+                 mesh: Mesh | None, width: int | None = None) -> Prefilled:
+    """Runs R left-padded rows [R, P] through the model. With `width` (>= P) the block
+    comes back left-padded to `width` columns, as if its rows had been padded so: what
+    takes blocks of any P then compiles once."""
     R, P = tokens_RP.shape
     cache = parallel.constrain_cache(mesh, new_cache(graph.config, R, P, jax.tree.leaves(params)[0].dtype))
     model = nnx.merge(graph.graphdef, params)
     hidden_RPD, cache = model.hidden_states(tokens_RP, positions_from_mask(mask_RP), mask_RP, cache)
-    return Prefilled(keys=cache.keys, values=cache.values, positions=cache.positions, hidden=hidden_RPD)
+    block = Prefilled(keys=cache.keys, values=cache.values, positions=cache.positions, hidden=hidden_RPD)
+    return block if width is None else _left_padded(block, width)
+
+
+def _left_padded(block: Prefilled, width: int) -> Prefilled:
+    """`block` with padding columns (zeros, position -1) added on the left up to `width`."""
+    def pad(x: jax.Array, axis: int, fill) -> jax.Array:
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (width - block.length, 0)
+        return jnp.pad(x, widths, constant_values=fill)
+
+    return Prefilled(keys=tuple(pad(k, -2, 0) for k in block.keys), values=tuple(pad(v, -2, 0) for v in block.values),
+                     positions=pad(block.positions, 1, -1), hidden=pad(block.hidden, 1, 0))
 
 
 def logits_after(graph: Graph, params: nnx.State, hidden_RD: jax.Array) -> jax.Array:
