@@ -32,7 +32,7 @@ DISTRIBUTIONS = {
     "safetensors": "safetensors", "selenium": "selenium", "tokenizers": "tokenizers", "torch": "torch", "tqdm": "tqdm",
     "transformers": "transformers", "huggingface_hub": "huggingface_hub",
 }
-TEST_FIXTURES = ("conftest.py", "generation_cases.py", "gguf_files.py")
+TEST_FIXTURES = ("conftest.py", "generation_cases.py", "gguf_files.py", "in_process.py", "teacher_forcing.py")
 # Every py_test's main: runs its test file under pytest (in each py_test's srcs, no target of its own).
 TEST_MAIN = "tests/pytest_main.py"
 # Files at the top of the tree that a test may read (named in quotes in it): they are its data.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
+import in_process
 import pytest
 from generation_cases import PRIORS, alignment_case
 
@@ -238,11 +239,10 @@ def test_align_run_writes_json_and_figures_that_replot_identically(model_pair, t
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("\n".join(json.dumps({"id": f"s{i}", "prompt": s}) for i, s in enumerate(SENTENCES[:5])))
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "pretty_jax.run", "--mode=align", f"--foundation={foundation_dir}",
-         f"--sft={sft_dir}", f"--prompts_file={prompts}", f"--output_dir={out}", "--dtype=float32",
-         "--max_new_tokens=12", "--align_prior_token_counts=0,1,2", "--batch_size=4"],
-        capture_output=True, text=True, timeout=600,
+    result = in_process.run(
+        "--mode=align", f"--foundation={foundation_dir}", f"--sft={sft_dir}", f"--prompts_file={prompts}",
+        f"--output_dir={out}", "--dtype=float32", "--max_new_tokens=12", "--align_prior_token_counts=0,1,2",
+        "--batch_size=4",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = read_report(out / "alignment.json")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import in_process
 import pytest
 import sacrebleu
 
@@ -120,23 +121,24 @@ def test_proxy_models_with_another_vocabulary_are_refused_before_loading(jax_che
 def test_killed_contrastive_run_resumes_to_the_uninterrupted_outputs(jax_checkpoint, tmp_path):
     foundation = jax_checkpoint("llama")
     alternatives = AlternativeSettings(contrastive=("source",))
-    pretty_jax.run_experiment(_settings(tmp_path / "whole", foundation, alternatives, limit=40,
-                                        decode=DecodeConfig(max_new_tokens=24, stop_strings=("\n",))))
+    pretty_jax.run_experiment(_settings(tmp_path / "whole", foundation, alternatives, limit=20,
+                                        decode=DecodeConfig(max_new_tokens=16, stop_strings=("\n",))))
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "pretty_jax.run", "--dtype=float32", f"--data={DATA / 'flores101_devtest'}",
-               "--source_lang=eng", "--target_lang=fra", "--limit=40", f"--foundation={foundation}", "--priors=none",
-               "--contrastive=source", "--max_new_tokens=24", "--batch_size=4", f"--output_dir={killed}"]
+               "--source_lang=eng", "--target_lang=fra", "--limit=20", f"--foundation={foundation}", "--priors=none",
+               "--contrastive=source", "--max_new_tokens=16", "--batch_size=4", f"--output_dir={killed}"]
     # Killed at the progress line of its 4th contrastive output (the stage file may hold
     # fewer lines: outputs are appended in example order).
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
-        if re.search(r"contrastive \(source λ=0\.1\), 1 pairs: ([4-9]|[1-3]\d)/40 examples", line):
+        if re.search(r"contrastive \(source λ=0\.1\), 1 pairs: ([4-9]|1\d)/20 examples", line):
             process.send_signal(signal.SIGKILL)
             break
     process.wait()
     assert process.returncode == -signal.SIGKILL, "never saw the contrastive stage's 4th output"
     assert not (killed / "results.json").exists()
-    subprocess.run(command, check=True, capture_output=True, timeout=900)
+    resumed = in_process.run(*command[3:])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     for name in ("none.jsonl", "contrastive-source0.1.jsonl"):
         assert (killed / "eng-fra" / name).read_bytes() == (tmp_path / "whole" / "eng-fra" / name).read_bytes(), name
     assert json.loads((killed / "results.json").read_text()) == json.loads((tmp_path / "whole" / "results.json").read_text())

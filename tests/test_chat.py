@@ -10,11 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+import in_process
 import pytest
 from safetensors.numpy import load_file, save_file
 from test_alignment import numpy_statistics
@@ -317,13 +316,11 @@ def test_the_role_flags_reach_the_plan_with_escapes_read(jax_checkpoint, jax_sft
     for code, text in (("eng", "The cat sleeps."), ("fra", "Le chat dort.")):
         (flores / f"{code}.devtest").write_text(text + "\n", encoding="utf-8")
     sft = with_chat_template(jax_sft_stand_in("llama"), tmp_path / "sft", "chatml")
-    result = subprocess.run(
-        [sys.executable, "-m", "pretty_jax.run", "--dry_run", f"--foundation={jax_checkpoint('llama')}",
-         f"--sft={sft}", f"--refined_model={jax_checkpoint('llama')}", f"--data={flores}", "--target_lang=fra",
-         "--priors=none,refined", r"--refined_prompt_template=Translate to French:\n{source}",
-         "--refined_prompt_format=plain", r"--sft_system_message=Be brief.\tThanks.",
-         f"--output_dir={tmp_path / 'out'}"],
-        capture_output=True, text=True, timeout=300,
+    result = in_process.run(
+        "--dry_run", f"--foundation={jax_checkpoint('llama')}", f"--sft={sft}",
+        f"--refined_model={jax_checkpoint('llama')}", f"--data={flores}", "--target_lang=fra", "--priors=none,refined",
+        r"--refined_prompt_template=Translate to French:\n{source}", "--refined_prompt_format=plain",
+        r"--sft_system_message=Be brief.\tThanks.", f"--output_dir={tmp_path / 'out'}",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "sft prompt: chat template of" in result.stdout and "system message `'Be brief.\\tThanks.'`" in result.stdout
@@ -339,11 +336,10 @@ def test_align_mode_prompts_a_chat_sft_model_in_its_format(jax_checkpoint, jax_s
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("\n".join(json.dumps({"id": f"s{i}", "prompt": s}) for i, s in enumerate(SENTENCES[:3])))
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "pretty_jax.run", "--mode=align", f"--foundation={foundation_dir}",
-         f"--sft={sft_dir}", f"--prompts_file={prompts}", f"--output_dir={out}", "--dtype=float32",
-         "--max_new_tokens=6", "--align_prior_token_counts=0,1", "--batch_size=4", "--sft_system_message=Be brief."],
-        capture_output=True, text=True, timeout=600,
+    result = in_process.run(
+        "--mode=align", f"--foundation={foundation_dir}", f"--sft={sft_dir}", f"--prompts_file={prompts}",
+        f"--output_dir={out}", "--dtype=float32", "--max_new_tokens=6", "--align_prior_token_counts=0,1",
+        "--batch_size=4", "--sft_system_message=Be brief.",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "alignment.json").read_text())

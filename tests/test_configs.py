@@ -5,11 +5,11 @@ config gives valid settings to the trainer."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+import in_process
 import pytest
 from test_chat import with_chat_template
 
@@ -54,11 +54,8 @@ def models(jax_checkpoint, jax_sft_stand_in, tmp_path_factory) -> list[str]:
 
 
 def _dry_run(config: Path, cache: Path, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pretty_jax.run", f"--flagfile={config}", "--dry_run",
-         f"--output_dir={cache / 'out' / config.stem}", *flags],
-        capture_output=True, text=True, timeout=600, env=os.environ | {"XDG_CACHE_HOME": str(cache)},
-    )
+    return in_process.run(f"--flagfile={config}", "--dry_run", f"--output_dir={cache / 'out' / config.stem}", *flags,
+                          env={"XDG_CACHE_HOME": str(cache)})
 
 
 def test_there_are_configs():

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+import in_process
 import pytest
 from conftest import write_scratch_inputs
 
@@ -63,8 +63,7 @@ def _run_cli(pair, out: Path, *extra: str) -> subprocess.CompletedProcess:
     flags = ["--dtype=float32", f"--data={FLORES}", "--source_lang=eng", "--target_lang=fra", "--limit=2",
              f"--foundation={foundation}", f"--sft={sft}", "--priors=none,sft", "--max_new_tokens=4",
              "--batch_size=2", "--noalign", "--sweep_prior_token_counts=", f"--output_dir={out}", *extra]
-    return subprocess.run([sys.executable, "-m", "pretty_jax.run", *flags], capture_output=True, text=True,
-                          timeout=900, cwd=ROOT)
+    return in_process.run(*flags)
 
 
 def _one_line_refusal(result: subprocess.CompletedProcess) -> str:

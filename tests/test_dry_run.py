@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import in_process
 import pytest
 from test_chat import CHATML, with_chat_template
 
@@ -30,11 +31,8 @@ def inputs(tmp_path, jax_checkpoint, jax_sft_stand_in) -> dict[str, Path]:
 
 def _dry_run(inputs: dict[str, Path], *extra: str) -> subprocess.CompletedProcess:
     flags = [f"--{name}={inputs[name]}" for name in ("foundation", "sft", "data", "dictionary")]
-    return subprocess.run(
-        [sys.executable, "-m", "pretty_jax.run", "--dry_run", *flags, "--target_lang=fra",
-         "--priors=none,sft,dictionary,oracle", f"--output_dir={inputs['out']}", *extra],
-        capture_output=True, text=True, timeout=300,
-    )
+    return in_process.run("--dry_run", *flags, "--target_lang=fra", "--priors=none,sft,dictionary,oracle",
+                          f"--output_dir={inputs['out']}", *extra)
 
 
 @pytest.mark.slow
@@ -88,11 +86,8 @@ def test_a_language_name_gets_its_code_suggested(inputs):
 
 
 def test_a_user_with_only_a_foundation_model_is_told_which_priors_work(inputs):
-    result = subprocess.run(
-        [sys.executable, "-m", "pretty_jax.run", "--dry_run", f"--foundation={inputs['foundation']}",
-         f"--data={inputs['data']}", "--target_lang=fra", f"--output_dir={inputs['out']}"],
-        capture_output=True, text=True, timeout=300,
-    )
+    result = in_process.run("--dry_run", f"--foundation={inputs['foundation']}", f"--data={inputs['data']}",
+                            "--target_lang=fra", f"--output_dir={inputs['out']}")
     line = _error(result)
     assert line.startswith("error: --sft is required by the sft prior") and "--priors=none,oracle" in line
 

@@ -1,18 +1,16 @@
 """The experiment runner end to end on tiny models and the real sample data: every
-prior, every task, scores equal to sacrebleu's on the same outputs, resume after
-kill -9, the report and results. Experiments run in-process through the public API;
-the command line only where it is the subject (a killed process, exit statuses)."""
+prior, every task, scores equal to sacrebleu's on the same outputs, the report and
+results. Experiments run in-process through the public API; the command line (in
+process too) only where it is the subject (exit statuses). Resuming after kill -9 is
+test_faults.py's."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import in_process
 import numpy as np
 import pytest
 import sacrebleu
@@ -50,14 +48,6 @@ def _experiment(out: Path, foundation: Path, sft: Path | None = None, max_new_to
     settings = dataclasses.replace(settings, **changes)
     settings.validate()
     return pretty_jax.run_experiment(settings)
-
-
-def _run(*flags: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "pretty_jax.run", "--dtype=float32", *flags],
-                            capture_output=True, text=True, timeout=900)
-    if check:
-        assert result.returncode == 0, result.stderr[-4000:]
-    return result
 
 
 def _records(path: Path) -> list[dict]:
@@ -99,30 +89,6 @@ def test_translation_with_every_prior_scores_like_sacrebleu(pair, tmp_path):
     assert "chrF++ against the number of SFT prior tokens" in report
     assert (out / "prior_sweep.png").stat().st_size > 5000
     assert [p["prior_tokens"] for p in results["sweep"]["eng-deu"]] == [0, 1, 2]
-
-
-@pytest.mark.slow
-@needs_data
-def test_killed_run_resumes_to_the_uninterrupted_outputs(pair, tmp_path):
-    foundation, sft = pair
-    flags = [f"--data={DATA / 'flores101_devtest'}", "--source_lang=eng", "--target_lang=fra", "--limit=40",
-             f"--foundation={foundation}", f"--sft={sft}", "--priors=none,sft", "--max_new_tokens=24",
-             "--batch_size=4"]
-    _experiment(tmp_path / "whole", foundation, sft, max_new_tokens=24, target_langs=("fra",), limit=40)
-    killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "pretty_jax.run", "--dtype=float32", *flags,
-                                f"--output_dir={killed}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stage = killed / "eng-fra" / "none.jsonl"
-    deadline = time.time() + 300
-    while not (stage.exists() and stage.read_text().count("\n") >= 4) and time.time() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert stage.read_text().count("\n") < 40, "the run finished before it could be killed"
-    _run(*flags, f"--output_dir={killed}")
-    for name in ("sft.jsonl", "none.jsonl", "sft-1tok.jsonl"):
-        assert (killed / "eng-fra" / name).read_bytes() == (tmp_path / "whole" / "eng-fra" / name).read_bytes(), name
-    assert json.loads((killed / "results.json").read_text()) == json.loads((tmp_path / "whole" / "results.json").read_text())
 
 
 @pytest.mark.slow
@@ -170,8 +136,8 @@ def test_differing_tokenizers_need_word_priors(pair, jax_checkpoint, tmp_path):
 
 
 def test_missing_data_is_reported_with_the_path(pair, tmp_path):
-    result = _run(f"--data={tmp_path / 'nowhere'}", f"--foundation={pair[0]}", "--priors=none",
-                  f"--output_dir={tmp_path / 'o'}", check=False)
+    result = in_process.run("--dtype=float32", f"--data={tmp_path / 'nowhere'}", f"--foundation={pair[0]}",
+                            "--priors=none", f"--output_dir={tmp_path / 'o'}")
     assert result.returncode == 2 and f"Flores data folder {tmp_path / 'nowhere'} does not exist" in result.stderr
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import in_process
 import pytest
 
 from pretty_jax.core.manifest import LOCK
@@ -35,14 +36,8 @@ def _flags(pair, out: Path, *extra: str) -> list[str]:
             "--batch_size=4", f"--output_dir={out}", *extra]
 
 
-def _run(*flags: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    encoding = (env or {}).get("PYTHONIOENCODING", "utf-8")  # what the command's streams are read as
-    return subprocess.run([sys.executable, "-m", "pretty_jax.run", *flags], capture_output=True, encoding=encoding,
-                          timeout=900, cwd=ROOT, env=None if env is None else os.environ | env)
-
-
 def _ok(*flags: str) -> subprocess.CompletedProcess:
-    result = _run(*flags)
+    result = in_process.run(*flags)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -50,7 +45,7 @@ def _ok(*flags: str) -> subprocess.CompletedProcess:
 def _refused(*flags: str) -> str:
     """Runs a command that must fail as a one-line user error before any model loads;
     returns that line."""
-    result = _run(*flags)
+    result = in_process.run(*flags)
     assert result.returncode == 2, (result.returncode, result.stderr[-3000:])
     assert "Traceback" not in result.stderr and "models loaded" not in result.stderr, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -202,7 +197,10 @@ def test_align_mode_refuses_bad_prompts_before_the_output_directory_exists(pair,
 @pytest.mark.slow
 def test_a_latin1_stdout_prints_escapes_and_exits_0(pair, tmp_path):
     out = tmp_path / "out"
-    result = _run(*_flags(pair, out, "--target_lang=zho_simpl", "--priors=none"), env={"PYTHONIOENCODING": "latin-1"})
+    # A process of its own: its streams are opened with the terminal's encoding.
+    command = [sys.executable, "-m", "pretty_jax.run", *_flags(pair, out, "--target_lang=zho_simpl", "--priors=none")]
+    result = subprocess.run(command, capture_output=True, encoding="latin-1", timeout=900, cwd=ROOT,
+                            env=os.environ | {"PYTHONIOENCODING": "latin-1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "\\u2192" in result.stdout  # the report's arrow, escaped
     assert "±" in result.stdout  # what latin-1 holds is printed as it is

@@ -23,7 +23,7 @@ from pretty_jax.core.flag_names import flag_name
 INTERRUPTED = 130  # the shell's status for a command ended by SIGINT
 
 
-def _parse_flags(argv: list[str], spec: cli_help.Help) -> list[str]:
+def parse_flags(argv: list[str], spec: cli_help.Help) -> list[str]:
     """absl's flag parsing, with a bad flag reported like every other user error, and
     `--help` / `--helpfull` answered with the command's own flags (exit 0)."""
     wanted = cli_help.requested_help(argv)
@@ -79,19 +79,21 @@ def run(main: Callable[[list[str]], None], spec: cli_help.Help | None = None) ->
     _printable_streams()
     if spec is None:
         spec = cli_help.fallback(sys.modules["__main__"].__doc__, f"python {sys.argv[0]}")
+    app.run(lambda argv: run_main(main, argv), flags_parser=lambda argv: parse_flags(argv, spec))
 
-    def guarded(argv: list[str]) -> None:
-        # JAX logs, at INFO, every accelerator backend it does not find.
-        logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}", exitcode=2)
-        try:
-            main(argv)
-        except (UserError, OSError) as e:
-            print(f"error: {flag_message(str(e))}", file=sys.stderr)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            print("interrupted: rerun the same command to resume", file=sys.stderr)
-            sys.exit(INTERRUPTED)
 
-    app.run(guarded, flags_parser=lambda argv: _parse_flags(argv, spec))
+def run_main(main: Callable[[list[str]], None], argv: list[str]) -> None:
+    """`main(argv)` once the flags are parsed, with this module's exit statuses: a user
+    error or a missing file is one `error: ...` line and exit 2, Ctrl-C one line and 130."""
+    # JAX logs, at INFO, every accelerator backend it does not find.
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}", exitcode=2)
+    try:
+        main(argv)
+    except (UserError, OSError) as e:
+        print(f"error: {flag_message(str(e))}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        sys.exit(INTERRUPTED)

@@ -1,0 +1,74 @@
+"""`python -m pretty_jax.run ARGS` inside the test process, for the tests whose point
+is what a run writes, prints or refuses rather than what a process does.
+
+A subprocess pays ~10 s before its first step here (JAX, transformers and torch
+imported, every program loaded again); in process the command's flags are parsed
+and its main runs as `python -m pretty_jax.run` runs them (`common.parse_flags`,
+`common.run_main`: the same exit statuses and one-line errors), its stdout and stderr
+(prints and absl's log lines) captured. What only a process shows — a kill, Ctrl-C,
+a lock held by another process, start-up itself — stays with subprocess tests."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging as std_logging
+import os
+import subprocess
+import sys
+
+from absl import app, flags, logging
+
+from pretty_jax.cli import common, run_flags
+from pretty_jax.cli import run as command
+
+PROGRAM = "pretty_jax.run"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs the command with `args` (and `env` added to the environment); returns what
+    `subprocess.run(..., capture_output=True, text=True)` would."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    handler = logging.get_absl_handler()
+    saved_stream, saved_filters = handler.python_handler.stream, list(handler.filters)
+    root = std_logging.getLogger()
+    saved_root = root.level, list(root.handlers)
+    saved_env = {name: os.environ.get(name) for name in env or {}}
+    os.environ.update(env or {})
+    logging.use_absl_handler()
+    handler.python_handler.stream = stderr
+    flags.FLAGS.unparse_flags()
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            returncode = _exit_status(lambda: common.run_main(command.main, _parse([PROGRAM, *args])))
+    finally:
+        flags.FLAGS.unparse_flags()
+        handler.python_handler.stream, handler.filters = saved_stream, saved_filters
+        root.setLevel(saved_root[0])
+        root.handlers[:] = saved_root[1]
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return subprocess.CompletedProcess([PROGRAM, *args], returncode, stdout.getvalue(), stderr.getvalue())
+
+
+def _parse(argv: list[str]) -> list[str]:
+    """The command's flag parsing, and absl.app.run's INFO verbosity unless --verbosity."""
+    argv = common.parse_flags(argv, run_flags.HELP)
+    if flags.FLAGS["verbosity"].using_default_value:
+        flags.FLAGS.verbosity = 0
+    return argv
+
+
+def _exit_status(main) -> int:
+    """The status a process running `main` would exit with (absl prints a usage error)."""
+    try:
+        main()
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except app.UsageError as e:  # absl.app.run prints it with the usage
+        print(e, file=sys.stderr)
+        return e.exitcode
+    return 0
