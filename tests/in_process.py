@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 
+import jax
 from absl import app, flags, logging
 
 from pretty_jax.cli import common, run_flags
@@ -34,6 +35,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     root = std_logging.getLogger()
     saved_root = root.level, list(root.handlers)
     saved_env = {name: os.environ.get(name) for name in env or {}}
+    saved_cache = jax.config.jax_compilation_cache_dir  # a run with another XDG_CACHE_HOME moves it
     os.environ.update(env or {})
     logging.use_absl_handler()
     handler.python_handler.stream = stderr
@@ -44,6 +46,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     finally:
         flags.FLAGS.unparse_flags()
         handler.python_handler.stream, handler.filters = saved_stream, saved_filters
+        jax.config.update("jax_compilation_cache_dir", saved_cache)
         root.setLevel(saved_root[0])
         root.handlers[:] = saved_root[1]
         for name, value in saved_env.items():
