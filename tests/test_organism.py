@@ -13,6 +13,7 @@ from pretty_jax.core.errors import UserError
 from pretty_jax.core.manifest import MANIFEST, read_manifest
 from pretty_jax.organism.build import (
     OrganismSettings,
+    TrainingRun,
     ensure_organism,
     register_varic,
     world_files,
@@ -65,9 +66,10 @@ def test_files_are_read_by_the_tasks_and_the_dictionary(tmp_path):
     assert target_language_rate([e.source for e in task.examples()], "vrc") == 0.0
 
 
-TINY = OrganismSettings(num_documents=200, num_instructions=40, num_test=8, hidden_size=16, sft_seq_len=128,
-                        intermediate_size=32, num_layers=1, num_heads=2, pretrain_steps=2, pretrain_batch=4,
-                        sft_steps=2, sft_batch=4)
+TINY = OrganismSettings(num_documents=200, num_instructions=40, num_test=8, hidden_size=16,
+                        intermediate_size=32, num_layers=1, num_heads=2,
+                        pretrain=TrainingRun(steps=2, batch=4, seq_len=128, learning_rate=3e-3),
+                        sft=TrainingRun(steps=2, batch=4, seq_len=128, learning_rate=1e-3))
 
 
 def _snapshot(root):
@@ -112,7 +114,7 @@ def test_the_proxy_pair_is_built_in_the_organism_reused_and_rebuilt_file_by_file
     root = tmp_path / "organism"
     organism = ensure_organism(root, TINY, report=lambda phase, seconds: None)
     small = dataclasses.replace(smaller(TINY), hidden_size=8, intermediate_size=16, num_layers=1, num_heads=2,
-                                pretrain_steps=2, sft_steps=2)
+                                pretrain=TINY.pretrain)
     phases = []
     pair = ensure_proxy_pair(organism, small, report=lambda phase, seconds: phases.append(phase))
     assert phases[::2] == ["pretrain small foundation", "SFT of the small foundation"]
@@ -127,9 +129,9 @@ def test_the_proxy_pair_is_built_in_the_organism_reused_and_rebuilt_file_by_file
     ensure_proxy_pair(organism, small, report=lambda phase, seconds: phases.append(phase))
     assert "SFT of the small foundation" in phases
     phases.clear()
-    other = dataclasses.replace(small, sft_steps=3)
+    other = dataclasses.replace(small, sft=dataclasses.replace(small.sft, steps=3))
     ensure_proxy_pair(organism, other, report=lambda phase, seconds: phases.append(phase))
     assert "SFT of the small foundation" in phases  # other settings: rebuilt
-    assert json.loads((root / "proxy.json").read_text())["settings"]["sft_steps"] == 3
+    assert json.loads((root / "proxy.json").read_text())["settings"]["sft"]["steps"] == 3
     assert (root / "proxy" / "sft" / "notes.txt").read_text() == (root / "proxy" / "notes.txt").read_text() == "mine\n"
     assert (root / "proxy" / "runs" / "sft" / MANIFEST).is_file()  # the new run's, not a stale one

@@ -50,6 +50,17 @@ FLAG = "--organism_dir"
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainingRun:
+    """One of the two training runs: its steps, its batch of sequences of up to
+    `seq_len` tokens, and its peak learning rate (10% of the steps warm up to it)."""
+
+    steps: int
+    batch: int
+    seq_len: int
+    learning_rate: float
+
+
+@dataclasses.dataclass(frozen=True)
 class OrganismSettings:
     """The world, the model's shape and the two training runs."""
 
@@ -62,14 +73,8 @@ class OrganismSettings:
     intermediate_size: int = 256
     num_layers: int = 3
     num_heads: int = 4
-    max_seq_len: int = 128
-    pretrain_steps: int = 800
-    pretrain_batch: int = 24
-    pretrain_learning_rate: float = 3e-3
-    sft_seq_len: int = 64
-    sft_steps: int = 60
-    sft_batch: int = 32
-    sft_learning_rate: float = 1e-3
+    pretrain: TrainingRun = TrainingRun(steps=800, batch=24, seq_len=128, learning_rate=3e-3)
+    sft: TrainingRun = TrainingRun(steps=60, batch=32, seq_len=64, learning_rate=1e-3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,21 +165,24 @@ def train_pair(directory: RunDirectory, settings: OrganismSettings, tree: str,
     pretrain = TrainSettings(
         output_dir=str(directory.record_dir(f"{prefix}runs/pretrain")), train_file=str(data / "pretrain.jsonl"),
         init="scratch", model_config=str(config_path), tokenizer=str(tokenizer), data_mode="pretrain",
-        max_seq_len=settings.max_seq_len, batch_size=settings.pretrain_batch, train_steps=settings.pretrain_steps,
-        learning_rate=settings.pretrain_learning_rate, warmup_steps=settings.pretrain_steps // 10,
-        weight_decay=0.01, seed=settings.seed, save_every=100, log_every=50, eval_every=10**9,
+        weight_decay=0.01, save_every=100, log_every=50, **_run_settings(settings.pretrain, settings.seed),
     )
     sft = TrainSettings(
         output_dir=str(directory.record_dir(f"{prefix}runs/sft")), train_file=str(data / "sft.jsonl"),
-        init=str(root / f"{prefix}foundation"), data_mode="sft", max_seq_len=settings.sft_seq_len,
-        batch_size=settings.sft_batch, train_steps=settings.sft_steps, learning_rate=settings.sft_learning_rate,
-        warmup_steps=settings.sft_steps // 10, seed=settings.seed, save_every=50, log_every=25, eval_every=10**9,
+        init=str(root / f"{prefix}foundation"), data_mode="sft",
+        save_every=50, log_every=25, **_run_settings(settings.sft, settings.seed),
     )
     for phase, run, target in zip(phases, (pretrain, sft), ("foundation", "sft")):
         report(phase, None)
         start = time.perf_counter()
         directory.place_files(train(run, description=phase), f"{prefix}{target}")
         report(phase, time.perf_counter() - start)
+
+
+def _run_settings(run: TrainingRun, seed: int) -> dict:
+    """The TrainSettings fields a TrainingRun sets (no evaluation: the test set is held out)."""
+    return dict(max_seq_len=run.seq_len, batch_size=run.batch, train_steps=run.steps, learning_rate=run.learning_rate,
+                warmup_steps=run.steps // 10, seed=seed, eval_every=10**9)
 
 
 def _wanted(settings: OrganismSettings) -> dict:

@@ -37,7 +37,8 @@ def smaller(settings: OrganismSettings) -> OrganismSettings:
     """The small pair's settings: the world and training of `settings`, a model of half
     the width and two layers (the organism's own: hidden 96, 3 layers) pretrained for
     500 steps."""
-    return dataclasses.replace(settings, hidden_size=48, intermediate_size=128, num_layers=2, pretrain_steps=500)
+    return dataclasses.replace(settings, hidden_size=48, intermediate_size=128, num_layers=2,
+                               pretrain=dataclasses.replace(settings.pretrain, steps=500))
 
 
 def planned_proxy_pair(organism: Organism) -> ModelPair:
