@@ -200,12 +200,11 @@ def test_four_devices_give_the_same_numbers(model_pair):
     expected = alignment_case(foundation, sft, load_tokenizer(foundation_dir))
     result = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "mesh_worker.py"), "--job=alignment",
-         f"--checkpoint={foundation_dir}", f"--sft_checkpoint={sft_dir}", "--devices=4",
-         "--mesh_data=2", "--mesh_model=2"],
+         f"--run=2x2:{foundation_dir}", f"--sft_checkpoint={sft_dir}", "--devices=4"],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    outputs = json.loads(result.stdout.strip().splitlines()[-1])["outputs"]
+    outputs = json.loads(result.stdout.strip().splitlines()[-1])["runs"][0]["outputs"]
     for name in STATISTICS:
         for ours, theirs in zip(outputs[name], expected[name]):
             np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6, err_msg=name)

@@ -29,10 +29,9 @@ def single_device(jax_checkpoint):
     return _single_device_run(jax_checkpoint("llama"))
 
 
-def _worker(directory, *flags: str) -> subprocess.Popen:
+def _worker(*flags: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(WORKER), f"--checkpoint={directory}", *flags],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, str(WORKER), *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
@@ -42,19 +41,31 @@ def _result(process: subprocess.Popen) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
+# One process of 4 devices runs every single-process mesh below (its start-up, imports
+# and model loading paid once): (model, mesh shape) -> that run's result.
+MESHES = (("llama", "4x1"), ("llama", "2x2"), ("gemma3", "2x2"))
+
+
+@pytest.fixture(scope="module")
+def four_devices(jax_checkpoint):
+    runs = [f"--run={shape}:{jax_checkpoint(model)}" for model, shape in MESHES]
+    return dict(zip(MESHES, _result(_worker("--devices=4", *runs))["runs"]))
+
+
 @pytest.mark.parametrize("data,model", [(4, 1), (2, 2)])
-def test_four_devices_give_single_device_tokens(single_device, data, model):
-    directory, expected = single_device
-    result = _result(_worker(directory, "--devices=4", f"--mesh_data={data}", f"--mesh_model={model}"))
+def test_four_devices_give_single_device_tokens(single_device, four_devices, data, model):
+    _, expected = single_device
+    result = four_devices["llama", f"{data}x{model}"]
     assert result["mesh"] == {"data": data, "model": model}
     assert result["outputs"] == expected
 
 
-def test_gemma3_heads_split_on_model_axis_give_single_device_tokens(jax_checkpoint):
+def test_gemma3_heads_split_on_model_axis_give_single_device_tokens(jax_checkpoint, four_devices):
     """Gemma 3's single key/value head cannot be split over model=2: it is replicated
     while the query heads and MLP are split, and the tokens stay the same."""
-    directory, expected = _single_device_run(jax_checkpoint("gemma3"))
-    result = _result(_worker(directory, "--devices=4", "--mesh_data=2", "--mesh_model=2"))
+    _, expected = _single_device_run(jax_checkpoint("gemma3"))
+    result = four_devices["gemma3", "2x2"]
+    assert result["mesh"] == {"data": 2, "model": 2}
     assert result["outputs"] == expected
 
 
@@ -65,13 +76,13 @@ def test_two_processes_give_single_process_tokens(single_device):
         port = s.getsockname()[1]
     workers = [
         _worker(
-            directory, "--devices=2", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-            f"--process_id={i}",
+            f"--run=4x1:{directory}", "--devices=2", f"--coordinator_address=127.0.0.1:{port}",
+            "--num_processes=2", f"--process_id={i}",
         )
         for i in range(2)
     ]
     results = [_result(w) for w in workers]
     assert sorted(r["process"] for r in results) == [0, 1]
     for result in results:
-        assert result["mesh"] == {"data": 4, "model": 1}
-        assert result["outputs"] == expected
+        assert result["runs"][0]["mesh"] == {"data": 4, "model": 1}
+        assert result["runs"][0]["outputs"] == expected
