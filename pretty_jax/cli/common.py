@@ -17,6 +17,7 @@ from typing import Callable
 from absl import app, flags
 
 from pretty_jax.cli import help as cli_help
+from pretty_jax.core import host_memory
 from pretty_jax.core.errors import UserError
 from pretty_jax.core.flag_names import flag_name
 
@@ -42,8 +43,6 @@ def parse_flags(argv: list[str], spec: cli_help.Help) -> list[str]:
 def _without_absl_prefix(message: str) -> str:
     """absl's message without its own "ERROR::" (we print one "error:")."""
     return re.sub(r"^ERROR::?\s*", "", message)
-
-
 
 
 def flag_message(message: str) -> str:
@@ -75,7 +74,9 @@ def _printable_streams() -> None:
 
 def run(main: Callable[[list[str]], None], spec: cli_help.Help | None = None) -> None:
     """`absl.app.run(main)`, printing user errors and missing files as `error: ...`;
-    `spec` is what `--help` shows (default: the `__main__` module's docstring)."""
+    `spec` is what `--help` shows (default: the `__main__` module's docstring). On the CPU,
+    glibc's allocator is first set up for XLA's per-step buffers (`core.host_memory`)."""
+    host_memory.set_up_for_cpu()
     _printable_streams()
     if spec is None:
         spec = cli_help.fallback(sys.modules["__main__"].__doc__, f"python {sys.argv[0]}")
