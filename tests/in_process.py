@@ -6,7 +6,11 @@ imported, every program loaded again); in process the command's flags are parsed
 and its main runs as `python -m pretty_jax.run` runs them (`common.parse_flags`,
 `common.run_main`: the same exit statuses and one-line errors), its stdout and stderr
 (prints and absl's log lines) captured. What only a process shows — a kill, Ctrl-C,
-a lock held by another process, start-up itself — stays with subprocess tests."""
+a lock held by another process, start-up itself — stays with subprocess tests.
+
+`run_command` runs any command's main so; a command whose flags clash with run's (each
+command defines its own `--dtype`) runs in a process of its own, many runs to one
+process (tests/command_server.py)."""
 
 from __future__ import annotations
 
@@ -16,19 +20,27 @@ import logging as std_logging
 import os
 import subprocess
 import sys
+from typing import Callable, Sequence
 
 import jax
 from absl import app, flags, logging
 
-from pretty_jax.cli import common, run_flags
-from pretty_jax.cli import run as command
-
-PROGRAM = "pretty_jax.run"
+from pretty_jax.cli import common
+from pretty_jax.cli.help import Help
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Runs the command with `args` (and `env` added to the environment); returns what
-    `subprocess.run(..., capture_output=True, text=True)` would."""
+    """Runs `python -m pretty_jax.run` with `args` (and `env` added to the environment);
+    returns what `subprocess.run(..., capture_output=True, text=True)` would."""
+    from pretty_jax.cli import run as command, run_flags
+
+    return run_command("pretty_jax.run", command.main, run_flags.HELP, args, env)
+
+
+def run_command(program: str, main: Callable[[list[str]], None], spec: Help, args: Sequence[str],
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs the command `program` (its `main`, its `--help` `spec`) with `args`, and `env`
+    added to the environment, as `run` does."""
     stdout, stderr = io.StringIO(), io.StringIO()
     handler = logging.get_absl_handler()
     saved_stream, saved_filters = handler.python_handler.stream, list(handler.filters)
@@ -42,7 +54,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     flags.FLAGS.unparse_flags()
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            returncode = _exit_status(lambda: common.run_main(command.main, _parse([PROGRAM, *args])))
+            returncode = _exit_status(lambda: common.run_main(main, _parse([program, *args], spec)))
     finally:
         flags.FLAGS.unparse_flags()
         handler.python_handler.stream, handler.filters = saved_stream, saved_filters
@@ -54,12 +66,12 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    return subprocess.CompletedProcess([PROGRAM, *args], returncode, stdout.getvalue(), stderr.getvalue())
+    return subprocess.CompletedProcess([program, *args], returncode, stdout.getvalue(), stderr.getvalue())
 
 
-def _parse(argv: list[str]) -> list[str]:
+def _parse(argv: list[str], spec: Help) -> list[str]:
     """The command's flag parsing, and absl.app.run's INFO verbosity unless --verbosity."""
-    argv = common.parse_flags(argv, run_flags.HELP)
+    argv = common.parse_flags(argv, spec)
     if flags.FLAGS["verbosity"].using_default_value:
         flags.FLAGS.verbosity = 0
     return argv

@@ -12,6 +12,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from command_server import CommandServer
 
 from pretty_jax.checkpoints import loading, parity
 from pretty_jax.checkpoints.gguf import quants
@@ -218,20 +219,24 @@ def test_convert_cli_writes_a_checkpoint_equal_to_the_gguf(gguf_file, tmp_path):
     assert both.returncode == 2 and "exactly one of --hf_dir" in both.stderr
 
 
+@pytest.fixture(scope="module")
+def parity_cli():
+    """`parity_cli(*args)`: `python -m pretty_jax.parity ARGS`'s exit status and output
+    (one process serving the module's runs: tests/command_server.py)."""
+    server = CommandServer("pretty_jax.parity")
+    yield server.run
+    server.close()
+
+
 @pytest.mark.parametrize("preset", ["qwen2", "gemma3"])
-def test_parity_cli_compares_with_transformers_loading_the_file(gguf_file, preset):
+def test_parity_cli_compares_with_transformers_loading_the_file(parity_cli, gguf_file, preset):
     path = gguf_file(preset, "Q8_0")
-    result = subprocess.run(
-        [sys.executable, "-m", "pretty_jax.parity", f"--gguf={path}"], check=False, capture_output=True, text=True
-    )
+    result = parity_cli(f"--gguf={path}")
     assert result.returncode == 0, result.stderr
     assert f"against HF transformers ({path})" in result.stdout
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("parity OK max_abs=") and last.endswith("top1=1.000")
-    generated = subprocess.run(
-        [sys.executable, "-m", "pretty_jax.parity", f"--gguf={path}", "--generate", "--max_new_tokens=6"],
-        check=False, capture_output=True, text=True,
-    )
+    generated = parity_cli(f"--gguf={path}", "--generate", "--max_new_tokens=6")
     assert generated.returncode == 0, generated.stderr
     assert generated.stdout.strip().splitlines()[-1] == "generate parity OK identical=9/9"
 

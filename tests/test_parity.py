@@ -1,28 +1,30 @@
-"""The parity checker, run as a user runs it."""
+"""The parity checker, run as a user runs it (one process serving every run of the
+module: tests/command_server.py)."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from command_server import CommandServer
 from safetensors.numpy import load_file, save_file
 
 from pretty_jax.checkpoints import loading, parity
 
 
-def _parity(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pretty_jax.parity", *args], capture_output=True, text=True
-    )
+@pytest.fixture(scope="module")
+def parity_cli():
+    """`parity_cli(*args)`: `python -m pretty_jax.parity ARGS`'s exit status and output."""
+    server = CommandServer("pretty_jax.parity")
+    yield server.run
+    server.close()
 
 
 @pytest.mark.parametrize("preset", ["llama3", "gemma3"])
-def test_parity_ok_on_a_tiny_checkpoint(tiny_checkpoint, preset):
-    result = _parity(f"--hf_dir={tiny_checkpoint(preset)}")
+def test_parity_ok_on_a_tiny_checkpoint(parity_cli, tiny_checkpoint, preset):
+    result = parity_cli(f"--hf_dir={tiny_checkpoint(preset)}")
     assert result.returncode == 0, result.stderr
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("parity OK max_abs=") and " rel=" in last and last.endswith("top1=1.000")
@@ -30,22 +32,31 @@ def test_parity_ok_on_a_tiny_checkpoint(tiny_checkpoint, preset):
     assert "tolerances rel<=0.0002 kl<=1e-06 top1>=0.99" in result.stdout.splitlines()[0]
 
 
-def test_bfloat16_parity_passes_on_its_default_tolerances(tiny_checkpoint):
-    result = _parity(f"--hf_dir={tiny_checkpoint('llama')}", "--dtype=bfloat16")
+def test_bfloat16_parity_passes_on_its_default_tolerances(parity_cli, tiny_checkpoint):
+    result = parity_cli(f"--hf_dir={tiny_checkpoint('llama')}", "--dtype=bfloat16")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("parity OK max_abs=")
 
 
-def test_generate_parity_ok_past_the_sliding_window(tiny_checkpoint):
+def test_generate_parity_ok_past_the_sliding_window(parity_cli, tiny_checkpoint):
     """Gemma 3's window is 8 tokens: prompts and 24 new tokens run well past it."""
     directory = tiny_checkpoint("gemma3")
     assert loading.load_config(directory).layer_windows == (8, 8, None) * 2
-    result = _parity(f"--hf_dir={directory}", "--generate", "--max_new_tokens=24")
+    result = parity_cli(f"--hf_dir={directory}", "--generate", "--max_new_tokens=24")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "generate parity OK identical=9/9"
 
 
-def test_parity_fails_on_a_corrupted_conversion(tiny_checkpoint, tmp_path):
+def test_parity_of_a_bfloat16_conversion_uses_its_dtype_and_bfloat16_tolerances(parity_cli, tiny_checkpoint, tmp_path):
+    hf_dir = tiny_checkpoint("llama")
+    loading.convert_checkpoint(hf_dir, tmp_path / "converted", "bfloat16")  # convert's default dtype
+    result = parity_cli(f"--hf_dir={hf_dir}", f"--ours={tmp_path / 'converted'}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    header = result.stdout.splitlines()[0]
+    assert "bfloat16 (as --ours is stored)" in header and "tolerances rel<=0.15 kl<=0.01 top1>=0.9" in header
+
+
+def test_parity_fails_on_a_corrupted_conversion(parity_cli, tiny_checkpoint, tmp_path):
     """A converted checkpoint with one tensor nudged must be caught."""
     hf_dir = tiny_checkpoint("bloom")
     loading.convert_checkpoint(hf_dir, tmp_path / "converted", "float32")
@@ -55,7 +66,7 @@ def test_parity_fails_on_a_corrupted_conversion(tiny_checkpoint, tmp_path):
     # Not a uniform shift: the final LayerNorm would remove that.
     tensors["layers.1.mlp.down_bias"] = bias + np.linspace(-0.05, 0.05, bias.size, dtype=np.float32)
     save_file(tensors, params_file, metadata={"format": loading.FORMAT, "dtype": "float32"})
-    result = _parity(f"--hf_dir={hf_dir}", f"--ours={tmp_path / 'converted'}")
+    result = parity_cli(f"--hf_dir={hf_dir}", f"--ours={tmp_path / 'converted'}")
     assert result.returncode == 1, result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("parity FAIL max_abs=")
 
@@ -91,10 +102,10 @@ def _rope_base_five_percent_high(config):
     ],
     ids=["swapped-q_proj", "wrong-rope-base"],
 )
-def test_parity_fails_on_a_real_defect(tiny_checkpoint, tmp_path, defect):
+def test_parity_fails_on_a_real_defect(parity_cli, tiny_checkpoint, tmp_path, defect):
     hf_dir = tiny_checkpoint("llama")
     ours = _defective_copy(hf_dir, tmp_path / "ours", **defect)
-    result = _parity(f"--hf_dir={hf_dir}", f"--ours={ours}")
+    result = parity_cli(f"--hf_dir={hf_dir}", f"--ours={ours}")
     assert result.returncode == 1, result.stdout + result.stderr
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("parity FAIL max_abs=") and "(rel=" in last
@@ -133,17 +144,17 @@ def test_relative_error_is_judged_per_position():
     assert agreement.max_rel == pytest.approx(2e-3)
 
 
-def test_parity_reports_a_non_utf8_prompt_file_by_line(tiny_checkpoint, tmp_path):
+def test_parity_reports_a_non_utf8_prompt_file_by_line(parity_cli, tiny_checkpoint, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_bytes("first prompt\nsecond \xe9t\xe9\n".encode("latin-1"))
-    result = _parity(f"--hf_dir={tiny_checkpoint('llama')}", f"--prompts={prompts}")
+    result = parity_cli(f"--hf_dir={tiny_checkpoint('llama')}", f"--prompts={prompts}")
     assert result.returncode == 2
     assert f"{prompts}:2: not valid UTF-8" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_generate_parity_cli_compares_beam_search_tokens(tiny_checkpoint):
-    result = _parity(f"--hf_dir={tiny_checkpoint('bloom')}", "--generate", "--max_new_tokens=12", "--num_beams=4")
+def test_generate_parity_cli_compares_beam_search_tokens(parity_cli, tiny_checkpoint):
+    result = parity_cli(f"--hf_dir={tiny_checkpoint('bloom')}", "--generate", "--max_new_tokens=12", "--num_beams=4")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "generate parity OK identical=9/9"
 
@@ -158,9 +169,9 @@ def test_generate_parity_cli_compares_beam_search_tokens(tiny_checkpoint):
     ],
     ids=["hf_dir", "gguf", "ours", "no-config"],
 )
-def test_parity_names_the_flag_of_a_path_that_is_not_a_model(tiny_checkpoint, tmp_path, flags, message):
+def test_parity_names_the_flag_of_a_path_that_is_not_a_model(parity_cli, tiny_checkpoint, tmp_path, flags, message):
     (tmp_path / "empty").mkdir()
     paths = dict(hf_dir=tiny_checkpoint("llama"), empty=tmp_path / "empty")
-    result = _parity(*(flag.format(**paths) for flag in flags))
+    result = parity_cli(*(flag.format(**paths) for flag in flags))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(message.format(**paths)), result.stderr
