@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import in_process
 import numpy as np
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.cfg"
@@ -43,11 +44,8 @@ def test_demo_shows_the_prior_knowledge_effect(tmp_path):
     for name in ("report.md", "prior_sweep.png", "eng-vrc/alignment.json", "eng-vrc/topk_agreement.png",
                  "eng-vrc/token_shift_by_step.png", "eng-vrc/alignment.html"):
         assert (out / name).exists(), name
-    # A second run reuses the organism.
-    again = subprocess.run(
-        [sys.executable, "-m", "pretty_jax.run", f"--flagfile={CONFIG}", f"--organism_dir={tmp_path / 'organism'}",
-         f"--output_dir={out}", "--priors=none", "--sweep_prior_token_counts=", "--noalign"],
-        capture_output=True, text=True, timeout=900,
-    )
+    # A second run reuses the organism (run in the test process: tests/in_process.py).
+    again = in_process.run(f"--flagfile={CONFIG}", f"--organism_dir={tmp_path / 'organism'}", f"--output_dir={out}",
+                           "--priors=none", "--sweep_prior_token_counts=", "--noalign")
     assert again.returncode == 0, again.stderr[-4000:]
     assert "pretrain foundation" not in again.stdout
