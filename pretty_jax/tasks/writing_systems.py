@@ -20,6 +20,7 @@ _CHARACTER_SCRIPTS = ("Hani", "Hira", "Kana")
 _LETTER_SCRIPTS = ("Thai", "Laoo", "Khmr", "Mymr")
 
 
+@functools.cache  # a text's characters repeat: a lookup per distinct character
 def char_script(char: str) -> str | None:
     """The ISO 15924 script of a letter; None for shared characters (digits,
     punctuation: "Zyyy"), combining marks ("Zinh") and unassigned code points."""
@@ -27,6 +28,7 @@ def char_script(char: str) -> str | None:
     return None if script in ("Zyyy", "Zinh", "Zzzz") else script
 
 
+@functools.lru_cache(maxsize=1 << 16)  # one text is often judged for many languages (calibration)
 def text_script(text: str) -> str | None:
     """The script of most of the text's words, counting each Han or kana character as a
     word (Chinese with a few Latin names is still Chinese), and each letter of the
