@@ -38,7 +38,7 @@ class CommandServer:
         if self._process is None:
             self._process = subprocess.Popen(
                 [sys.executable, str(Path(__file__)), self.entry], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=self._log, text=True,
+                stderr=self._log, text=True, cwd=Path(__file__).resolve().parents[1],
             )
         self._process.stdin.write(json.dumps({"args": list(args), "env": env or {}}) + "\n")
         self._process.stdin.flush()

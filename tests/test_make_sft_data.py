@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from command_server import CommandServer
 
 from pretty_jax.core.errors import UserError
 from pretty_jax.tasks import format_prompt
 from pretty_jax.tasks.flores import FloresTask
 from pretty_jax.training import data, parallel_text
 
-ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = r"Translate the following English text into {tgt_lang}.\nEnglish: {source}\n{tgt_lang}:"
 ENGLISH = ["The cat sleeps.", "", "It rains.", "The market opens.", "We eat bread.", "Good night."]
 GERMAN = ["Die Katze schläft.", "Leer", "Es regnet.", "Der Markt öffnet.", "Wir essen Brot.", "Gute Nacht."]
@@ -35,22 +34,31 @@ def corpus(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _make(corpus: Path, *extra: str) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def make_sft_data_cli():
+    """`make_sft_data_cli(*args)`: `python -m pretty_jax.make_sft_data ARGS`'s exit status
+    and output (one process serving the module's runs: tests/command_server.py)."""
+    server = CommandServer("pretty_jax.make_sft_data")
+    yield server.run
+    server.close()
+
+
+def _make(cli, corpus: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`cli` (make_sft_data_cli) on the corpus of `corpus`'s news files, with `extra` flags."""
     flags = [
         "--target_lang=deu,fra", f"--source_files={corpus}/news.{{source_iso}}",
         f"--target_files={corpus}/news.{{target_iso}}", f"--prompt_template={TEMPLATE}",
         f"--output_dir={corpus}/out", *extra,
     ]
-    return subprocess.run([sys.executable, "-m", "pretty_jax.make_sft_data", *flags],
-                          capture_output=True, text=True, cwd=ROOT)
+    return cli(*flags)
 
 
 def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_records_prompt_as_the_experiment_does_and_answer_with_the_translation(corpus):
-    result = _make(corpus)
+def test_records_prompt_as_the_experiment_does_and_answer_with_the_translation(make_sft_data_cli, corpus):
+    result = _make(make_sft_data_cli, corpus)
     assert result.returncode == 0, result.stderr
     records = _records(corpus / "out" / "train.jsonl")
     assert len(records) == 2 * 5  # the line blank in English is skipped
@@ -73,8 +81,8 @@ def test_records_prompt_as_the_experiment_does_and_answer_with_the_translation(c
 
 
 @pytest.mark.slow
-def test_held_out_lines_are_the_same_sentences_in_every_language_and_never_trained(corpus):
-    result = _make(corpus, "--eval_lines=2", "--seed=5")
+def test_held_out_lines_are_the_same_sentences_in_every_language_and_never_trained(make_sft_data_cli, corpus):
+    result = _make(make_sft_data_cli, corpus, "--eval_lines=2", "--seed=5")
     assert result.returncode == 0, result.stderr
     train, held_out = _records(corpus / "out" / "train.jsonl"), _records(corpus / "out" / "eval.jsonl")
     assert (len(train), len(held_out)) == (2 * 3, 2 * 2)
@@ -84,41 +92,41 @@ def test_held_out_lines_are_the_same_sentences_in_every_language_and_never_train
     assert {source_of(r) for r in held_out if r["target_lang"] == "deu"} == held
     assert {source_of(r) for r in held_out if r["target_lang"] == "fra"} == held
     assert not held & {source_of(r) for r in train}
-    again = _make(corpus, "--eval_lines=2", "--seed=5")  # the same command replaces its own files
+    again = _make(make_sft_data_cli, corpus, "--eval_lines=2", "--seed=5")  # the same command replaces its own files
     assert again.returncode == 0 and _records(corpus / "out" / "eval.jsonl") == held_out
-    without = _make(corpus)  # no held-out lines: the earlier eval.jsonl (now trained on) goes
+    without = _make(make_sft_data_cli, corpus)  # no held-out lines: the earlier eval.jsonl (now trained on) goes
     assert without.returncode == 0 and not (corpus / "out" / "eval.jsonl").exists()
     assert len(_records(corpus / "out" / "train.jsonl")) == 2 * 5
 
 
-def test_misaligned_files_are_refused_naming_both_before_anything_is_written(corpus):
+def test_misaligned_files_are_refused_naming_both_before_anything_is_written(make_sft_data_cli, corpus):
     _write(corpus / "news.fr", FRENCH[:-1])
-    result = _make(corpus)
+    result = _make(make_sft_data_cli, corpus)
     assert result.returncode == 2
     assert f"error: {corpus}/news.en has 6 lines but {corpus}/news.fr has 5" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (corpus / "out").exists()
 
 
-def test_a_folder_holding_the_users_files_is_refused_and_left_as_it_was(corpus):
+def test_a_folder_holding_the_users_files_is_refused_and_left_as_it_was(make_sft_data_cli, corpus):
     (corpus / "out").mkdir()
     mine = _write(corpus / "out" / "train.jsonl", ["my own file"])
-    result = _make(corpus)
+    result = _make(make_sft_data_cli, corpus)
     assert result.returncode == 2 and "--output_dir=" in result.stderr and "holds no pretty_jax output" in result.stderr
     assert mine.read_text() == "my own file\n" and sorted(p.name for p in (corpus / "out").iterdir()) == ["train.jsonl"]
     (corpus / "sub").mkdir()
     (corpus / "sub" / "train.jsonl").symlink_to(mine)  # a planted link is never written through
-    assert _make(corpus, f"--output_dir={corpus}/sub").returncode == 2
+    assert _make(make_sft_data_cli, corpus, f"--output_dir={corpus}/sub").returncode == 2
     assert mine.read_text() == "my own file\n"
 
 
 @pytest.mark.slow
-def test_flags_that_cannot_work_are_refused_by_name(corpus):
-    no_placeholder = _make(corpus, f"--target_files={corpus}/news.de")
+def test_flags_that_cannot_work_are_refused_by_name(make_sft_data_cli, corpus):
+    no_placeholder = _make(make_sft_data_cli, corpus, f"--target_files={corpus}/news.de")
     assert no_placeholder.returncode == 2 and "is the same file for every --target_lang" in no_placeholder.stderr
-    unknown = _make(corpus, "--prompt_template={source} into {language}")
+    unknown = _make(make_sft_data_cli, corpus, "--prompt_template={source} into {language}")
     assert unknown.returncode == 2 and "--prompt_template=" in unknown.stderr and "{language}" in unknown.stderr
-    too_many = _make(corpus, "--eval_lines=5")
+    too_many = _make(make_sft_data_cli, corpus, "--eval_lines=5")
     assert too_many.returncode == 2 and "--eval_lines=5 must be >= 0 and below the 5 source lines" in too_many.stderr
     for result in (no_placeholder, unknown, too_many):
         assert "Traceback" not in result.stderr

@@ -11,13 +11,13 @@ import dataclasses
 import json
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import in_process
 import pytest
 from safetensors.numpy import load_file, save_file
 
@@ -61,8 +61,7 @@ def _edit_config(directory: Path, **values) -> None:
 
 
 def _run(*flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pretty_jax.run", *flags], capture_output=True, text=True,
-                          timeout=900, cwd=ROOT)
+    return in_process.run(*flags)
 
 
 def _refused(out: Path, *flags: str) -> str:

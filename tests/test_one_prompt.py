@@ -5,14 +5,11 @@ prompt may come from a file, and bad flags are refused before any model loads.""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from command_server import CommandServer
 
 from pretty_jax import DecodeConfig, Generator, load_model
 from pretty_jax.alignment.one_prompt import token_texts
@@ -21,7 +18,6 @@ from pretty_jax.checkpoints.loading import load_tokenizer_of
 from pretty_jax.checkpoints.tokenizer import continuation_ids
 from pretty_jax.models import forward
 
-ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Translate into French.\nEnglish: The cat sleeps.\nFrench:"
 PRIOR = "Le chat"
 TOP_K, MAX_NEW_TOKENS = 5, 6
@@ -29,9 +25,13 @@ TOP_K, MAX_NEW_TOKENS = 5, 6
 CELL = re.compile(r'("(?:[^"\\]|\\.)*")\s+(\d\.\d{4})')
 
 
-def _run(*flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pretty_jax.generate", *flags], capture_output=True, text=True,
-                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=600)
+@pytest.fixture(scope="module")
+def generate_cli():
+    """`generate_cli(*args)`: `python -m pretty_jax.generate ARGS`'s exit status and output
+    (one process serving the module's runs: tests/command_server.py)."""
+    server = CommandServer("pretty_jax.generate")
+    yield server.run
+    server.close()
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +40,10 @@ def pair(jax_checkpoint, jax_sft_stand_in):
 
 
 @pytest.fixture(scope="module")
-def printed(pair) -> str:
+def printed(generate_cli, pair) -> str:
     foundation, sft = pair
-    result = _run(f"--model={foundation}", f"--sft={sft}", r"--prompt=Translate into French.\nEnglish: The cat "
-                  r"sleeps.\nFrench:", f"--prior={PRIOR}", f"--top_k={TOP_K}", f"--max_new_tokens={MAX_NEW_TOKENS}")
+    result = generate_cli(f"--model={foundation}", f"--sft={sft}", r"--prompt=Translate into French.\nEnglish: The cat "
+                          r"sleeps.\nFrench:", f"--prior={PRIOR}", f"--top_k={TOP_K}", f"--max_new_tokens={MAX_NEW_TOKENS}")
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -96,11 +96,11 @@ def test_continuations_and_top_k_are_the_generators_and_numpys(printed, pair):
 
 
 @pytest.mark.slow
-def test_a_prompt_file_reads_as_the_escaped_prompt(printed, pair, tmp_path):
+def test_a_prompt_file_reads_as_the_escaped_prompt(generate_cli, printed, pair, tmp_path):
     prompt_file = tmp_path / "prompt.txt"
     prompt_file.write_text(PROMPT + "\n", encoding="utf-8")
-    result = _run(f"--model={pair[0]}", f"--prompt_file={prompt_file}", f"--prior={PRIOR}", f"--top_k={TOP_K}",
-                  f"--max_new_tokens={MAX_NEW_TOKENS}")
+    result = generate_cli(f"--model={pair[0]}", f"--prompt_file={prompt_file}", f"--prior={PRIOR}", f"--top_k={TOP_K}",
+                          f"--max_new_tokens={MAX_NEW_TOKENS}")
     assert result.returncode == 0, result.stderr
     with_sft = printed.splitlines()
     alone = result.stdout.splitlines()
@@ -117,7 +117,7 @@ def test_a_prompt_file_reads_as_the_escaped_prompt(printed, pair, tmp_path):
     (["--prompt=a", "--prior=b", "--sft=/no/such/model"],
      "error: --sft=/no/such/model does not exist; " + loading.WHERE_MODELS_COME_FROM),
 ])
-def test_bad_flags_are_refused_in_one_line_before_a_model_loads(pair, flags, message):
-    result = _run(f"--model={pair[0]}", *flags)
+def test_bad_flags_are_refused_in_one_line_before_a_model_loads(generate_cli, pair, flags, message):
+    result = generate_cli(f"--model={pair[0]}", *flags)
     assert result.returncode == 2
     assert result.stderr.strip() == message

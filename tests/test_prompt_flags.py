@@ -5,9 +5,9 @@ the model will read it."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
+import in_process
 import pytest
 
 SOURCES = ["The cat sleeps.", "It rains today."]
@@ -33,10 +33,7 @@ def dry_run(tmp_path: Path, flores: Path, *lines: str) -> subprocess.CompletedPr
         "--split=devtest", "--source_lang=eng", "--target_lang=fra", "--priors=none",
         f"--output_dir={tmp_path / 'out'}", *lines,
     ]) + "\n", encoding="utf-8")
-    return subprocess.run(
-        [sys.executable, "-m", "pretty_jax.run", f"--flagfile={flagfile}", "--dry_run"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )
+    return in_process.run(f"--flagfile={flagfile}", "--dry_run")
 
 
 def shown_prompt(stdout: str) -> str:
