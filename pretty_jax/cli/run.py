@@ -272,7 +272,7 @@ def run_demo_mode() -> None:
         return
     check_output_dir(output_dir, "--output_dir")
     if not (root / "organism.json").exists():
-        print(f"Building the model organism in {root} (first run only, about 3 minutes on 2 CPU cores)")
+        print(f"Building the model organism in {root} (first run only, about 2 minutes on 2 CPU cores)")
     settings = settings_from_flags(output_dir, **fixed)
     organism = demo.ensure_organism(root, report=phase)  # builds what `settings` points at, or reuses it
     if alternative_flags.ORGANISM_PROXY.value:
