@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 ANSWER = "command-server-answer "
 
 
@@ -54,6 +56,19 @@ class CommandServer:
             self._process.stdin.close()
             self._process.wait(timeout=60)
         self._log.close()
+
+
+def fixture(entry: str):
+    """A module-scoped pytest fixture of `python -m <entry>`: the test gets `run(*args)`
+    (`CommandServer.run` of one server for the whole module)."""
+
+    @pytest.fixture(scope="module")
+    def serve_module():
+        server = CommandServer(entry)
+        yield server.run
+        server.close()
+
+    return serve_module
 
 
 def _serve(entry: str) -> None:

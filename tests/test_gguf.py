@@ -12,7 +12,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from command_server import CommandServer
+import command_server
 
 from pretty_jax.checkpoints import loading, parity
 from pretty_jax.checkpoints.gguf import quants
@@ -219,13 +219,7 @@ def test_convert_cli_writes_a_checkpoint_equal_to_the_gguf(gguf_file, tmp_path):
     assert both.returncode == 2 and "exactly one of --hf_dir" in both.stderr
 
 
-@pytest.fixture(scope="module")
-def parity_cli():
-    """`parity_cli(*args)`: `python -m pretty_jax.parity ARGS`'s exit status and output
-    (one process serving the module's runs: tests/command_server.py)."""
-    server = CommandServer("pretty_jax.parity")
-    yield server.run
-    server.close()
+parity_cli = command_server.fixture("pretty_jax.parity")  # one process serving the module's runs
 
 
 @pytest.mark.parametrize("preset", ["qwen2", "gemma3"])

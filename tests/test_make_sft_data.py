@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from command_server import CommandServer
+import command_server
 
 from pretty_jax.core.errors import UserError
 from pretty_jax.tasks import format_prompt
@@ -34,13 +34,7 @@ def corpus(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture(scope="module")
-def make_sft_data_cli():
-    """`make_sft_data_cli(*args)`: `python -m pretty_jax.make_sft_data ARGS`'s exit status
-    and output (one process serving the module's runs: tests/command_server.py)."""
-    server = CommandServer("pretty_jax.make_sft_data")
-    yield server.run
-    server.close()
+make_sft_data_cli = command_server.fixture("pretty_jax.make_sft_data")  # one process serving the module's runs
 
 
 def _make(cli, corpus: Path, *extra: str) -> subprocess.CompletedProcess:

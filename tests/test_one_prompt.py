@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from command_server import CommandServer
+import command_server
 
 from pretty_jax import DecodeConfig, Generator, load_model
 from pretty_jax.alignment.one_prompt import token_texts
@@ -25,13 +25,7 @@ TOP_K, MAX_NEW_TOKENS = 5, 6
 CELL = re.compile(r'("(?:[^"\\]|\\.)*")\s+(\d\.\d{4})')
 
 
-@pytest.fixture(scope="module")
-def generate_cli():
-    """`generate_cli(*args)`: `python -m pretty_jax.generate ARGS`'s exit status and output
-    (one process serving the module's runs: tests/command_server.py)."""
-    server = CommandServer("pretty_jax.generate")
-    yield server.run
-    server.close()
+generate_cli = command_server.fixture("pretty_jax.generate")  # one process serving the module's runs
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,13 @@ import shutil
 
 import numpy as np
 import pytest
-from command_server import CommandServer
+import command_server
 from safetensors.numpy import load_file, save_file
 
 from pretty_jax.checkpoints import loading, parity
 
 
-@pytest.fixture(scope="module")
-def parity_cli():
-    """`parity_cli(*args)`: `python -m pretty_jax.parity ARGS`'s exit status and output."""
-    server = CommandServer("pretty_jax.parity")
-    yield server.run
-    server.close()
+parity_cli = command_server.fixture("pretty_jax.parity")  # one process serving the module's runs
 
 
 @pytest.mark.parametrize("preset", ["llama3", "gemma3"])
